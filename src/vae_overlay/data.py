@@ -1,0 +1,368 @@
+"""Image folders -> arrays, the ELPV crack subset, and the prepared-dataset files.
+
+The loading rule (documented in the README):
+
+* **Which files.** The folder's own files, sorted by name. Sub-folders are not descended into and
+  hidden files (names starting with ``.``) are ignored; both are counted in the report. Files whose
+  stem ends in ``_mask`` are ground-truth masks, not images, and are listed as such. Every other
+  file is offered to Pillow whatever its extension, so a mis-named PNG still loads and a text file
+  called ``x.png`` is reported, not crashed on.
+* **Refusals.** Empty files, files Pillow cannot identify, truncated or corrupt data, and images
+  whose declared size exceeds ``max_pixels`` (a decompression-bomb guard checked *before* the pixel
+  data are decoded) are skipped, each with its reason in the report.
+* **Pixels.** EXIF orientation is applied; the first frame of a multi-frame file is used; colour is
+  converted to grayscale with ITU-R 601 luma (Pillow's ``L``); transparency is composited over
+  white; 1-bit, 8-bit, 16-bit and float images are scaled to [0, 1] by their type's full range.
+* **Geometry.** Centre-crop to a square, then resize to ``size`` x ``size`` (Lanczos, which
+  area-averages on the way down). Cropping rather than padding: padding would paint an artificial
+  sharp border into every image, and a sharp transition is one of the three features the paper's
+  VAE learns — it would learn our padding instead of the product boundary.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000  # a 8000 x 8000 photo loads; a 100k x 100k bomb does not
+ELPV_LIST = "data/elpv_cracks.csv"
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file that cannot be used, with what to do about it."""
+
+
+class ImageSkipped(Exception):
+    """One file that is not a usable image; the message is the reason shown in the report."""
+
+
+@dataclass
+class LoadedImages:
+    """Images (n, size, size, 1) float32 in [0, 1], their file names, and what was skipped."""
+
+    images: np.ndarray
+    names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    source: str = ""
+
+    def report(self) -> str:
+        """A human-readable summary: how many loaded, and each skipped file with its reason."""
+        lines = [f"{self.source}: loaded {len(self.names)} image(s), skipped {len(self.skipped)}, "
+                 f"ignored {len(self.ignored)}"]
+        lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
+        lines += [f"  ignored {name}: {reason}" for name, reason in self.ignored]
+        return "\n".join(lines)
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository root: the nearest folder upwards that holds pyproject.toml."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def run_name(dataset: str) -> str:
+    """Name of the artifacts folder for a dataset: elpv-cracks, synthetic, or the folder's name."""
+    if dataset in ("elpv-cracks", "synthetic"):
+        return dataset
+    name = Path(str(dataset).rstrip("/\\")).name or "dataset"
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def run_dir(artifacts_dir: str | Path, dataset: str) -> Path:
+    """The folder holding one run's artifacts (created if missing)."""
+    folder = Path(artifacts_dir) / run_name(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _to_unit_float(image: Image.Image) -> np.ndarray:
+    """A Pillow image of any mode -> 2-D float32 grayscale in [0, 1]."""
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("L"), np.float32) / 255.0
+    if mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if mode == "I":
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max(initial=0) <= 65535 else 2.0**31 - 1
+        return np.clip(array / top, 0, 1).astype(np.float32)
+    if mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        if array.min(initial=0) < 0 or array.max(initial=0) > 1:
+            low, high = float(array.min()), float(array.max())
+            array = (array - low) / (high - low) if high > low else np.zeros_like(array)
+        return array.astype(np.float32)
+    if mode == "1":
+        return np.asarray(image.convert("L"), np.float32) / 255.0
+    if mode != "L":
+        image = image.convert("RGB").convert("L")  # palette, CMYK, YCbCr, HSV, LAB ...
+    return np.asarray(image, np.float32) / 255.0
+
+
+def square_resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop a 2-D array to a square, then resize it to size x size (Lanczos)."""
+    height, width = array.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = array[top:top + side, left:left + side]
+    if side != size:
+        square = np.asarray(Image.fromarray(np.ascontiguousarray(square, dtype=np.float32))
+                            .resize((size, size), Image.Resampling.LANCZOS))
+    return np.clip(square, 0.0, 1.0).astype(np.float32)
+
+
+def load_image(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image file -> (size, size) float32 in [0, 1]; raises ImageSkipped with the reason."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageSkipped("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageSkipped(f"declared size {width}x{height} exceeds the limit of "
+                                       f"{max_pixels:,} pixels (possible decompression bomb); "
+                                       "not decoded")
+                if width < 1 or height < 1:
+                    raise ImageSkipped(f"declared size {width}x{height} is empty")
+                image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                array = _to_unit_float(image)
+    except ImageSkipped:
+        raise
+    except UnidentifiedImageError:
+        raise ImageSkipped("not an image Pillow can identify") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageSkipped(f"refused as a possible decompression bomb, not decoded ({error})") from None
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError,
+            MemoryError, ZeroDivisionError, OverflowError, struct.error) as error:
+        reason = str(error) or type(error).__name__
+        raise ImageSkipped(f"truncated or corrupt image data ({type(error).__name__}: {reason})") from None
+    if not np.isfinite(array).all():
+        raise ImageSkipped("image holds non-finite values")
+    return square_resize(array, size)
+
+
+def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
+    """Every usable image in `folder` (not sub-folders) -> LoadedImages, with a skip report."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DatasetError(f"Image folder {folder} does not exist. Put your images (PNG, JPEG, TIFF, "
+                           "BMP, GIF) in a folder such as data/<name>/ and set DATASET to its path.")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is a file, not a folder. Set DATASET to the folder that holds "
+                           "your images.")
+    images, names, skipped, ignored = [], [], [], []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            ignored.append((entry.name, "hidden file"))
+        elif entry.is_dir():
+            ignored.append((entry.name + "/", "sub-folder (not descended into)"))
+        elif entry.stem.endswith("_mask"):
+            ignored.append((entry.name, "mask file (*_mask.*), not a training image"))
+        else:
+            try:
+                images.append(load_image(entry, size, max_pixels))
+                names.append(entry.name)
+            except ImageSkipped as reason:
+                skipped.append((entry.name, str(reason)))
+    loaded = LoadedImages(_stack(images, size), names, skipped, ignored, source=str(folder))
+    if not names:
+        detail = "it is empty" if not skipped and not ignored else loaded.report()
+        raise DatasetError(f"No usable image in {folder}: expected image files (PNG, JPEG, TIFF, BMP, "
+                           f"GIF) directly inside it. Found: {detail}")
+    return loaded
+
+
+def _stack(images: list[np.ndarray], size: int) -> np.ndarray:
+    """List of (size, size) arrays -> (n, size, size, 1) float32."""
+    if not images:
+        return np.zeros((0, size, size, 1), np.float32)
+    return np.stack(images)[..., None].astype(np.float32)
+
+
+# --- ELPV ------------------------------------------------------------------------------------
+
+def elpv_labels() -> list[tuple[str, float, str]]:
+    """(file name, defect probability, module type) for all 2,624 cells of the elpv-dataset package."""
+    folder = elpv_folder()
+    rows = []
+    with open(folder / "labels.csv") as labels:
+        for line in labels:
+            if line.strip():
+                path, probability, kind = line.split()
+                rows.append((Path(path).name, float(probability), kind))
+    return rows
+
+
+def elpv_folder() -> Path:
+    """The data folder of the installed elpv-dataset package (labels.csv, images/)."""
+    try:
+        import elpv_dataset
+    except ImportError:
+        raise DatasetError("The ELPV images come from the pip package 'elpv-dataset'; install the "
+                           "project's requirements (make reproduce does it) or pip install "
+                           "elpv-dataset.") from None
+    return Path(elpv_dataset.__file__).parent / "data"
+
+
+def elpv_image(name: str) -> np.ndarray:
+    """One ELPV cell as (300, 300) float32 in [0, 1]."""
+    with Image.open(elpv_folder() / "images" / name) as image:
+        return np.asarray(image, np.float32) / 255.0
+
+
+def crack_score(cell: np.ndarray, sigma: float = 1.5, border: int = 20) -> float:
+    """Thin-dark-line strength of one ELPV cell, favouring lines away from the busbar direction.
+
+    Dark ridges are found with the Hessian at scale `sigma`: its largest eigenvalue is large and
+    positive across a thin dark line. Each pixel's response is weighted by |sin| of the angle
+    between the line and the horizontal busbars, so busbars and the cell's frame score nothing.
+    The score is the mean of the top 1% weighted responses inside the cell (a `border` cut off),
+    minus a penalty for large dark areas (the fraction of pixels darker than half the median),
+    which are dead regions or shading, not cracks.
+    """
+    from scipy import ndimage
+
+    image = cell.astype(np.float64)
+    ixx = ndimage.gaussian_filter(image, sigma, order=(0, 2))
+    iyy = ndimage.gaussian_filter(image, sigma, order=(2, 0))
+    ixy = ndimage.gaussian_filter(image, sigma, order=(1, 1))
+    half_trace, root = (ixx + iyy) / 2, np.sqrt(((ixx - iyy) / 2) ** 2 + ixy**2)
+    ridge = np.maximum(half_trace + root, 0) * sigma**2  # scale-normalised
+    # eigenvector of the largest eigenvalue points across the line; the line runs perpendicular
+    across = 0.5 * np.arctan2(2 * ixy, ixx - iyy)  # angle of the across-direction from x
+    weight = np.abs(np.cos(across))  # across-direction horizontal -> line vertical -> weight 1
+    inner = (ridge * weight)[border:-border, border:-border]
+    top = np.sort(inner.ravel())[-max(1, inner.size // 100):]
+    core = image[border:-border, border:-border]
+    dark_fraction = float((core < 0.5 * np.median(core)).mean())
+    return float(top.mean() - 0.5 * dark_fraction)
+
+
+def select_elpv_cracks(count: int = 80, module_type: str = "mono", probability: float = 1.0):
+    """The documented ELPV crack subset: (name, score) of the `count` best-scoring cells."""
+    candidates = [name for name, prob, kind in elpv_labels() if prob == probability and kind == module_type]
+    scored = [(name, crack_score(elpv_image(name))) for name in candidates]
+    scored.sort(key=lambda item: (-round(item[1], 6), item[0]))
+    return scored[:count]
+
+
+def write_elpv_list(path: str | Path, selection) -> None:
+    """Write the selection as CSV (rank, name, score)."""
+    rows = [(rank, name, f"{score:.6f}") for rank, (name, score) in enumerate(selection, 1)]
+    atomic_write_text(path, "rank,name,score\n" + "".join(f"{r},{n},{s}\n" for r, n, s in rows))
+
+
+def read_elpv_list(path: str | Path | None = None) -> list[str]:
+    """Cell file names of the committed ELPV crack list, in rank order."""
+    path = Path(path) if path else project_root(Path(__file__).parent) / ELPV_LIST
+    if not path.is_file():
+        raise DatasetError(f"The ELPV crack list {path} is missing; regenerate it with "
+                           "`python -m vae_overlay.data --write-elpv-list`.")
+    with open(path, newline="") as handle:
+        return [row["name"] for row in csv.DictReader(handle)]
+
+
+def load_elpv_cracks(size: int, names: list[str] | None = None) -> LoadedImages:
+    """The committed list of 80 ELPV crack cells as LoadedImages at `size` px."""
+    names = names or read_elpv_list()
+    images = [square_resize(elpv_image(name), size) for name in names]
+    return LoadedImages(_stack(images, size), list(names), source="elpv-cracks (elpv-dataset package)")
+
+
+# --- dispatch and files ------------------------------------------------------------------------
+
+def resolve_folder(dataset: str | Path) -> Path:
+    """A folder path as given, or relative to the project root when it is not found as given."""
+    path = Path(dataset).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    candidate = project_root() / path
+    return candidate if candidate.exists() else path
+
+
+def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 80) -> LoadedImages:
+    """DATASET ("elpv-cracks", "synthetic", or a folder path) -> LoadedImages at `size` px."""
+    if dataset == "elpv-cracks":
+        return load_elpv_cracks(size)
+    if dataset == "synthetic":
+        from vae_overlay import synth
+
+        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed,
+                                              kinds=("crack",), crack_fraction=1.0)
+        names = [f"synthetic_{kind}_{i:03d}" for i, kind in enumerate(kinds)]
+        return LoadedImages(images.astype(np.float32), names, source=f"synthetic (seed {seed})")
+    return load_folder(resolve_folder(dataset), size)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text version of atomic_write_bytes (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
+    """Write images and names to a .npz file atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=loaded.images.astype(np.float32),
+                        names=np.array(loaded.names, dtype=str))
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def load_dataset(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """A dataset.npz written by notebook 01 -> (images, names); says what to run if missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run notebooks/01_prepare_dataset.ipynb first with "
+                                "the same DATASET and ARTIFACTS_DIR.")
+    with np.load(path, allow_pickle=False) as data:
+        return data["images"].astype(np.float32), [str(n) for n in data["names"]]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rebuild data/elpv_cracks.csv from the elpv-dataset package.")
+    parser.add_argument("--write-elpv-list", action="store_true", help="recompute and write the list")
+    parser.add_argument("--count", type=int, default=80)
+    args = parser.parse_args()
+    if args.write_elpv_list:
+        target = project_root() / ELPV_LIST
+        write_elpv_list(target, select_elpv_cracks(args.count))
+        print(f"wrote {target}")

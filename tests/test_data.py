@@ -1,0 +1,238 @@
+"""The image loader: every format and mode, every bad-input class, and the ELPV subset."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_overlay import data
+
+SIZE = 32
+
+
+def gradient(width=48, height=40):
+    """A horizontal 0..255 ramp, so orientation and scaling are checkable."""
+    return np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+
+
+def save(image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+# --- formats and modes -------------------------------------------------------------------
+
+FORMATS = [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"), ("bmp", "BMP"), ("gif", "GIF")]
+
+
+@pytest.mark.parametrize("ext,fmt", FORMATS)
+def test_every_format_loads_as_unit_float(tmp_path, ext, fmt):
+    save(Image.fromarray(gradient()), tmp_path / f"ramp.{ext}", format=fmt)
+    loaded = data.load_folder(tmp_path, SIZE)
+    assert loaded.images.shape == (1, SIZE, SIZE, 1) and loaded.images.dtype == np.float32
+    row = loaded.images[0, SIZE // 2, :, 0]
+    assert 0 <= loaded.images.min() and loaded.images.max() <= 1
+    assert row[0] < 0.25 and row[-1] > 0.75, "dark left, bright right survives the round trip"
+    assert loaded.names == [f"ramp.{ext}"] and loaded.skipped == []
+
+
+def test_modes_give_the_same_gray(tmp_path):
+    """1-bit, 8-bit, 16-bit, palette, RGB, RGBA and float images of one picture agree."""
+    base = np.zeros((40, 40), np.uint8)
+    base[:, 20:] = 255
+    gray = Image.fromarray(base)
+    variants = {
+        "a_1bit.png": gray.convert("1"),
+        "b_8bit.png": gray,
+        "c_16bit.png": Image.fromarray((base.astype(np.uint16) * 257)),
+        "d_palette.png": gray.convert("RGB").convert("P"),
+        "e_rgb.jpg": gray.convert("RGB"),
+        "f_rgba.png": gray.convert("RGBA"),
+        "g_float.tif": Image.fromarray(base.astype(np.float32) / 255.0),
+        "h_cmyk.jpg": gray.convert("RGB").convert("CMYK"),
+    }
+    for name, image in variants.items():
+        image.save(tmp_path / name)
+    loaded = data.load_folder(tmp_path, SIZE)
+    assert loaded.names == sorted(variants) and not loaded.skipped
+    reference = loaded.images[1]
+    for name, image in zip(loaded.names, loaded.images):
+        assert np.abs(image - reference).mean() < 0.03, name
+
+
+def test_sixteen_bit_keeps_its_range(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    image = data.load_image(tmp_path / "deep.png", 64)
+    assert image.min() < 0.01 and image.max() > 0.99
+    assert len(np.unique(np.round(image[0] * 65535))) > 60, "not quantised to 8 bits first"
+
+
+def test_transparency_is_composited_over_white(tmp_path):
+    rgba = np.zeros((20, 20, 4), np.uint8)  # black, fully transparent
+    Image.fromarray(rgba).save(tmp_path / "clear.png")
+    assert data.load_image(tmp_path / "clear.png", 8).min() > 0.99
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    image = Image.fromarray(gradient(48, 48))  # dark left, bright right as stored
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180 on display: bright left
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    loaded = data.load_image(tmp_path / "rotated.jpg", SIZE)
+    assert loaded[SIZE // 2, 0] > 0.75 and loaded[SIZE // 2, -1] < 0.25
+
+
+def test_centre_crop_then_resize(tmp_path):
+    wide = np.zeros((40, 120), np.uint8)
+    wide[:, 40:80] = 255  # the centre square is white; the sides are black and cropped away
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    image = data.load_image(tmp_path / "wide.png", SIZE)
+    assert image.shape == (SIZE, SIZE) and image.min() > 0.95
+
+
+def test_tiny_and_huge_aspect_images(tmp_path):
+    Image.fromarray(np.full((1, 1), 128, np.uint8)).save(tmp_path / "dot.png")
+    Image.fromarray(np.full((2, 900), 50, np.uint8)).save(tmp_path / "line.png")
+    loaded = data.load_folder(tmp_path, SIZE)
+    assert loaded.images.shape == (2, SIZE, SIZE, 1)
+    assert np.allclose(loaded.images[0], 128 / 255, atol=0.01)
+    assert np.allclose(loaded.images[1], 50 / 255, atol=0.01)
+
+
+def test_multi_frame_gif_uses_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((16, 16), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert data.load_image(tmp_path / "anim.gif", 8).max() < 0.05
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_header_only(width, height):
+    """A PNG whose header claims width x height, followed by a few bytes of pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+
+
+def mixed_folder(tmp_path):
+    good = Image.fromarray(gradient())
+    good.save(tmp_path / "good.png")
+    good.save(tmp_path / "good.jpg")
+    buffer = io.BytesIO()
+    good.save(buffer, format="PNG")
+    (tmp_path / "truncated.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "fake.jpg").write_bytes(b"<html>this is not a jpeg</html>")
+    (tmp_path / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01")
+    (tmp_path / "nested").mkdir()
+    good.save(tmp_path / "nested" / "inner.png")
+    good.save(tmp_path / "good_mask.png")
+    return tmp_path
+
+
+def test_mixed_folder_loads_good_and_reports_each_bad_file(tmp_path):
+    loaded = data.load_folder(mixed_folder(tmp_path), SIZE)
+    assert loaded.names == ["good.jpg", "good.png"]
+    reasons = dict(loaded.skipped)
+    assert set(reasons) == {"truncated.png", "empty.png", "notes.txt", "fake.jpg", "bomb.png"}
+    assert "0 bytes" in reasons["empty.png"]
+    assert "truncated" in reasons["truncated.png"] or "corrupt" in reasons["truncated.png"]
+    assert "identify" in reasons["notes.txt"] and "identify" in reasons["fake.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    ignored = dict(loaded.ignored)
+    assert set(ignored) == {".DS_Store", "nested/", "good_mask.png"}
+    report = loaded.report()
+    for name in reasons:
+        assert name in report
+
+
+def test_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(path)
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
+    with pytest.raises(data.ImageSkipped, match="decompression bomb"):
+        data.load_image(path, SIZE, max_pixels=5_000)
+    assert decoded == []
+
+
+def test_missing_folder_names_it(tmp_path):
+    with pytest.raises(data.DatasetError, match="does not exist") as error:
+        data.load_folder(tmp_path / "nowhere", SIZE)
+    assert "nowhere" in str(error.value)
+
+
+def test_empty_folder_says_what_was_expected(tmp_path):
+    with pytest.raises(data.DatasetError, match="No usable image .*expected image files"):
+        data.load_folder(tmp_path, SIZE)
+
+
+def test_folder_of_only_bad_files_lists_them(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.txt").write_text("x")
+    with pytest.raises(data.DatasetError) as error:
+        data.load_folder(tmp_path, SIZE)
+    assert "a.png" in str(error.value) and "b.txt" in str(error.value)
+
+
+def test_file_instead_of_folder(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"")
+    with pytest.raises(data.DatasetError, match="is a file"):
+        data.load_folder(tmp_path / "x.png", SIZE)
+
+
+def test_paths_with_spaces_and_non_ascii(tmp_path):
+    folder = tmp_path / "défauts fissures"
+    folder.mkdir()
+    Image.fromarray(gradient()).save(folder / "трещина 1.png")
+    loaded = data.load_folder(folder, SIZE)
+    assert loaded.names == ["трещина 1.png"]
+    assert data.run_name(str(folder)) == "défauts_fissures"
+
+
+# --- dataset files --------------------------------------------------------------------------
+
+def test_dataset_round_trip_and_missing_file_message(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    loaded = data.load_folder(mixed_folder(tmp_path / "imgs"), SIZE)
+    path = data.save_dataset(tmp_path / "run" / "dataset.npz", loaded)
+    images, names = data.load_dataset(path)
+    assert np.array_equal(images, loaded.images) and names == loaded.names
+    assert not list((tmp_path / "run").glob("*.tmp")), "no temp file left behind"
+    with pytest.raises(FileNotFoundError, match="01_prepare_dataset"):
+        data.load_dataset(tmp_path / "other" / "dataset.npz")
+
+
+def test_run_dir_names():
+    assert data.run_name("elpv-cracks") == "elpv-cracks"
+    assert data.run_name("data/my set/") == "my_set"
+
+
+# --- ELPV subset ------------------------------------------------------------------------------
+
+def test_elpv_list_is_80_monocrystalline_certain_cracks():
+    names = data.read_elpv_list()
+    assert len(names) == 80 and len(set(names)) == 80
+    labels = {name: (prob, kind) for name, prob, kind in data.elpv_labels()}
+    assert all(labels[name] == (1.0, "mono") for name in names)
+
+
+@pytest.mark.slow
+def test_elpv_selection_is_reproducible_from_the_rule():
+    """Recomputing the documented rule gives exactly the committed list (and its scores)."""
+    selection = data.select_elpv_cracks(80)
+    assert [name for name, _ in selection] == data.read_elpv_list()
+
+
+def test_elpv_cracks_load_at_any_size():
+    loaded = data.load_elpv_cracks(24, names=data.read_elpv_list()[:3])
+    assert loaded.images.shape == (3, 24, 24, 1) and 0 <= loaded.images.min() <= loaded.images.max() <= 1

@@ -1,0 +1,140 @@
+"""Tests for vae_overlay.latent: the paper's grid, batched decoding, paths and the smoothness figure."""
+import keras
+import numpy as np
+import pytest
+
+from vae_overlay import latent
+
+
+def small_decoder(latent_dim=2, image_size=16, seed=0):
+    """A keras.io-shaped decoder (Dense -> Reshape -> Conv2DTranspose x3, sigmoid), small and untrained."""
+    keras.utils.set_random_seed(seed)
+    z = keras.Input(shape=(latent_dim,))
+    x = keras.layers.Dense((image_size // 4) ** 2 * 8, activation="relu")(z)
+    x = keras.layers.Reshape((image_size // 4, image_size // 4, 8))(x)
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
+    images = keras.layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(z, images, name="decoder")
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return small_decoder()
+
+
+def test_paper_grid_has_exact_counts_and_endpoints():
+    z1_values, z2_values, points = latent.latent_grid()  # paper defaults: [-15,15] x [-10,10], step 0.1
+    assert (len(z1_values), len(z2_values), len(points)) == (301, 201, 60501)
+    assert (z1_values[0], z1_values[-1], z2_values[0], z2_values[-1]) == (-15.0, 15.0, -10.0, 10.0)
+    assert points.shape == (60501, 2) and points.dtype == np.float32
+    # points[i * n2 + j] = (z1[i], z2[j])
+    assert np.allclose(points[5 * 201 + 7], [z1_values[5], z2_values[7]])
+    assert np.allclose(np.diff(z1_values), 0.1) and np.allclose(np.diff(z2_values), 0.1)
+    assert np.isclose(z1_values[150], 0.0, atol=1e-12)
+
+
+def test_grid_counts_survive_float_accumulation():
+    # np.arange(-15, 15 + 0.1, 0.1) style code is fragile; counting by rounding is not
+    assert len(latent.axis_values((0.0, 0.3), 0.1)) == 4
+    assert len(latent.axis_values((-1.0, 1.0), 0.05)) == 41
+    with pytest.raises(ValueError):
+        latent.axis_values((0.0, 1.0), 0.3)  # not a whole number of steps
+
+
+def test_grid_index_finds_the_grid_point():
+    z1_values, z2_values, points = latent.latent_grid()
+    queries = np.array([[1.23, -4.56], [-15.0, 10.0], [99.0, -99.0]])
+    index = latent.grid_index(queries)
+    assert np.allclose(points[index[0]], [1.2, -4.6], atol=1e-5)
+    assert np.allclose(points[index[1]], [-15.0, 10.0])
+    assert np.allclose(points[index[2]], [15.0, -10.0])  # clipped to the grid
+
+
+def test_batched_decode_matches_one_call_decode(decoder):
+    rng = np.random.default_rng(0)
+    z = rng.normal(scale=3.0, size=(103, 2)).astype(np.float32)
+    reference = np.round(np.clip(decoder.predict(z, verbose=0), 0, 1) * 255)
+    batched = latent.decode_batched(decoder, z, batch_size=16)
+    assert batched.dtype == np.uint8 and batched.shape == (103, 16, 16, 1)
+    assert np.abs(batched.astype(int) - reference.astype(int)).max() <= 1
+    # the answer does not depend on the batch size
+    assert np.abs(latent.decode_batched(decoder, z, batch_size=1000).astype(int) - batched).max() <= 1
+    assert reference.std() > 0  # the decoder is not trivially constant
+
+
+def test_decode_into_memmap_and_preallocated(decoder, tmp_path):
+    z = np.linspace(-5, 5, 40, dtype=np.float32).reshape(20, 2)
+    expected = latent.decode_batched(decoder, z, batch_size=7)
+    path = tmp_path / "sweep" / "images.npy"
+    seen = []
+    mapped = latent.decode_batched(decoder, z, batch_size=7, out=path, progress=lambda done, total: seen.append(done))
+    assert isinstance(mapped, np.memmap)
+    assert seen == [7, 14, 20]
+    assert np.array_equal(np.load(path, mmap_mode="r"), expected)
+    buffer = np.zeros((20, 16, 16, 1), np.uint8)
+    assert latent.decode_batched(decoder, z, batch_size=7, out=buffer) is buffer
+    assert np.array_equal(buffer, expected)
+    with pytest.raises(ValueError):
+        latent.decode_batched(decoder, z, out=np.zeros((20, 16, 16, 1), np.float32))
+    with pytest.raises(ValueError):
+        latent.decode_batched(decoder, np.zeros((3, 4), np.float32))
+
+
+def test_progress_line_is_printed(decoder, capsys):
+    latent.decode_batched(decoder, np.zeros((10, 2), np.float32), batch_size=5, progress=True)
+    assert "decoded 10/10 (100.0%)" in capsys.readouterr().out
+
+
+def test_compiled_decoder_matches_model_call(decoder):
+    z = np.array([[0.5, -1.5], [3.0, 2.0]], np.float32)
+    decode = latent.compiled_decoder(decoder)
+    assert np.allclose(decode(z), decoder(z, training=False).numpy(), atol=1e-6)
+    assert decode(z[0]).shape == (1, 16, 16, 1)  # a single point is accepted too
+
+
+def test_encode_means_returns_the_z_mean_output():
+    keras.utils.set_random_seed(1)
+    images = keras.Input(shape=(8, 8, 1))
+    x = keras.layers.Flatten()(images)
+    z_mean = keras.layers.Dense(3)(x)
+    z_log_var = keras.layers.Dense(3)(x)
+    encoder = keras.Model(images, [z_mean, z_log_var, z_mean + 0.0])
+    batch = np.random.default_rng(2).random((11, 8, 8, 1)).astype(np.float32)
+    means = latent.encode_means(encoder, batch, batch_size=4)
+    assert means.shape == (11, 3)
+    assert np.allclose(means, encoder.predict(batch, verbose=0)[0], atol=1e-5)
+
+
+def test_interpolate_endpoints_and_even_spacing():
+    z_a, z_b = np.array([1.0, -2.0, 0.3]), np.array([-4.0, 6.0, 0.7])
+    path = latent.interpolate(z_a, z_b, 12)
+    assert path.shape == (12, 3)
+    assert np.array_equal(path[0], z_a.astype(np.float32)) and np.array_equal(path[-1], z_b.astype(np.float32))
+    steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    assert np.allclose(steps, np.linalg.norm(z_b - z_a) / 11, rtol=1e-5)
+    with pytest.raises(ValueError):
+        latent.interpolate(z_a, z_b, 1)
+
+
+def test_smoothness_of_known_sequences():
+    # pixel values 0, 1, 2, 3: every step changes each pixel by 1 -> perfectly even
+    even = np.arange(4, dtype=np.uint8)[:, None, None] * np.ones((1, 5, 5), np.uint8)
+    assert latent.smoothness(even) == pytest.approx(1.0)
+    # steps of 1, 1, 4 (uint8 input must not wrap around): mean 2, largest 4 -> 2.0
+    jumpy = np.array([0, 1, 2, 6], np.uint8)[:, None, None] * np.ones((1, 3, 3), np.uint8)
+    assert np.allclose(latent.step_changes(jumpy), [1, 1, 4])
+    assert latent.smoothness(jumpy) == pytest.approx(2.0)
+    # decreasing values count the same as increasing ones (absolute change)
+    assert latent.smoothness(jumpy[::-1]) == pytest.approx(2.0)
+    # pixel-space linear blending is even by construction
+    rng = np.random.default_rng(0)
+    a, b = rng.random((8, 8)), rng.random((8, 8))
+    blend = np.stack([(1 - t) * a + t * b for t in np.linspace(0, 1, 12)])
+    assert latent.smoothness(blend) == pytest.approx(1.0, abs=1e-9)
+    assert latent.smoothness(np.zeros((3, 2, 2))) == 1.0
+
+
+def test_nearest_points():
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    assert list(latent.nearest_points(points, [[9.0, 1.0], [1.0, 1.0], [2.0, 8.0]])) == [1, 0, 2]
