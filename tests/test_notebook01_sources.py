@@ -1,0 +1,55 @@
+"""Notebook 01 runs with every kind of DATASET: the synthetic set and a folder of mixed, partly broken files."""
+import json
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+from PIL import Image
+
+from vae_overlay import data
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "01_prepare_dataset.ipynb"
+
+
+def run_notebook01(tmp_path, dataset):
+    out = tmp_path / "01_out.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), progress_bar=False,
+        parameters={"DATASET": dataset, "IMAGE_SIZE": 32, "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+                    "FIGURES_DIR": str(tmp_path / "figures")})
+    cells = json.loads(out.read_text())["cells"]
+    texts = [o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+
+
+@pytest.mark.slow
+def test_notebook01_on_a_mixed_broken_folder(tmp_path):
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((50, 70)) * 255).astype(np.uint8)).save(folder / f"ok_{i}.png")
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "colour.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (folder / "readme.txt").write_text("hello")
+    (folder / "zero.tif").write_bytes(b"")
+    text = run_notebook01(tmp_path, str(folder))
+    assert "loaded 4 image(s), skipped 3" in text
+    for name in ("broken.png", "readme.txt", "zero.tif"):
+        assert f"skipped {name}:" in text
+    images, names = data.load_dataset(tmp_path / "artifacts" / "my_images" / "dataset.npz")
+    assert images.shape == (4, 32, 32, 1) and names == ["colour.jpg", "ok_0.png", "ok_1.png", "ok_2.png"]
+
+
+@pytest.mark.slow
+def test_notebook01_on_the_synthetic_set(tmp_path):
+    text = run_notebook01(tmp_path, "synthetic")
+    assert "images: (80, 32, 32, 1) float32" in text
+    assert (tmp_path / "artifacts" / "synthetic" / "dataset.npz").is_file()
+    assert (tmp_path / "figures" / "fig1_examples_synthetic.png").is_file()
+
+
+def test_notebook01_names_a_missing_folder(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="does not exist"):
+        run_notebook01(tmp_path, str(tmp_path / "no such folder"))
