@@ -1,7 +1,7 @@
 """Procedural inspection images: metal surface, product boundary, cracks and pores, with defect masks.
 
 Every function takes its randomness from a `numpy.random.Generator` (or an integer seed), so the
-same seed gives the same image on any machine. Images are computed in float64 and returned as
+same seed gives the same image (with the same numpy/scipy). Images are computed in float64 and returned as
 float32 in [0, 1]; a defect mask is True where that defect darkens the image by at least
 `DARKENING_THRESHOLD`. Sizes are defined at 128 px and scale with `size`.
 """
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import lfilter
 
 KINDS = ("crack", "pore")
 DARKENING_THRESHOLD = 0.04  # about 10 grey levels: a defect pixel is one the defect visibly darkens
@@ -20,9 +19,9 @@ TRIO_SEED = 2024  # picked by eye among 2021-2028: two well-separated cracks of 
 TRIO_NAMES = ("crack_1", "crack_2", "pore")
 
 
-def _unit_noise(shape, sigma, rng, mode="reflect"):
+def _unit_noise(shape, sigma, rng):
     """White noise low-pass filtered by a Gaussian of `sigma` px, scaled to unit standard deviation."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode=mode)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return field / (field.std() + 1e-12)
 
 
@@ -129,22 +128,26 @@ def _surface(size, rng):
     return np.clip(image, 0.0, 1.0), region
 
 
-def make_surface(size, rng):
-    """A float32 (size, size) image in [0, 1]: metal texture, a product boundary and uneven light."""
-    return _surface(size, rng)[0].astype(np.float32)
+def make_surface(size, rng, return_region=False):
+    """Float32 (size, size) image in [0, 1] of a metal part's edge; with return_region also the part region."""
+    image, region = _surface(size, rng)
+    return (image.astype(np.float32), region) if return_region else image.astype(np.float32)
 
 
 def _darken(image, depth):
     """Pull `image` towards the cavity level by `depth` in [0, 1]; return image and defect mask."""
     image = np.asarray(image, dtype=np.float64)
-    darkened = image - np.clip(image - CAVITY_LEVEL, 0.0, None) * np.clip(depth, 0.0, 1.0)
+    depth = np.where(depth >= 0.002, np.clip(depth, 0.0, 1.0), 0.0)  # cut the blur's invisible tails
+    darkened = image - np.clip(image - CAVITY_LEVEL, 0.0, None) * depth
     return darkened, (image - darkened) >= DARKENING_THRESHOLD
 
 
 def _walk(start, heading, length, step, rng, scale):
     """Points and headings of a zigzag random walk with momentum (a crack path)."""
     n = max(int(length / step), 3)
-    turn_rate = lfilter([1.0], [1.0, -0.97], rng.normal(0.0, 0.0015, n))  # momentum: AR(1) turning
+    turn_rate = rng.normal(0.0, 0.0015, n)  # momentum: the turning rate is an AR(1) process
+    for i in range(1, n):
+        turn_rate[i] += 0.97 * turn_rate[i - 1]
     drift = heading + np.cumsum(turn_rate)
     # Intergranular zigzag: the direction jumps around the drift every few pixels.
     zigzag = np.empty(n)
@@ -214,17 +217,18 @@ def _paint(size, strokes):
     return coverage.reshape(size, size)
 
 
-def _random_centre(size, region, rng, margin=0.15):
-    """A random pixel (x, y) well inside `region` and away from the image border."""
-    allowed = np.ones((size, size), bool) if region is None else np.asarray(region) >= 0.999
-    border = int(margin * size)
-    inner = np.zeros_like(allowed)
-    inner[border : size - border, border : size - border] = True
-    candidates = np.argwhere(allowed & inner)
-    if len(candidates) == 0:
-        candidates = np.argwhere(inner)
-    row, col = candidates[rng.integers(len(candidates))]
-    return float(col), float(row)
+def _depth_in_region(region):
+    """Distance (px) of every pixel to the nearest pixel outside `region` or outside the image."""
+    inside = np.asarray(region) >= 0.999
+    return ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+
+
+def _random_centre(region, rng, clearance, size=None):
+    """A random pixel (x, y) at least `clearance` px inside `region` (or as deep inside as there is)."""
+    depth = _depth_in_region(np.ones((size, size)) if region is None else region)
+    rows, cols = np.nonzero(depth >= min(clearance, 0.8 * depth.max()))
+    pick = rng.integers(len(rows))
+    return float(cols[pick]), float(rows[pick])
 
 
 def add_crack(image, rng, centre=None, angle=None, length=None, width=None, contrast=None, region=None):
@@ -233,7 +237,7 @@ def add_crack(image, rng, centre=None, angle=None, length=None, width=None, cont
     size = image.shape[0]
     scale = size / 128
     if centre is None:
-        centre = _random_centre(size, region, rng)
+        centre = _random_centre(region, rng, 0.15 * size, size)
     angle = rng.uniform(0, 2 * np.pi) if angle is None else angle
     length = rng.uniform(0.45, 0.9) * size if length is None else length
     width = rng.uniform(1.2, 3.0) * scale if width is None else width  # px at the widest point
@@ -251,11 +255,11 @@ def add_pore(image, rng, centre=None, radius=None, contrast=None, region=None):
     image = np.asarray(image, dtype=np.float64)
     size = image.shape[0]
     scale = size / 128
+    radius = max(rng.uniform(2.0, 5.0) * scale, 1.5) if radius is None else radius
     if centre is None:
-        centre = _random_centre(size, region, rng)
-    radius = rng.uniform(2.0, 5.0) * scale if radius is None else radius
+        centre = _random_centre(region, rng, max(radius + 3 * scale, 0.08 * size), size)
     contrast = rng.uniform(0.6, 0.85) if contrast is None else contrast
-    minor = radius * rng.uniform(0.6, 1.0)
+    minor = max(radius * rng.uniform(0.6, 1.0), min(radius, 1.2))
     tilt = rng.uniform(0, np.pi)
     x, y = _grid(size)
     u = (x - centre[0]) * np.cos(tilt) + (y - centre[1]) * np.sin(tilt)
@@ -271,6 +275,7 @@ def add_pore(image, rng, centre=None, radius=None, contrast=None, region=None):
     rim_width = max(0.8 * scale, 0.6)
     rim = rng.uniform(0.05, 0.12) * np.exp(-(((edge_distance - 1.2 * rim_width) / rim_width) ** 2))
     rim = rim * (1 - 0.5 * np.clip(side, -1.0, 1.0))  # the rim catches light on the far side
+    rim = np.where(rim >= 0.002, rim, 0.0)
     if region is not None:
         depth, rim = depth * region, rim * region
     darkened, _ = _darken(image, depth)
@@ -290,7 +295,7 @@ def make_sample(kind, size=128, seed=0):
     else:
         image, mask = add_pore(image, rng, region=region)
         for _ in range(rng.integers(0, 3)):  # sometimes a few small satellite pores
-            image, extra = add_pore(image, rng, radius=rng.uniform(1.2, 2.2) * size / 128, region=region)
+            image, extra = add_pore(image, rng, radius=max(rng.uniform(1.2, 2.2) * size / 128, 1.2), region=region)
             mask |= extra
     return image.astype(np.float32), mask
 
@@ -322,7 +327,7 @@ def make_overlay_trio(size=128, seed=TRIO_SEED):
     surface, region = _surface(size, rng)
     x, y = _grid(size)
     # Both crack centres lie deep inside the part and far apart from each other.
-    depth_in_part = ndimage.distance_transform_edt(np.pad(region >= 0.999, 1))[1:-1, 1:-1]
+    depth_in_part = _depth_in_region(region)
     deep = depth_in_part >= min(0.2 * size, 0.6 * depth_in_part.max())
     candidates = np.argwhere(deep)
     first_row, first_col = candidates[rng.integers(len(candidates))]
