@@ -236,3 +236,26 @@ def test_elpv_selection_is_reproducible_from_the_rule():
 def test_elpv_cracks_load_at_any_size():
     loaded = data.load_elpv_cracks(24, names=data.read_elpv_list()[:3])
     assert loaded.images.shape == (3, 24, 24, 1) and 0 <= loaded.images.min() <= loaded.images.max() <= 1
+
+
+def test_check_writable_refuses_a_read_only_folder(tmp_path):
+    import os
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions: simulate with a file in the way
+            folder.chmod(0o700)
+            (tmp_path / "blocked").write_text("a file, not a folder")
+            folder = tmp_path / "blocked" / "artifacts"
+        with pytest.raises(data.DatasetError, match="Cannot write to the artifacts folder"):
+            data.check_writable(folder)
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+
+
+def test_check_writable_refuses_a_full_disk(tmp_path):
+    with pytest.raises(data.DatasetError, match="MB free"):
+        data.check_writable(tmp_path, need_bytes=10**18)
+    assert data.check_writable(tmp_path / "new dir é") == tmp_path / "new dir é"

@@ -366,3 +366,30 @@ if __name__ == "__main__":
         target = project_root() / ELPV_LIST
         write_elpv_list(target, select_elpv_cracks(args.count))
         print(f"wrote {target}")
+
+
+def check_writable(folder: str | Path, need_bytes: int = 50_000_000) -> Path:
+    """Fail early, with a clear message, if `folder` cannot take `need_bytes` of new files.
+
+    Called before long work (training) so that a read-only or full disk is reported in the first
+    second, not after hours when the model is saved.
+    """
+    import shutil
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as error:
+        raise DatasetError(f"Cannot write to the artifacts folder {folder} ({error.strerror or error}). "
+                           "Choose a writable ARTIFACTS_DIR or fix the folder's permissions.") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise DatasetError(f"The artifacts folder {folder} has {free / 1e6:.0f} MB free; this step needs about "
+                           f"{need_bytes / 1e6:.0f} MB. Free some space or choose another ARTIFACTS_DIR.")
+    return folder
