@@ -138,3 +138,32 @@ def test_smoothness_of_known_sequences():
 def test_nearest_points():
     points = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     assert list(latent.nearest_points(points, [[9.0, 1.0], [1.0, 1.0], [2.0, 8.0]])) == [1, 0, 2]
+
+
+def test_compiled_decoder_is_traced_once_per_decoder(decoder):
+    decode = latent.compiled_decoder(decoder, uint8=True)
+    assert latent.compiled_decoder(decoder, uint8=True) is decode
+    latent.decode_batched(decoder, np.zeros((5, 2), np.float32), batch_size=2)  # batches of 2, 2 and 1
+    decode(np.zeros((7, 2), np.float32))
+    assert decode.graph_function.experimental_get_tracing_count() == 1
+
+
+def test_decoded_grid_puts_high_z2_on_top():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vae_overlay import plots
+
+    tiles = np.zeros((2, 3, 2, 2), np.uint8)  # tiles[i, j] is decoded at (z1[i], z2[j])
+    for i in range(2):
+        for j in range(3):
+            tiles[i, j] = 10 * i + j
+    fig, ax = plt.subplots()
+    plots.decoded_grid(ax, tiles, np.array([-1.0, 1.0]), np.array([-2.0, 0.0, 2.0]))
+    canvas = np.asarray(ax.images[0].get_array())
+    assert canvas.shape == (6, 4)
+    assert canvas[0, 0] == 2 and canvas[0, 3] == 12  # top row: highest z2, z1 growing to the right
+    assert canvas[5, 0] == 0 and canvas[5, 3] == 10
+    assert ax.images[0].get_extent() == [-2.0, 2.0, -3.0, 3.0]  # half a spacing beyond the end points
+    plt.close(fig)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +39,29 @@ def _latent_dim(model) -> int:
     return int(model.inputs[0].shape[-1])
 
 
+_COMPILED = weakref.WeakKeyDictionary()  # decoder -> {uint8: call}, so repeated calls do not retrace
+
+
 def compiled_decoder(decoder, uint8: bool = False):
-    """A `tf.function` decoder call on a (n, d) float32 batch; returns a numpy array (float or uint8)."""
+    """A `tf.function` decoder call on a (n, d) float32 batch; returns a numpy array (float or uint8).
+
+    One traced function per decoder and output type is kept and reused (any batch size, no retracing).
+    """
+    cached = _COMPILED.setdefault(decoder, {})
+    if uint8 in cached:
+        return cached[uint8]
     signature = [tf.TensorSpec([None, _latent_dim(decoder)], tf.float32)]
+    model_ref = weakref.ref(decoder)  # the cache must not keep the decoder alive
 
     if uint8:
         @tf.function(input_signature=signature)
         def decode(z):
-            images = decoder(z, training=False)
+            images = model_ref()(z, training=False)
             return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
     else:
         @tf.function(input_signature=signature)
         def decode(z):
-            return decoder(z, training=False)
+            return model_ref()(z, training=False)
 
     def call(z) -> np.ndarray:
         z = np.asarray(z, dtype=np.float32)
@@ -59,6 +70,7 @@ def compiled_decoder(decoder, uint8: bool = False):
         return decode(tf.constant(z)).numpy()
 
     call.graph_function = decode  # the traced function, for benchmarks that time the graph alone
+    cached[uint8] = call
     return call
 
 
@@ -93,13 +105,12 @@ def _progress_printer(total: int, start: float):
     return report
 
 
-def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, decode=None):
+def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None):
     """Decode latent points z (n, d) to uint8 images (n, s, s, 1), one compiled call per batch.
 
     `out`: None (a new array), a preallocated uint8 array or np.memmap of that shape, or a file path
     (a .npy memmap is created there, so the images never have to fit in memory as float32).
     `progress`: None/False, True (one updating line), or a callable(done, total).
-    `decode`: a `compiled_decoder(decoder, uint8=True)` to reuse, so repeated calls do not retrace.
     """
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != _latent_dim(decoder):
@@ -112,8 +123,7 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, 
         out = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=shape)
     if out.shape != shape or out.dtype != np.uint8:
         raise ValueError(f"out must be uint8 with shape {shape}, got {out.dtype} {out.shape}")
-    if decode is None:
-        decode = compiled_decoder(decoder, uint8=True)
+    decode = compiled_decoder(decoder, uint8=True)
     if progress is True:
         progress = _progress_printer(len(z), time.perf_counter())
     for begin in range(0, len(z), batch_size):

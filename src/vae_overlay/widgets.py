@@ -98,7 +98,7 @@ class LatentExplorer:
                  image_px: int = 256, start=None):
         self.decoder = decoder
         self.latent_dim = int(decoder.inputs[0].shape[-1])
-        self.decode = compiled_decoder(decoder, uint8=True)
+        self.decode = compiled_decoder(decoder)  # float output: the uint8 conversion is cheaper in numpy at one image
         self.latent_means = None if latent_means is None else np.asarray(latent_means, dtype=np.float64)
         self.names = names
         self.image_px = image_px
@@ -110,22 +110,28 @@ class LatentExplorer:
             widgets.FloatSlider(
                 value=float(np.clip(np.round(start[k] / step) * step, low, high)), min=low, max=high,
                 step=step, description=f"z{k + 1}", continuous_update=True, readout_format=".1f",
-                layout=widgets.Layout(width="360px"))
+                layout=widgets.Layout(width="512px"))
             for k, (low, high) in enumerate(ranges)
         ]
+        for k, slider in enumerate(self.sliders):
+            slider.add_class(f"latent-slider-z{k + 1}")  # CSS classes: stable handles for the browser test
         self.decode(np.zeros((1, self.latent_dim), np.float32))  # trace and warm up once, here
         self.image = widgets.Image(format="png", width=str(image_px), height=str(image_px))
+        self.image.add_class("latent-decoded")
         self.label = widgets.HTML()
+        self.label.add_class("latent-label")
         self.scatter = None
         self._marker = None
         if self.latent_means is not None:
             self._marker = ScatterMarker(self.latent_means, size_px=image_px, limits=ranges[:2])
             self.scatter = widgets.Image(format="png", width=str(image_px), height=str(image_px))
+            self.scatter.add_class("latent-scatter")
         for slider in self.sliders:
             slider.observe(self._on_change, names="value")
         self.update()
         views = [self.image] + ([self.scatter] if self.scatter is not None else [])
         self.widget = widgets.VBox([widgets.HBox(views), *self.sliders, self.label])
+        self.widget.add_class("latent-explorer")
 
     @property
     def z(self) -> np.ndarray:
@@ -138,7 +144,8 @@ class LatentExplorer:
     def update(self) -> None:
         """Decode the current point into the image, move the marker, and rewrite the label."""
         z = self.z
-        self.image.value = png_bytes(self.decode(z[None, :])[0], size=self.image_px)
+        pixels = np.round(np.clip(self.decode(z[None, :])[0], 0, 1) * 255).astype(np.uint8)
+        self.image.value = png_bytes(pixels, size=self.image_px)
         text = "z = (" + ", ".join(f"{value:.1f}" for value in z) + ")"
         if self._marker is not None:
             self.scatter.value = self._marker.png(z)

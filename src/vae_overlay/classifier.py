@@ -1,0 +1,364 @@
+"""The paper's proposed next stage: a small CNN defect classifier trained on original vs extended sets.
+
+Pieces of notebook 06: the ELPV defective/functional task and its seeded splits, the leakage guard
+(no test cell, or a copy of it, may reach any training set), classical augmentation, images
+sampled from a VAE, the classifier and its fixed-step training with model selection on the
+validation set, the test metrics (accuracy, balanced accuracy, ROC AUC) and the paired statistics.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from scipy import ndimage, stats
+
+from vae_overlay.data import atomic_write_text, elpv_image, elpv_labels, square_resize
+
+DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
+MODULE_TYPES = ("mono", "poly", "both")
+
+
+class LeakageError(AssertionError):
+    """A test-set cell, or a copy of it, was found in a set used for training."""
+
+
+# ----------------------------------------------------------------------------- task and splits
+
+def elpv_task(module_type: str = "mono") -> tuple[list[str], np.ndarray]:
+    """(cell names, labels) of ELPV cells with defect probability 1.0 (label 1) or 0.0 (label 0)."""
+    if module_type not in MODULE_TYPES:
+        raise ValueError(f"module_type must be one of {MODULE_TYPES}, got {module_type!r}")
+    names, labels = [], []
+    for name, probability, kind in elpv_labels():
+        if probability in (0.0, 1.0) and module_type in (kind, "both"):
+            names.append(name)
+            labels.append(DEFECTIVE if probability == 1.0 else FUNCTIONAL)
+    return names, np.array(labels, dtype=np.int32)
+
+
+def _per_class_draw(names, labels, counts: dict[int, int], rng: np.random.Generator):
+    """Draw counts[label] names of each class without replacement; returns (drawn, rest), both sorted."""
+    names = np.asarray(names)
+    drawn = []
+    for label, count in counts.items():
+        members = np.sort(names[labels == label])
+        if count > len(members):
+            raise ValueError(f"asked for {count} cells of class {label}, only {len(members)} available; "
+                             "lower the image counts in the parameters cell.")
+        drawn.extend(rng.choice(members, size=count, replace=False).tolist())
+    rest = sorted(set(names.tolist()) - set(drawn))
+    return sorted(drawn), rest
+
+
+def split_test(names, labels, test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A fixed test set (test_fraction of each class, rounded; the classes keep their ratio) and the
+    pool of the remaining cells, from which training and validation cells are drawn."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie between 0 and 1, got {test_fraction}")
+    labels = np.asarray(labels)
+    counts = {label: int(round(test_fraction * int((labels == label).sum()))) for label in (DEFECTIVE, FUNCTIONAL)}
+    rng = np.random.default_rng([seed, 0])  # depends on the seed only
+    return _per_class_draw(names, labels, counts, rng)
+
+
+def draw_train_val(pool, labels_by_name: dict, n_train_per_class: int, n_val_per_class: int,
+                   seed: int) -> tuple[list[str], list[str]]:
+    """Balanced training and validation sets drawn from the pool (disjoint), reproducible by seed."""
+    pool = sorted(pool)
+    labels = np.array([labels_by_name[name] for name in pool])
+    rng = np.random.default_rng([seed, 1])
+    counts = {DEFECTIVE: n_train_per_class + n_val_per_class, FUNCTIONAL: n_train_per_class + n_val_per_class}
+    chosen, _ = _per_class_draw(pool, labels, counts, rng)
+    chosen_labels = np.array([labels_by_name[name] for name in chosen])
+    val, _ = _per_class_draw(chosen, chosen_labels, {DEFECTIVE: n_val_per_class, FUNCTIONAL: n_val_per_class}, rng)
+    train = sorted(set(chosen) - set(val))
+    return train, val
+
+
+def write_cell_list(path: str | Path, names, labels_by_name: dict, role: str) -> Path:
+    """Write a split as CSV (name, label, role), atomically."""
+    rows = "".join(f"{name},{labels_by_name[name]},{role}\n" for name in sorted(names))
+    atomic_write_text(path, "name,label,role\n" + rows)
+    return Path(path)
+
+
+def read_cell_list(path: str | Path) -> list[str]:
+    """Cell names of a split CSV written by write_cell_list."""
+    with open(path, newline="") as handle:
+        return [row["name"] for row in csv.DictReader(handle)]
+
+
+def load_cells(names, image_size: int) -> np.ndarray:
+    """ELPV cells by name -> (n, size, size, 1) float32 in [0, 1] (Lanczos resize, as notebook 01)."""
+    images = [square_resize(elpv_image(name), image_size) for name in names]
+    return np.stack(images)[..., None].astype(np.float32) if images else np.zeros((0, image_size, image_size, 1), np.float32)
+
+
+# ----------------------------------------------------------------------------- leakage guard
+
+def pixel_hash(image) -> str:
+    """SHA-256 of an image's pixels rounded to 8 bits (shape included): equal for exact copies."""
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    quantised = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    return hashlib.sha256(repr(quantised.shape).encode() + quantised.tobytes()).hexdigest()
+
+
+def find_leaks(test_names, test_images, train_names, train_images, near_copy_rms: float = 1 / 255) -> list[str]:
+    """Every way a test cell reaches a training set: same name, same pixels, or a near copy.
+
+    A near copy is a training image within `near_copy_rms` (root-mean-square pixel difference, images
+    in [0, 1]) of a test image: a re-encoded or slightly altered duplicate under another name.
+    """
+    leaks = [f"name {name} is in both sets" for name in sorted(set(test_names) & set(train_names))]
+    test_hashes = {pixel_hash(image): name for name, image in zip(test_names, test_images)}
+    for name, image in zip(train_names, train_images):
+        digest = pixel_hash(image)
+        if digest in test_hashes:
+            leaks.append(f"training image {name} has the same pixels as test cell {test_hashes[digest]}")
+    if near_copy_rms > 0 and len(test_images) and len(train_images):
+        distances = rms_distances(test_images, train_images)
+        for i, j in zip(*np.nonzero(distances <= near_copy_rms)):
+            if pixel_hash(test_images[i]) != pixel_hash(train_images[j]):
+                leaks.append(f"training image {train_names[j]} is a near copy of test cell {test_names[i]} "
+                             f"(RMS difference {distances[i, j]:.4f})")
+    return leaks
+
+
+def rms_distances(images_a, images_b) -> np.ndarray:
+    """Root-mean-square pixel difference between every image of a (n, ...) and of b (m, ...): (n, m)."""
+    a = np.asarray(images_a, dtype=np.float64).reshape(len(images_a), -1)
+    b = np.asarray(images_b, dtype=np.float64).reshape(len(images_b), -1)
+    squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0) / a.shape[1])
+
+
+def assert_no_leakage(test_names, test_images, training_sets: dict, near_copy_rms: float = 1 / 255) -> None:
+    """Raise LeakageError if any of training_sets {what: (names, images)} holds a test cell or a copy."""
+    problems = []
+    for what, (names, images) in training_sets.items():
+        problems += [f"{what}: {leak}" for leak in find_leaks(test_names, test_images, names, images, near_copy_rms)]
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise LeakageError(f"{len(problems)} test-set leak(s):\n  {shown}{more}")
+
+
+# ----------------------------------------------------------------------------- extending the training set
+
+def _bilinear(batch, rows, columns) -> np.ndarray:
+    """batch (n, h, w) sampled at per-image coordinates (n, h, w), bilinear, edges repeated."""
+    n, height, width = batch.shape
+    rows = np.clip(rows, 0, height - 1)
+    columns = np.clip(columns, 0, width - 1)
+    top = np.minimum(np.floor(rows).astype(np.int64), height - 2)
+    left = np.minimum(np.floor(columns).astype(np.int64), width - 2)
+    down = (rows - top).astype(np.float32)
+    right = (columns - left).astype(np.float32)
+    flat = batch.reshape(n, -1)
+    base = top * width + left
+    image = np.arange(n)[:, None, None]
+
+    def at(offset):
+        return flat[image, base + offset]
+
+    return ((1 - down) * ((1 - right) * at(0) + right * at(1))
+            + down * ((1 - right) * at(width) + right * at(width + 1)))
+
+
+def classical_augment(images, rng: np.random.Generator, max_rotation: float = 5.0,
+                      brightness: float = 0.1) -> np.ndarray:
+    """Random horizontal/vertical flips, a rotation within +-max_rotation degrees (bilinear, edges
+    repeated), brightness x (1 +- brightness), clipped to [0, 1]; a new float32 array, same shape.
+
+    Flips keep the busbars horizontal; rotations stay small because ELPV cells are aligned.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    n, height, width = images.shape[:3]
+    batch = images[..., 0].copy()
+    flip_left_right = rng.random(n) < 0.5
+    flip_up_down = rng.random(n) < 0.5
+    batch[flip_left_right] = batch[flip_left_right][:, :, ::-1]
+    batch[flip_up_down] = batch[flip_up_down][:, ::-1, :]
+    angles = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))[:, None, None]
+    rows, columns = np.meshgrid(np.arange(height) - (height - 1) / 2, np.arange(width) - (width - 1) / 2,
+                                indexing="ij")
+    source_rows = (height - 1) / 2 + rows * np.cos(angles) - columns * np.sin(angles)
+    source_columns = (width - 1) / 2 + rows * np.sin(angles) + columns * np.cos(angles)
+    rotated = _bilinear(batch, source_rows, source_columns)
+    rotated *= rng.uniform(1 - brightness, 1 + brightness, n)[:, None, None].astype(np.float32)
+    return np.clip(rotated, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def latent_collapsed(encoder, images, tolerance: float = 1e-3) -> bool:
+    """True when the encoder maps every image to the same latent mean (spread below `tolerance` in
+    every dimension): the VAE has collapsed and decodes one image, the training mean, for everything."""
+    from vae_overlay.model import encode_mean
+
+    return bool((encode_mean(encoder, images).std(axis=0) < tolerance).all())
+
+
+def mean_pairwise_rms(images) -> float:
+    """Mean root-mean-square pixel difference over all pairs of distinct images: how varied a set is."""
+    distances = rms_distances(images, images)
+    return float(distances[~np.eye(len(distances), dtype=bool)].mean())
+
+
+def sample_vae(encoder, decoder, images, n: int, seed: int) -> np.ndarray:
+    """n images decoded from z ~ N(mean, covariance) of the training images' latent means.
+
+    The paper samples a fixed latent rectangle; the occupied region depends on image size and
+    training, so the Gaussian fitted to the encoded training images samples where they lie.
+    """
+    from vae_overlay.model import encode_mean
+
+    means = encode_mean(encoder, images).astype(np.float64)
+    rng = np.random.default_rng([seed, 2])
+    covariance = np.atleast_2d(np.cov(means, rowvar=False)) if len(means) > 1 else np.eye(means.shape[1])
+    z = rng.multivariate_normal(means.mean(axis=0), covariance, size=n).astype(np.float32)
+    return np.asarray(decoder(z, training=False), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- classifier
+
+def build_classifier(image_size: int = 64, seed: int | None = None) -> keras.Model:
+    """Small all-convolutional CNN: 4 x [Conv 3x3, stride 2, ReLU] with 16, 32, 64, 64 filters
+    (64 -> 4 px), global average pool, Dropout 0.3, Dense 1 sigmoid = P(cell is defective); ~61k weights.
+
+    Strided convolutions instead of pooling keep a training step at ~20 ms on 2 CPU cores.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="cell")
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
+    for number, filters in enumerate((16, 32, 64, 64), start=1):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", name=f"conv_{number}")(x)
+    x = layers.GlobalAveragePooling2D(name="average")(x)
+    x = layers.Dropout(0.3, seed=seed, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="defective")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+@dataclass
+class TrainingRecord:
+    """What one classifier training did: validation loss at each check, the step kept, the steps run."""
+
+    steps: int
+    check_steps: list
+    validation_loss: list
+    best_step: int
+    best_validation_loss: float
+
+
+def predict_scores(model, images, batch_size: int = 256) -> np.ndarray:
+    """Defect probabilities (n,) for images (n, s, s, 1)."""
+    images = np.asarray(images, dtype=np.float32)
+    parts = [np.asarray(model(images[i:i + batch_size], training=False)).reshape(-1)
+             for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _binary_cross_entropy(labels, scores) -> float:
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+    labels = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(labels * np.log(scores) + (1 - labels) * np.log(1 - scores)))
+
+
+def train_classifier(train_images, train_labels, val_images, val_labels, *, steps: int = 600,
+                     batch_size: int = 32, learning_rate: float = 1e-3, check_every: int = 25,
+                     augment: bool = False, seed: int = 0, image_size: int | None = None):
+    """Train a new classifier for exactly `steps` Adam steps; keep the weights of the check with the
+    lowest validation loss (model selection on validation only). Returns (model, TrainingRecord).
+
+    Minibatches are drawn uniformly at random (with a seeded generator) from the training images;
+    with `augment`, each batch is passed through classical_augment first.
+    """
+    train_images = np.asarray(train_images, dtype=np.float32)
+    train_labels = np.asarray(train_labels, dtype=np.float32)
+    image_size = image_size or train_images.shape[1]
+    model = build_classifier(image_size, seed=seed)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    loss_function = keras.losses.BinaryCrossentropy()
+    weights = model.trainable_weights
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_function(labels, model(images, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return loss
+
+    rng = np.random.default_rng([seed, 3])
+    best = (np.inf, 0, model.get_weights())
+    check_steps, validation_loss = [], []
+    for step in range(1, steps + 1):
+        index = rng.integers(0, len(train_images), size=batch_size)
+        batch = train_images[index]
+        if augment:
+            batch = classical_augment(batch, rng)
+        train_step(tf.constant(batch), tf.constant(train_labels[index, None]))
+        if step % check_every == 0 or step == steps:
+            loss = _binary_cross_entropy(val_labels, predict_scores(model, val_images))
+            check_steps.append(step)
+            validation_loss.append(loss)
+            if loss < best[0]:
+                best = (loss, step, model.get_weights())
+    model.set_weights(best[2])
+    return model, TrainingRecord(steps, check_steps, validation_loss, best[1], float(best[0]))
+
+
+# ----------------------------------------------------------------------------- metrics and statistics
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve = P(score of a random positive > of a random negative), ties count 1/2."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_positive, n_negative = int(labels.sum()), int((~labels).sum())
+    if n_positive == 0 or n_negative == 0:
+        raise ValueError("ROC AUC needs at least one positive and one negative label")
+    ranks = stats.rankdata(scores)  # average ranks for ties (Mann-Whitney U)
+    u = ranks[labels].sum() - n_positive * (n_positive + 1) / 2
+    return float(u / (n_positive * n_negative))
+
+
+def evaluate(labels, scores, threshold: float = 0.5) -> dict:
+    """accuracy, balanced accuracy (mean of the two class recalls) and ROC AUC of scores against labels."""
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(scores) >= threshold).astype(int)
+    recalls = [float((predicted[labels == c] == c).mean()) for c in (FUNCTIONAL, DEFECTIVE)]
+    return {"accuracy": float((predicted == labels).mean()),
+            "balanced_accuracy": float(np.mean(recalls)),
+            "roc_auc": roc_auc(labels, scores)}
+
+
+def paired_comparison(baseline, other, confidence: float = 0.95) -> dict:
+    """Paired comparison of `other` against `baseline` (same seeds): mean difference, its t-based
+    confidence interval, the paired t-test p-value (two-sided) and how many pairs improved."""
+    baseline = np.asarray(baseline, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    if baseline.shape != other.shape or baseline.ndim != 1 or len(baseline) < 2:
+        raise ValueError("need two 1-D arrays of the same length >= 2 (one value per seed)")
+    differences = other - baseline
+    n = len(differences)
+    mean = float(differences.mean())
+    std = float(differences.std(ddof=1))
+    if std == 0:
+        t_value = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
+        p_value = 1.0 if mean == 0 else 0.0
+        low = high = mean
+    else:
+        standard_error = std / np.sqrt(n)
+        t_value = mean / standard_error
+        p_value = float(2 * stats.t.sf(abs(t_value), df=n - 1))
+        half_width = stats.t.ppf(0.5 + confidence / 2, df=n - 1) * standard_error
+        low, high = mean - half_width, mean + half_width
+    return {"n": n, "mean_difference": mean, "std_difference": std, "ci_low": float(low),
+            "ci_high": float(high), "t": float(t_value), "p_value": p_value,
+            "improved": int((differences > 0).sum())}

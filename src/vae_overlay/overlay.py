@@ -1,0 +1,512 @@
+"""The overlay experiment (paper, Section 4): mixed minibatches, cluster checks, overlay methods, fidelity.
+
+The paper trains the VAE on many copies of a few defect images, "every minibatch holding samples of
+the images to combine", expects one latent cluster per image, and overlays defects by decoding the
+sum of latent vectors taken from different clusters. This module holds what notebook 05 (and the
+classifier experiment of notebook 06) needs to do that and to check it:
+
+* `mixed_batches` — the batch sampler with the guarantee (every batch holds every source; every copy
+  is used once per epoch), for `vae_overlay.model.train_vae(batches=...)` or `train_variant`.
+* `Variant` / `build_variant` / `train_variant` — the paper's model and the changes that were tried
+  to keep its latent space from collapsing (leaky activation, wider dense layer, log-variance
+  initialiser, KL warm-up, standardised encoder input).
+* `latent_report` (`cluster_separation`, `kl_per_source`, `dead_units`) — is the latent space degenerate?
+* `overlay_latent`, `decode`, `pixel_overlay`, `generate_overlays` — the overlay methods and baselines.
+* `fidelity` (`background_estimate`, `defect_threshold`) — how much of each source defect an overlay
+  shows, and what it shows that no source has.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from vae_overlay import model as vae_model
+from vae_overlay.data import ImageSkipped, atomic_write_text, load_image
+
+COLLAPSE_THRESHOLD = 1.0  # pooled sd between centres: closer clusters are one (> 24% of draws nearer the other centre)
+SEPARATION_THRESHOLD = 3.0  # "far apart" (the paper's expectation): < 2% of draws nearer the other centre
+DEFECT_DEPTH_FRACTION = 0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
+SPURIOUS_TOLERANCE = 1  # px: defect pixels this close to a source mask are not counted as spurious
+OVERLAY_METHODS = ("sum", "mean", "offset", "weighted")
+
+
+# ----------------------------------------------------------------------------- sources and copies
+
+def mask_path(image_path: str | Path) -> Path | None:
+    """The `<stem>_mask.<ext>` file next to an image (any extension), or None."""
+    image_path = Path(image_path)
+    found = sorted(image_path.parent.glob(f"{image_path.stem}_mask.*"))
+    return found[0] if found else None
+
+
+def load_sources(paths, size: int):
+    """Source images (k, size, size, 1), their masks (k, size, size) bool or None, and names.
+
+    Masks are the `<stem>_mask.*` files beside the images, resized like the images and thresholded at
+    0.5; `masks` is None unless every source has one (fidelity needs all of them).
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ValueError(f"the overlay needs at least two source images, got {len(paths)}: set "
+                         "OVERLAY_IMAGES to a list of image paths.")
+    images, masks = [], []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"overlay source {path} does not exist: set OVERLAY_IMAGES to "
+                                    "existing image files (paths relative to notebooks/ or absolute).")
+        try:
+            images.append(load_image(path, size))
+        except ImageSkipped as reason:
+            raise ValueError(f"overlay source {path} cannot be used: {reason}") from None
+        found = mask_path(path)
+        masks.append(load_image(found, size) > 0.5 if found else None)
+    have_masks = all(m is not None for m in masks)
+    return (np.stack(images)[..., None].astype(np.float32),
+            np.stack(masks) if have_masks else None,
+            [p.stem for p in paths])
+
+
+def make_copies(images, copies: int):
+    """`copies` copies of each source, grouped by source: (k * copies, s, s, 1) and labels (k * copies,)."""
+    images = np.asarray(images, np.float32)
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1, got {copies}")
+    return np.repeat(images, copies, axis=0), np.repeat(np.arange(len(images)), copies)
+
+
+def mixed_batches(n_sources: int, copies: int, batch_size: int):
+    """Batch sampler `batches(epoch, rng)` for copies laid out as `make_copies` lays them out.
+
+    Guarantee: every batch holds at least one copy of every source, every copy appears exactly once
+    per epoch, no batch is larger than `batch_size`, and the batches depend only on `rng`. There are
+    ceil(n / batch_size) batches whose sizes differ by at most one (all equal to `batch_size` when it
+    divides n). Each batch first gets one copy of every source; the remaining copies are shuffled
+    together and dealt into the free places, so the composition beyond that varies from batch to batch.
+    """
+    if n_sources < 1 or copies < 1:
+        raise ValueError(f"need n_sources >= 1 and copies >= 1, got {n_sources} and {copies}")
+    if batch_size < n_sources:
+        raise ValueError(f"a batch of {batch_size} cannot hold all {n_sources} sources: use "
+                         f"BATCH_SIZE >= {n_sources}.")
+    total = n_sources * copies
+    n_batches = -(-total // batch_size)  # <= copies because batch_size >= n_sources
+    sizes = np.full(n_batches, total // n_batches)
+    sizes[:total % n_batches] += 1
+
+    def batches(epoch: int, rng: np.random.Generator):
+        per_source = [source * copies + rng.permutation(copies) for source in range(n_sources)]
+        firsts = np.stack([order[:n_batches] for order in per_source], axis=1)  # (n_batches, k)
+        rest = rng.permutation(np.concatenate([order[n_batches:] for order in per_source]))
+        ends = np.cumsum(sizes - n_sources)
+        starts = ends - (sizes - n_sources)
+        result = [rng.permutation(np.concatenate([firsts[b], rest[starts[b]:ends[b]]]))
+                  for b in range(n_batches)]
+        return [result[b] for b in rng.permutation(n_batches)]
+
+    batches.__qualname__ = f"mixed_batches({n_sources}, {copies}, {batch_size})"
+    return batches
+
+
+# ----------------------------------------------------------------------------- model variants
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to build and train the overlay VAE; the defaults are the paper's recipe."""
+
+    name: str = "paper"
+    activation: str = "relu"  # of the encoder's Dense(16) layer
+    dense_units: int = 16
+    log_var_bias: float = 0.0  # initial bias of z_log_var (0: Keras default zeros)
+    standardize_input: bool = False  # encoder input: per-pixel (x - mean) / std over the training copies
+    kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over this many epochs
+    batch_size: int = 10
+    learning_rate: float = 2e-3
+
+    def is_paper(self) -> bool:
+        """True when the model is exactly the keras.io VAE of vae_overlay.model."""
+        return (self.activation == "relu" and self.dense_units == 16 and self.log_var_bias == 0.0
+                and not self.standardize_input)
+
+    def describe(self) -> str:
+        """Short text: what differs from the paper's recipe."""
+        paper = Variant()
+        changes = [f"{key}={value}" for key, value in asdict(self).items()
+                   if key != "name" and value != getattr(paper, key)]
+        return ", ".join(changes) or "paper's recipe"
+
+
+PAPER = Variant()
+VARIANTS = {
+    "paper": PAPER,
+    "leaky ReLU": Variant("leaky ReLU", activation="leaky_relu"),
+    "Dense(64)": Variant("Dense(64)", dense_units=64),
+    "log-var init -6": Variant("log-var init -6", log_var_bias=-6.0),
+    "KL warm-up": Variant("KL warm-up", kl_warmup_epochs=10),
+    "batch 30": Variant("batch 30", batch_size=30),
+    "standardised input": Variant("standardised input", standardize_input=True),
+    "standardised + leaky": Variant("standardised + leaky", standardize_input=True, activation="leaky_relu"),
+}
+
+
+def build_variant(variant: Variant, image_size: int, latent_dim: int, training_images=None, seed: int = 42):
+    """A VAE (vae_overlay.model.VAE) built as `variant` says; the paper's variant is model.build_vae's."""
+    keras.utils.set_random_seed(seed)  # then encoder before decoder, as model.build_vae does
+    if variant.is_paper():
+        encoder = vae_model.build_encoder(image_size, latent_dim, seed=seed)
+        return vae_model.VAE(encoder, vae_model.build_decoder(image_size, latent_dim), name="vae")
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = inputs
+    if variant.standardize_input:
+        if training_images is None:
+            raise ValueError("standardize_input needs the training images to compute the pixel statistics")
+        normalize = layers.Normalization(axis=(1, 2, 3), name="standardize")
+        normalize.adapt(np.asarray(training_images, np.float32))
+        x = normalize(x)
+    x = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same", name="conv_1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same", name="conv_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(variant.dense_units, activation=variant.activation, name="dense")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var",
+                             bias_initializer=keras.initializers.Constant(variant.log_var_bias))(x)
+    z = vae_model.Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+    return vae_model.VAE(encoder, vae_model.build_decoder(image_size, latent_dim), name="vae")
+
+
+def _epoch_function(vae, warmup_steps: float):
+    """One compiled call runs all minibatches of an epoch; the KL weight follows the warm-up schedule."""
+    weights = vae.trainable_weights
+    optimizer = vae.optimizer
+    size = vae.image_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32),
+                                  tf.TensorSpec([None, None], tf.int32)])
+    def run(images, index_batches):
+        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for step in tf.range(tf.shape(index_batches)[0]):
+            batch = tf.gather(images, index_batches[step])
+            if warmup_steps > 0:
+                done = tf.cast(optimizer.iterations, tf.float32)
+                kl_weight = tf.minimum(1.0, done / warmup_steps)
+            else:
+                kl_weight = tf.constant(1.0)
+            with tf.GradientTape() as tape:
+                reconstruction_loss, kl_loss = vae.compute_losses(batch, training=True)
+                total_loss = reconstruction_loss + kl_weight * kl_loss
+            grads = tape.gradient(total_loss, weights)
+            optimizer.apply_gradients(zip(grads, weights))
+            losses = losses.write(step, tf.stack([reconstruction_loss, kl_loss]))
+        return losses.stack()
+
+    return run
+
+
+def train_variant(images, batches, variant: Variant = PAPER, *, latent_dim: int = 2, epochs: int = 20,
+                  seed: int = 42, path: str | Path | None = None, retrain: bool = False, verbose: int = 0):
+    """Train `variant` on `images` with `batches(epoch, rng)`; returns (vae, info dict).
+
+    `info`: per-epoch reconstruction and KL losses, seconds of training, and the settings. With `path`
+    (a .keras file), a model saved there earlier with the same settings and data is loaded instead of
+    retrained (unless `retrain`), and a newly trained one is saved there (with `<path>.json` beside it).
+    """
+    images = np.asarray(images, np.float32)
+    settings = {"variant": asdict(variant), "latent_dim": int(latent_dim), "epochs": int(epochs),
+                "seed": int(seed), "n_images": int(len(images)), "image_size": int(images.shape[1]),
+                "images_sha256": vae_model._fingerprint(images),
+                "batches": getattr(batches, "__qualname__", str(batches))}
+    if path is not None:
+        path, record_path = Path(path), Path(str(path) + ".json")
+        if path.is_file() and record_path.is_file() and not retrain:
+            record = json.loads(record_path.read_text())
+            if record.get("settings") == settings:
+                return vae_model.load_vae(path), record
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # same seed on CPU -> same weights
+    vae = build_variant(variant, int(images.shape[1]), latent_dim, images, seed)
+    vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=variant.learning_rate))
+    vae.optimizer.build(vae.trainable_variables)
+    first = batches(0, np.random.default_rng([seed, 0]))
+    warmup_steps = variant.kl_warmup_epochs * len(first)
+    run = _epoch_function(vae, float(warmup_steps))
+    images_tensor = tf.constant(images)
+    history = {"reconstruction_loss": [], "kl_loss": []}
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        index_batches = first if epoch == 0 else batches(epoch, np.random.default_rng([seed, epoch]))
+        losses = vae_model._run_epoch(run, images_tensor, [np.asarray(b, np.int32) for b in index_batches])
+        if not np.isfinite(losses).all():
+            raise vae_model.TrainingDiverged(f"variant {variant.name!r} diverged at epoch {epoch + 1}",
+                                             epoch=epoch + 1, batch=0)
+        history["reconstruction_loss"].append(float(losses[:, 0].mean()))
+        history["kl_loss"].append(float(losses[:, 1].mean()))
+        if verbose:
+            print(f"  epoch {epoch + 1:2d}/{epochs}  reconstruction {history['reconstruction_loss'][-1]:8.2f}"
+                  f"  kl {history['kl_loss'][-1]:6.3f}", flush=True)
+    record = {"settings": settings, "history": history, "seconds": time.perf_counter() - started}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vae_model._save_model(path, vae)
+        atomic_write_text(str(path) + ".json", json.dumps(record, indent=1))
+    return vae, record
+
+
+# ----------------------------------------------------------------------------- is the latent space degenerate?
+
+def posterior(encoder, images):
+    """(z_mean, z_log_var) of images (n, s, s, 1) as float64 arrays (n, d)."""
+    z_mean, z_log_var = encoder(np.asarray(images, np.float32), training=False)[:2]
+    return np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+
+
+def sample_latents(z_mean, z_log_var, n_per_source: int, seed: int = 0):
+    """n_per_source draws z = mean + exp(log_var / 2) * eps for every source: points (k*n, d), labels."""
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((len(z_mean), n_per_source, z_mean.shape[1]))
+    points = z_mean[:, None, :] + np.exp(0.5 * z_log_var)[:, None, :] * eps
+    return points.reshape(-1, z_mean.shape[1]), np.repeat(np.arange(len(z_mean)), n_per_source)
+
+
+def kl_per_source(z_mean, z_log_var) -> np.ndarray:
+    """KL(q(z|x_i) || N(0, I)) in nats for every source (summed over latent dimensions)."""
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    return (-0.5 * (1.0 + z_log_var - z_mean**2 - np.exp(z_log_var))).sum(axis=1)
+
+
+def cluster_separation(points, labels, merge_below: float = COLLAPSE_THRESHOLD,
+                       separated_from: float = SEPARATION_THRESHOLD) -> dict:
+    """How far apart the clusters of labelled latent points are, relative to their spread.
+
+    For clusters i, j with centres c and spreads s (per-axis standard deviation: the RMS distance to
+    the centre over sqrt(d)), ratio[i, j] = |c_i - c_j| / sqrt(s_i^2 + s_j^2). For two isotropic
+    Gaussian clusters of equal spread, a point drawn from one lies nearer the other's centre with
+    probability Phi(-ratio / sqrt(2)): 50% when the centres coincide, 24% at ratio 1, 7.9% at 2,
+    1.7% at 3. Clusters closer than `merge_below` are merged (connected components) and the model is
+    "collapsed" when fewer clusters than sources remain; "separated" when every pair is at least
+    `separated_from` apart; "overlapping" in between (distinct centres whose draws mix).
+    """
+    points = np.asarray(points, np.float64)
+    labels = np.asarray(labels)
+    sources = np.unique(labels)
+    centres = np.stack([points[labels == s].mean(axis=0) for s in sources])
+    spreads = np.array([np.sqrt(((points[labels == s] - c) ** 2).sum(axis=1).mean() / points.shape[1])
+                        for s, c in zip(sources, centres)])
+    k = len(sources)
+    ratio = np.full((k, k), np.inf)
+    for i, j in combinations(range(k), 2):
+        scale = np.sqrt(spreads[i] ** 2 + spreads[j] ** 2)
+        distance = np.linalg.norm(centres[i] - centres[j])
+        ratio[i, j] = ratio[j, i] = distance / scale if scale > 0 else (np.inf if distance > 0 else 0.0)
+    parent = list(range(k))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in combinations(range(k), 2):
+        if ratio[i, j] < merge_below:
+            parent[root(i)] = root(j)
+    n_clusters = len({root(i) for i in range(k)})
+    min_ratio = float(ratio[np.triu_indices(k, 1)].min()) if k > 1 else float("inf")
+    collapsed = n_clusters < k
+    verdict = "collapsed" if collapsed else ("separated" if min_ratio >= separated_from else "overlapping")
+    return {"centres": centres, "spreads": spreads, "ratio": ratio, "min_ratio": min_ratio,
+            "n_clusters": n_clusters, "n_sources": k, "collapsed": collapsed, "verdict": verdict}
+
+
+def dead_units(encoder, images, layer_name: str = "dense") -> tuple[int, int]:
+    """(units of the encoder's hidden Dense layer whose output is <= 0 for every image, total units).
+
+    For ReLU these units output exactly 0 for all inputs and get no gradient: they are dead. (For a
+    leaky ReLU they are merely inactive; they still pass a small gradient.)
+    """
+    hidden = encoder.get_layer(layer_name).output
+    probe = keras.Model(encoder.input, hidden)
+    values = np.asarray(probe(np.asarray(images, np.float32), training=False))
+    return int((values.max(axis=0) <= 0).sum()), int(values.shape[-1])
+
+
+def latent_report(encoder, sources, n_samples: int = 500, seed: int = 0) -> dict:
+    """Separation (on n_samples draws per source), KL per source and dead units of one trained model."""
+    z_mean, z_log_var = posterior(encoder, sources)
+    points, labels = sample_latents(z_mean, z_log_var, n_samples, seed)
+    report = cluster_separation(points, labels)
+    report.update(z_mean=z_mean, z_log_var=z_log_var, points=points, labels=labels,
+                  kl=kl_per_source(z_mean, z_log_var))
+    report["dead"], report["units"] = dead_units(encoder, sources)
+    return report
+
+
+def describe_latents(report: dict, names) -> str:
+    """The printed verdict for one model: separation, KL per source, dead units, 'collapsed'."""
+    kl = ", ".join(f"{name} {value:.2f}" for name, value in zip(names, report["kl"]))
+    return (f"clusters: {report['n_clusters']} for {report['n_sources']} sources ({report['verdict']})\n"
+            f"  min separation {min(report['min_ratio'], 999):.1f} sd (collapsed below {COLLAPSE_THRESHOLD:g}, "
+            f"separated from {SEPARATION_THRESHOLD:g})\n"
+            f"  KL per source [nats]: {kl}\n"
+            f"  dead encoder units (output <= 0 for every source): {report['dead']}/{report['units']}")
+
+
+def identification_gain(sources) -> np.ndarray:
+    """Nats per image by which the reconstruction loss falls when the decoder outputs each source
+    itself instead of the sources' pixel mean (what a collapsed VAE outputs): sum over pixels of
+    KL(Bernoulli(x_i) || Bernoulli(mean)). Telling k sources apart costs at least ln k nats of KL."""
+    sources = np.clip(np.asarray(sources, np.float64), 1e-7, 1 - 1e-7)
+    mean = sources.mean(axis=0, keepdims=True)
+    gain = sources * np.log(sources / mean) + (1 - sources) * np.log((1 - sources) / (1 - mean))
+    return gain.reshape(len(sources), -1).sum(axis=1)
+
+
+# ----------------------------------------------------------------------------- overlay methods
+
+def overlay_latent(z_sources, method: str = "sum", z_background=None, weight: float = 1.0) -> np.ndarray:
+    """One latent vector for the overlay of the sources' latent vectors z_sources (k, d).
+
+    sum: the paper's sum of the vectors; mean: their average; offset: z_bg + sum(z_i - z_bg), the
+    sum of each source's offset from a common background vector; weighted: z_bg + weight * sum(z_i - z_bg)
+    (weight 1 is "offset"; with z_bg = 0, weight 1 is "sum" and weight 1/k is "mean").
+    """
+    z_sources = np.asarray(z_sources, np.float64)
+    if method == "sum":
+        return z_sources.sum(axis=0)
+    if method == "mean":
+        return z_sources.mean(axis=0)
+    if method in ("offset", "weighted"):
+        z_bg = np.zeros(z_sources.shape[1]) if z_background is None else np.asarray(z_background, np.float64)
+        scale = 1.0 if method == "offset" else float(weight)
+        return z_bg + scale * (z_sources - z_bg).sum(axis=0)
+    raise ValueError(f"method must be one of {OVERLAY_METHODS}, got {method!r}")
+
+
+def decode(decoder, z) -> np.ndarray:
+    """Decode latent points (n, d) to float images (n, s, s, 1) in one call."""
+    z = np.atleast_2d(np.asarray(z, np.float32))
+    return np.asarray(decoder(z, training=False), np.float32)
+
+
+def subsets(k: int, sizes=(2, 3)) -> list[tuple[int, ...]]:
+    """All index tuples of the given sizes out of k sources (pairs, then triples, ...)."""
+    return [combo for size in sizes if size <= k for combo in combinations(range(k), size)]
+
+
+def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: str = "sum", pairs: bool = True,
+                      z_background=None, sample: bool = False, batch_size: int = 256):
+    """n overlays of randomly drawn pairs (or triples) of `images`, seeded.
+
+    Returns (overlays float32 (n, s, s, 1), sources int (n, 2 or 3)): the indices into `images` of
+    the sources combined in each overlay (distinct, ascending). Latent vectors are the encoder means
+    (or, with sample=True, draws from each source's posterior). Methods: "sum" (the paper), "mean",
+    "offset" (background vector `z_background` if given, else the mean latent of all `images`), and
+    "composite": decode every source's vector and keep the darkest pixel (the overlay is made in
+    pixel space; the VAE only supplies the decoded defects).
+    """
+    images = np.asarray(images, np.float32)
+    group = 2 if pairs else 3
+    if len(images) < group:
+        raise ValueError(f"need at least {group} images to overlay {'pairs' if pairs else 'triples'}, "
+                         f"got {len(images)}")
+    if method not in ("sum", "mean", "offset", "composite"):
+        raise ValueError(f"method must be 'sum', 'mean', 'offset' or 'composite', got {method!r}")
+    parts = [posterior(encoder, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    z_mean = np.concatenate([part[0] for part in parts])
+    z_log_var = np.concatenate([part[1] for part in parts])
+    z_bg = z_mean.mean(axis=0) if z_background is None else np.asarray(z_background, np.float64)
+    rng = np.random.default_rng(seed)
+    sources = np.zeros((n, group), np.int64)
+    for row in range(n):
+        sources[row] = np.sort(rng.choice(len(images), size=group, replace=False))
+    chosen = z_mean[sources]  # (n, group, d)
+    if sample:
+        chosen = chosen + np.exp(0.5 * z_log_var[sources]) * rng.standard_normal(chosen.shape)
+    size = int(decoder.outputs[0].shape[1])
+    if method == "composite":
+        flat = chosen.reshape(-1, chosen.shape[-1])
+        decoded = [decode(decoder, flat[i:i + batch_size]) for i in range(0, len(flat), batch_size)]
+        decoded = np.concatenate(decoded) if decoded else np.zeros((0, size, size, 1), np.float32)
+        return decoded.reshape(n, group, size, size, 1).min(axis=1), sources
+    latents = np.stack([overlay_latent(z, method, z_bg) for z in chosen]) if n else np.zeros((0, z_mean.shape[1]))
+    overlays = np.empty((n, size, size, 1), np.float32)
+    for start in range(0, n, batch_size):
+        overlays[start:start + batch_size] = decode(decoder, latents[start:start + batch_size])
+    return overlays, sources
+
+
+# ----------------------------------------------------------------------------- fidelity against the masks
+
+def background_estimate(sources, masks) -> np.ndarray:
+    """The defect-free surface: per pixel, the mean of the sources whose mask does not cover it.
+
+    Where every mask covers a pixel (no source shows the surface there) the sources' maximum is used.
+    For sources that share one surface (the synthetic trio) this is the surface itself.
+    """
+    sources = np.asarray(sources, np.float64)[..., 0] if np.ndim(sources) == 4 else np.asarray(sources, np.float64)
+    clear = ~np.asarray(masks, bool)
+    count = clear.sum(axis=0)
+    total = np.where(clear, sources, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), sources.max(axis=0))
+
+
+def defect_threshold(sources, masks, background=None, fraction: float = DEFECT_DEPTH_FRACTION) -> float:
+    """Darkening that makes an overlay pixel a defect pixel: `fraction` of the median darkening
+    (background - source) over all source mask pixels."""
+    sources = np.asarray(sources, np.float64)[..., 0] if np.ndim(sources) == 4 else np.asarray(sources, np.float64)
+    masks = np.asarray(masks, bool)
+    background = background_estimate(sources, masks) if background is None else background
+    depth = (background[None] - sources)[masks]
+    if depth.size == 0:
+        raise ValueError("the masks are empty: fidelity needs at least one defect pixel")
+    return float(fraction * np.median(depth))
+
+
+def fidelity(overlay, masks, background, threshold: float, tolerance: int = SPURIOUS_TOLERANCE) -> dict:
+    """Per-source recall, spurious fraction and one score for an overlay image.
+
+    A pixel is shown as defect when `background - overlay > threshold`. recall[i]: the fraction of
+    mask i shown as defect. spurious: the fraction of the shown defect pixels farther than
+    `tolerance` px (chessboard distance) from every mask (0 when nothing is shown). score:
+    mean recall x (1 - spurious): 1 for an overlay that shows every defect and nothing else, 0 for
+    one that shows nothing or only spurious pixels.
+    """
+    from scipy import ndimage
+
+    overlay = np.asarray(overlay, np.float64).reshape(np.shape(background))
+    masks = np.asarray(masks, bool)
+    shown = (np.asarray(background, np.float64) - overlay) > threshold
+    recall = np.array([shown[m].mean() if m.any() else np.nan for m in masks])
+    union = masks.any(axis=0)
+    if tolerance > 0:
+        union = ndimage.binary_dilation(union, structure=np.ones((3, 3), bool), iterations=tolerance)
+    spurious = float((shown & ~union).sum() / shown.sum()) if shown.any() else 0.0
+    mean_recall = float(np.nanmean(recall))
+    return {"recall": recall, "mean_recall": mean_recall, "min_recall": float(np.nanmin(recall)),
+            "spurious": spurious, "score": mean_recall * (1.0 - spurious), "shown": shown}
+
+
+def format_table(header, rows, widths=None) -> str:
+    """A plain-text table (for printed, nbval-checkable output): floats with 2 decimals."""
+    cells = [[f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value) for value in row]
+             for row in rows]
+    widths = widths or [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    line = lambda values: "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}"
+                                    for i, (v, w) in enumerate(zip(values, widths)))
+    return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def pixel_overlay(sources, method: str) -> np.ndarray:
+    """Pixel-space baselines: 'mean' of the sources or 'darkest' (compositing: darkest pixel wins)."""
+    sources = np.asarray(sources, np.float32)
+    if method == "mean":
+        return sources.mean(axis=0)
+    if method == "darkest":
+        return sources.min(axis=0)
+    raise ValueError(f"pixel method must be 'mean' or 'darkest', got {method!r}")

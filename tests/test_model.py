@@ -1,0 +1,155 @@
+"""The VAE of model.py against independent references: closed forms, numpy, saved copies."""
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from vae_overlay import model
+
+
+def crack_like_images(count=20, size=16, seed=0):
+    """Bright cells crossed by dark random lines, pixel values in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:size, 0:size]
+    images = np.empty((count, size, size, 1), np.float32)
+    for i in range(count):
+        angle, offset = rng.uniform(0, np.pi), rng.uniform(-size / 3, size / 3)
+        distance = np.abs((cols - size / 2) * np.cos(angle) + (rows - size / 2) * np.sin(angle) - offset)
+        images[i, ..., 0] = 0.8 - 0.7 * np.exp(-distance ** 2) + rng.normal(0, 0.03, (size, size))
+    return np.clip(images, 0, 1)
+
+
+def test_kl_matches_closed_form_and_numerical_integral():
+    rng = np.random.default_rng(1)
+    z_mean = rng.normal(0, 2, (50, 3)).astype(np.float32)
+    z_log_var = rng.normal(0, 1, (50, 3)).astype(np.float32)
+    variance = np.exp(z_log_var.astype(np.float64))
+    closed_form = 0.5 * (variance + z_mean.astype(np.float64) ** 2 - 1 - np.log(variance))
+    np.testing.assert_allclose(np.asarray(model.kl_divergence(z_mean, z_log_var)), closed_form,
+                               rtol=1e-5, atol=1e-6)
+    # One entry by integrating p log(p/q) numerically, independent of any formula.
+    mean, std = float(z_mean[0, 0]), float(np.sqrt(variance[0, 0]))
+    p, q = stats.norm(mean, std), stats.norm(0, 1)
+    integral, _ = integrate.quad(lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)),
+                                 mean - 12 * std, mean + 12 * std)
+    assert float(model.kl_divergence(z_mean, z_log_var)[0, 0]) == pytest.approx(integral, rel=1e-5)
+
+
+def test_sampling_has_the_requested_mean_and_variance():
+    n = 200_000
+    mean, log_var = np.array([1.5, -2.0], np.float32), np.array([np.log(4.0), np.log(0.25)], np.float32)
+    layer = model.Sampling(seed=7)
+    z = np.asarray(layer([np.tile(mean, (n, 1)), np.tile(log_var, (n, 1))])).astype(np.float64)
+    std = np.exp(0.5 * log_var.astype(np.float64))
+    # Five standard errors: the mean's is std/sqrt(n), the variance's is var*sqrt(2/n).
+    np.testing.assert_array_less(np.abs(z.mean(axis=0) - mean), 5 * std / np.sqrt(n))
+    np.testing.assert_array_less(np.abs(z.var(axis=0) - std ** 2), 5 * std ** 2 * np.sqrt(2 / n))
+    assert abs(np.corrcoef(z.T)[0, 1]) < 5 / np.sqrt(n)
+    # Seeded: a new layer with the same seed repeats the draws; the next call draws new noise.
+    again = np.asarray(model.Sampling(seed=7)([np.tile(mean, (n, 1)), np.tile(log_var, (n, 1))]))
+    np.testing.assert_array_equal(again, z.astype(np.float32))
+    assert not np.array_equal(np.asarray(layer([mean[None], log_var[None]])), z[:1].astype(np.float32))
+
+
+def test_architecture_is_the_keras_io_example():
+    encoder, decoder = model.build_encoder(64, 2), model.build_decoder(64, 2)
+    assert encoder.name == "encoder" and decoder.name == "decoder"
+    assert [tuple(o.shape) for o in encoder.outputs] == [(None, 2)] * 3
+    assert tuple(decoder.outputs[0].shape) == (None, 64, 64, 1)
+    convs = [(type(layer).__name__, layer.filters, layer.strides, layer.activation.__name__)
+             for layer in encoder.layers + decoder.layers if hasattr(layer, "filters")]
+    assert convs == [("Conv2D", 32, (2, 2), "relu"), ("Conv2D", 64, (2, 2), "relu"),
+                     ("Conv2DTranspose", 64, (2, 2), "relu"), ("Conv2DTranspose", 32, (2, 2), "relu"),
+                     ("Conv2DTranspose", 1, (1, 1), "sigmoid")]
+    # Parameter counts from the layer formulas (kernel 3x3, 16 px maps after two stride-2 convs).
+    encoder_count = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (16 * 16 * 64 * 16 + 16) + 2 * (16 * 2 + 2)
+    decoder_count = (2 * 16 * 16 * 64 + 16 * 16 * 64) + (9 * 64 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 + 1)
+    counts = (encoder.count_params(), decoder.count_params())
+    assert counts == (encoder_count, decoder_count) == (281_044, 104_833)
+
+
+@pytest.mark.parametrize("size", [0, 30, 62])
+def test_image_size_must_be_a_multiple_of_four(size):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        model.build_encoder(size)
+
+
+def test_losses_match_numpy():
+    vae = model.build_vae(16, 2, seed=3)
+    images = crack_like_images(6)
+    sampler = vae.encoder.get_layer("z").seed_generator
+    state = sampler.state.numpy()
+    reconstruction_loss, kl_loss = (float(v) for v in vae.compute_losses(images))
+    sampler.state.assign(state)  # the same noise again, so the same z
+    z_mean, z_log_var, z = (np.asarray(t, np.float64) for t in vae.encoder(images))
+    p = np.clip(np.asarray(vae.decoder(z.astype(np.float32)), np.float64), 1e-7, 1 - 1e-7)
+    x = images.astype(np.float64)
+    bce = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    assert reconstruction_loss == pytest.approx(bce.sum(axis=(1, 2, 3)).mean(), rel=1e-5)
+    kl = 0.5 * (np.exp(z_log_var) + z_mean ** 2 - 1 - z_log_var)
+    assert kl_loss == pytest.approx(kl.sum(axis=1).mean(), rel=1e-5, abs=1e-7)
+
+
+def test_fit_reports_loss_equal_to_reconstruction_plus_kl():
+    # Batches of 8, 8 and 4 images: equal tracker weights for all three values keep the sum exact.
+    vae = model.build_vae(16, 2, seed=5)
+    vae.compile(optimizer=keras.optimizers.RMSprop(2e-3))
+    history = vae.fit(crack_like_images(20), epochs=2, batch_size=8, verbose=0, shuffle=False).history
+    for epoch in range(2):
+        total = history["reconstruction_loss"][epoch] + history["kl_loss"][epoch]
+        assert history["loss"][epoch] == pytest.approx(total, rel=1e-6)
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    vae = model.build_vae(16, 2, seed=11)
+    vae.compile(optimizer=keras.optimizers.RMSprop(2e-3))
+    images = crack_like_images(5)
+    vae.fit(images, epochs=1, batch_size=5, verbose=0)  # non-initial weights and optimizer state
+    path = tmp_path / "vae.keras"
+    vae.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert "lambda" not in archive.read("config.json").decode().lower()
+    loaded = model.load_vae(path)
+    assert isinstance(loaded, model.VAE) and loaded.encoder.name == "encoder"
+    for original, copy in zip(vae.encoder(images), loaded.encoder(images)):  # z too: the seed state is saved
+        np.testing.assert_array_equal(np.asarray(original), np.asarray(copy))
+    z = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(vae.decoder(z)), np.asarray(loaded.decoder(z)))
+    for original, copy in zip(vae.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(original.numpy(), copy.numpy())
+    # The plain Keras loader accepts it in safe mode as well (no lambdas, registered classes).
+    assert isinstance(keras.saving.load_model(path, safe_mode=True), model.VAE)
+
+
+def test_load_vae_names_the_file_and_what_to_do(tmp_path):
+    missing = tmp_path / "nothing" / "vae.keras"
+    with pytest.raises(FileNotFoundError, match=r"nothing.*02_train_vae"):
+        model.load_vae(missing)
+    corrupt = tmp_path / "vae.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match=r"vae\.keras.*RETRAIN = True"):
+        model.load_vae(corrupt)
+    other = tmp_path / "other.keras"
+    model.build_encoder(16).save(other)
+    with pytest.raises(ValueError, match="not a vae_overlay VAE"):
+        model.load_vae(other)
+
+
+def test_encode_mean_matches_the_encoder_in_any_batch_size():
+    vae = model.build_vae(16, 3, seed=2)
+    images = crack_like_images(9)
+    expected = np.asarray(vae.encoder(images)[0])
+    for batch_size in (2, 4, 256):
+        np.testing.assert_allclose(model.encode_mean(vae.encoder, images, batch_size), expected, atol=1e-6)
+    assert model.encode_mean(vae, images[:0]).shape == (0, 3)
+
+
+def test_config_round_trip_keeps_seed_and_sizes():
+    vae = model.build_vae(32, 3, seed=9)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(vae)))
+    copy = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    assert (copy.image_size, copy.latent_dim) == (32, 3)
+    assert copy.encoder.get_layer("z").seed == 9

@@ -1,0 +1,84 @@
+"""Notebooks too slow for nbval at their defaults, run end to end through papermill with small parameters.
+
+Each test executes one notebook into a temporary folder (artifacts and figures there too) and checks
+the key numbers it prints. Notebook 05's defaults train ~12,000 steps (10-20 min on 2 CPU cores).
+"""
+import json
+import re
+from pathlib import Path
+
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_notebook(name: str, tmp_path: Path, **parameters) -> tuple[str, Path]:
+    """Execute notebooks/<name> with `parameters` plus tmp ARTIFACTS_DIR/FIGURES_DIR; return (stdout text, output path)."""
+    out = tmp_path / f"out_{name}"
+    parameters = {"ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FIGURES_DIR": str(tmp_path / "results" / "figures"),
+                  **parameters}
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
+                               parameters=parameters)
+    return outputs_text(out), out
+
+
+def outputs_text(notebook: Path) -> str:
+    """All stream outputs of a notebook's code cells, concatenated."""
+    cells = json.loads(notebook.read_text())["cells"]
+    texts = [o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+
+
+def table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The body of the plain-text table whose header line starts with `header_start`, as lists of cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "EPOCHS": 2, "SWEEP_COPIES": 4, "DIM_COPIES": 4,
+            "SWEEP_VARIANTS": ["paper", "standardised + leaky"], "SWEEP_SEEDS": [42], "LATENT_DIMS": [2, 4],
+            "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5, 2.0]}
+
+
+@pytest.mark.slow
+def test_notebook05_small(tmp_path):
+    text, _ = run_notebook("05_overlay_defects.ipynb", tmp_path, **SMALL_05)
+    assert "sources: ['crack_1', 'crack_2', 'pore'] (3, 32, 32, 1) float32" in text
+    assert "training images: 24 = 8 copies x 3 sources; 3 batches per epoch, 6 steps in 2 epochs" in text
+    assert "every batch holds every source: True" in text and "every copy used once in the epoch: True" in text
+    # the cluster check is printed for the paper's model and the fixed variant, with a count out of 3
+    assert text.count("clusters: ") >= 2 and "for 3 sources (" in text
+    assert "dead encoder units (output <= 0 for every source): " in text
+
+    sweep = table_rows(text, "variant ")
+    assert [row[0] for row in sweep] == ["paper, 8 copies (6 steps)", "paper (4 steps)", "standardised + leaky (4 steps)"]
+    assert all(re.fullmatch(r"[01]/1", row[1]) for row in sweep)  # collapsed runs out of the seeds
+
+    header = next(line for line in text.splitlines() if line.startswith("method "))
+    columns = re.split(r"\s{2,}", header.strip())
+    assert columns == ["method", "crack_1+crack_2", "crack_1+pore", "crack_2+pore", "all", "mean",
+                       "rec crack_1", "rec crack_2", "rec pore", "spurious", "counts"]
+    fidelity = {row[0]: row for row in table_rows(text, "method ")}
+    assert list(fidelity)[:3] == ["pixel mean (baseline)", "pixel compositing (darkest)", "paper: latent sum"]
+    assert "fixed: decoded compositing" in fidelity and len(fidelity) == 10
+    for row in fidelity.values():
+        assert len(row) == len(columns) and all(0.0 <= float(v) <= 1.0 for v in row[1:-1])
+        assert row[-1] in ("-", "yes", "no")
+    # pixel compositing shows every defect: on the overlay of all three it must beat the pixel mean
+    assert float(fidelity["pixel compositing (darkest)"][4]) > float(fidelity["pixel mean (baseline)"][4])
+
+    dims = table_rows(text, "latent dim ")
+    assert [row[0] for row in dims] == ["2", "4"] and all(re.fullmatch(r"[123]/3", row[1]) for row in dims)
+    assert "same seed, same overlays: True" in text
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())["05_overlay_defects"]
+    assert set(summary["latent_dimension"]) == {"2", "4"} and summary["copies"] == 8
+    for name in ("fig4_overlay_sources", "fig5_overlays_paper_recipe", "fig5b_overlay_methods"):
+        assert (tmp_path / "results" / "figures" / f"{name}.png").is_file()
