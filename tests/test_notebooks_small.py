@@ -1,7 +1,7 @@
 """Notebooks too slow for nbval at their defaults, run end to end through papermill with small parameters.
 
 Each test executes one notebook into a temporary folder (artifacts and figures there too) and checks
-the key numbers it prints. Notebook 05's defaults train ~12,000 steps (10-20 min on 2 CPU cores).
+the key numbers it prints. Notebook 05's defaults train 12,800 steps (35 min on a shared 2-core machine).
 """
 import json
 import re
@@ -14,33 +14,33 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(name: str, tmp_path: Path, **parameters) -> tuple[str, Path]:
-    """Execute notebooks/<name> with `parameters` plus tmp ARTIFACTS_DIR/FIGURES_DIR; return (stdout text, output path)."""
+def run_notebook(name: str, tmp_path: Path, **parameters) -> list[str]:
+    """Execute notebooks/<name> with `parameters` (ARTIFACTS_DIR/FIGURES_DIR under tmp_path unless given);
+    return the text of every stream output of its code cells, in order."""
     out = tmp_path / f"out_{name}"
     parameters = {"ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FIGURES_DIR": str(tmp_path / "results" / "figures"),
                   **parameters}
     papermill.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
                                parameters=parameters)
-    return outputs_text(out), out
-
-
-def outputs_text(notebook: Path) -> str:
-    """All stream outputs of a notebook's code cells, concatenated."""
-    cells = json.loads(notebook.read_text())["cells"]
+    cells = json.loads(out.read_text())["cells"]
     texts = [o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
-    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+    return ["".join(t) if isinstance(t, list) else t for t in texts]
 
 
-def table_rows(text: str, header_start: str) -> list[list[str]]:
-    """The body of the plain-text table whose header line starts with `header_start`, as lists of cells."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.strip():
-            break
-        rows.append(re.split(r"\s{2,}", line.strip()))
-    return rows
+def table_rows(outputs: list[str], header_start: str) -> list[list[str]]:
+    """The body of the printed plain-text table whose header line starts with `header_start`, as lists of
+    cells: the lines after its dashed rule, up to a blank line or the end of that cell output."""
+    for text in outputs:
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith(header_start) and i + 1 < len(lines) and set(lines[i + 1]) <= {"-", " "}:
+                body = []
+                for row in lines[i + 2:]:
+                    if not row.strip():
+                        break
+                    body.append(re.split(r"\s{2,}", row.strip()))
+                return body
+    raise AssertionError(f"no printed table with a header starting {header_start!r}")
 
 
 SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "EPOCHS": 2, "SWEEP_COPIES": 4, "DIM_COPIES": 4,
@@ -50,7 +50,8 @@ SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "EPOCHS": 2, "SWEEP_COPIES": 4, "DIM_
 
 @pytest.mark.slow
 def test_notebook05_small(tmp_path):
-    text, _ = run_notebook("05_overlay_defects.ipynb", tmp_path, **SMALL_05)
+    outputs = run_notebook("05_overlay_defects.ipynb", tmp_path, **SMALL_05)
+    text = "\n".join(outputs)
     assert "sources: ['crack_1', 'crack_2', 'pore'] (3, 32, 32, 1) float32" in text
     assert "training images: 24 = 8 copies x 3 sources; 3 batches per epoch, 6 steps in 2 epochs" in text
     assert "every batch holds every source: True" in text and "every copy used once in the epoch: True" in text
@@ -58,7 +59,7 @@ def test_notebook05_small(tmp_path):
     assert text.count("clusters: ") >= 2 and "for 3 sources (" in text
     assert "dead encoder units (output <= 0 for every source): " in text
 
-    sweep = table_rows(text, "variant ")
+    sweep = table_rows(outputs, "variant ")
     assert [row[0] for row in sweep] == ["paper, 8 copies (6 steps)", "paper (4 steps)", "standardised + leaky (4 steps)"]
     assert all(re.fullmatch(r"[01]/1", row[1]) for row in sweep)  # collapsed runs out of the seeds
 
@@ -66,7 +67,7 @@ def test_notebook05_small(tmp_path):
     columns = re.split(r"\s{2,}", header.strip())
     assert columns == ["method", "crack_1+crack_2", "crack_1+pore", "crack_2+pore", "all", "mean",
                        "rec crack_1", "rec crack_2", "rec pore", "spurious", "counts"]
-    fidelity = {row[0]: row for row in table_rows(text, "method ")}
+    fidelity = {row[0]: row for row in table_rows(outputs, "method ")}
     assert list(fidelity)[:3] == ["pixel mean (baseline)", "pixel compositing (darkest)", "paper: latent sum"]
     assert "fixed: decoded compositing" in fidelity and len(fidelity) == 10
     for row in fidelity.values():
@@ -75,10 +76,29 @@ def test_notebook05_small(tmp_path):
     # pixel compositing shows every defect: on the overlay of all three it must beat the pixel mean
     assert float(fidelity["pixel compositing (darkest)"][4]) > float(fidelity["pixel mean (baseline)"][4])
 
-    dims = table_rows(text, "latent dim ")
+    dims = table_rows(outputs, "latent dim ")
     assert [row[0] for row in dims] == ["2", "4"] and all(re.fullmatch(r"[123]/3", row[1]) for row in dims)
     assert "same seed, same overlays: True" in text
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())["05_overlay_defects"]
     assert set(summary["latent_dimension"]) == {"2", "4"} and summary["copies"] == 8
     for name in ("fig4_overlay_sources", "fig5_overlays_paper_recipe", "fig5b_overlay_methods"):
         assert (tmp_path / "results" / "figures" / f"{name}.png").is_file()
+
+
+@pytest.mark.slow
+def test_notebook05_small_on_two_images_without_masks(tmp_path):
+    folder = tmp_path / "my defects"
+    folder.mkdir()
+    for name in ("crack_1", "pore"):  # the images only, not their masks
+        (folder / f"{name}.png").write_bytes((ROOT / "data" / "synthetic" / f"{name}.png").read_bytes())
+    outputs = run_notebook("05_overlay_defects.ipynb", tmp_path, **{
+        **SMALL_05, "OVERLAY_IMAGES": [str(folder / "crack_1.png"), str(folder / "pore.png")], "DATASET": "mine",
+        "SWEEP_VARIANTS": ["paper"], "LATENT_DIMS": [2]})
+    text = "\n".join(outputs)
+    assert "sources: ['crack_1', 'pore'] (2, 32, 32, 1) float32" in text
+    assert "masks: none (fidelity cannot be measured)" in text
+    assert "training images: 16 = 8 copies x 2 sources" in text and "every batch holds every source: True" in text
+    assert "for 2 sources (" in text and "no masks: no fidelity table" in text
+    assert [row[0] for row in table_rows(outputs, "variant ")] == ["paper, 8 copies (4 steps)", "paper (2 steps)"]
+    assert [row[0] for row in table_rows(outputs, "latent dim ")] == ["2"]
+    assert (tmp_path / "artifacts" / "mine").is_dir()
