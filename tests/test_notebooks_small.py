@@ -102,3 +102,48 @@ def test_notebook05_small_on_two_images_without_masks(tmp_path):
     assert [row[0] for row in table_rows(outputs, "variant ")] == ["paper, 8 copies (4 steps)", "paper (2 steps)"]
     assert [row[0] for row in table_rows(outputs, "latent dim ")] == ["2"]
     assert (tmp_path / "artifacts" / "mine").is_dir()
+
+
+SMALL_06 = {"N_SEEDS": 2, "N_TRAIN_PER_CLASS": 20, "N_VAL_PER_CLASS": 10, "N_GENERATED_PER_CLASS": 20, "EPOCHS": 2,
+            "CLASSIFIER_STEPS": 30, "CHECK_EVERY": 15, "SEED": 7}
+
+
+def cell_names(path: Path) -> set[str]:
+    """Cell names of a split list written by vae_overlay.classifier.write_cell_list."""
+    lines = path.read_text().splitlines()
+    assert lines[0] == "name,label,role"
+    return {line.split(",")[0] for line in lines[1:]}
+
+
+@pytest.mark.slow
+def test_notebook06_small(tmp_path):
+    outputs = run_notebook("06_augment_classifier.ipynb", tmp_path, **SMALL_06)
+    text = "\n".join(outputs)
+    assert "runs: 10 = 5 conditions x 2 seeds" in text
+    assert "every condition ran every seed: True" in text
+    assert "leakage guard passed for every seed: True" in text
+    assert "table: 5 conditions x 3 metrics, each over 2 seeds" in text
+    assert "all metrics within [0, 1]: True" in text
+    rows = table_rows(outputs, "condition ")
+    assert [row[0] for row in rows] == ["(1) original", "(2) classical augmentation", "(3) + VAE samples",
+                                        "(4) + VAE overlays", "(5) classical + overlays"]
+    assert [row[1] for row in rows] == ["40", "40", "80", "80", "80"]  # real cells, + 20 generated per class
+
+    # the saved lists: one fixed test set; per seed, training and validation cells disjoint from it
+    experiment = tmp_path / "artifacts" / "elpv-classifier-mono" / "test0.5-seed7-64px"
+    test_cells = cell_names(experiment / "test_cells.csv")
+    assert len(test_cells) == 450
+    for seed in (7, 8):
+        seed_dir = experiment / f"seed{seed}-train20-val10"
+        train, val = cell_names(seed_dir / "train_cells.csv"), cell_names(seed_dir / "validation_cells.csv")
+        vae_cells = cell_names(seed_dir / "vae-defective" / "vae_training_cells.csv")
+        assert (len(train), len(val), len(vae_cells)) == (40, 20, 20)
+        assert not (train | val) & test_cells and vae_cells <= train
+        assert (seed_dir / "vae-functional" / "vae.keras").is_file()
+
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())["06_augment_classifier"]
+    assert len(summary["conditions"]) == 5 and len(summary["paired_vs_original"]) == 4
+    for metrics in summary["conditions"].values():
+        assert all(len(metrics[m]["per_seed"]) == 2 for m in ("accuracy", "balanced_accuracy", "roc_auc"))
+    for name in ("fig6_classifier_conditions", "fig6_training_examples"):
+        assert (tmp_path / "results" / "figures" / f"{name}.png").is_file()

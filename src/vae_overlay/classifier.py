@@ -230,7 +230,7 @@ def sample_vae(encoder, decoder, images, n: int, seed: int) -> np.ndarray:
 
 def build_classifier(image_size: int = 64, seed: int | None = None) -> keras.Model:
     """Small all-convolutional CNN: 4 x [Conv 3x3, stride 2, ReLU] with 16, 32, 64, 64 filters
-    (64 -> 4 px), global average pool, Dropout 0.3, Dense 1 sigmoid = P(cell is defective); ~61k weights.
+    (64 -> 4 px), global average pool, Dropout 0.3, Dense 1 sigmoid = P(cell is defective); 60,289 weights.
 
     Strided convolutions instead of pooling keep a training step at ~20 ms on 2 CPU cores.
     """
