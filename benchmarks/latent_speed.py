@@ -158,7 +158,7 @@ def run(args) -> dict:
         points = points[:args.sweep_limit]  # quick check of the script only: not a result for the README
     results = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                "tensorflow": tf.__version__, "decoder": source, "image_size": args.image_size,
-               "flops_per_image": flops, "points": len(points)}
+               "flops_per_image": flops, "points": len(points), "load_average_start": os.getloadavg()}
 
     decode = latent.compiled_decoder(decoder, uint8=True)
     by_batch = {}
@@ -204,7 +204,7 @@ def run(args) -> dict:
         "gflops_multiply_adds": rate * flops["multiply_adds"] / 1e9,
         "anon_rss_before_mb": anon_before, "anon_rss_peak_mb": max(peak_anon),
         "max_rss_before_mb": max_rss_before, "max_rss_mb": max_rss_mb(),
-        "float32_all_images_mb": len(points) * int(np.prod(shape[1:])) * 4 / 2 ** 20,
+        "float32_all_images_mb": len(points) * int(np.prod(shape[1:])) * 4 / 1e6,
     }
     sweep_r = results["sweep"]
     print(f"full sweep {shape} {dtype}: {seconds:.1f} s, {rate:.0f} images/s, "
@@ -224,6 +224,7 @@ def run(args) -> dict:
     for name, value in results["one_point"].items():
         print(f"one point, {name:14s}: median {value['median_ms']:6.2f} ms, p95 {value['p95_ms']:6.2f} ms")
 
+    results["load_average_end"] = os.getloadavg()
     if BROWSER_LATENCY.exists():
         results["browser"] = json.loads(BROWSER_LATENCY.read_text())
         print(f"browser key press -> new image src: median {results['browser']['median_ms']:.0f} ms, "
@@ -243,6 +244,10 @@ def markdown(results: dict) -> str:
         "",
         f"`benchmarks/latent_speed.py`, {results['date']}, {results['machine']} (shared with other work),",
         f"TensorFlow {results['tensorflow']}, decoder: {results['decoder']}, {results['image_size']} px.",
+        f"Load average (1, 5, 15 min) from other work on the same cores: "
+        f"{', '.join(f'{v:.1f}' for v in results['load_average_start'])} at the start, "
+        f"{', '.join(f'{v:.1f}' for v in results['load_average_end'])} at the end: on a shared machine the "
+        "absolute numbers move by 2-4x between runs, the ratios less.",
         "",
         f"**Full sweep** of the paper's grid (z1 in [-15, 15], z2 in [-10, 10], step 0.1: "
         f"{results['points']:,} images): {sweep['seconds']:.0f} s, {sweep['images_per_s']:.0f} images/s "
@@ -289,8 +294,16 @@ def markdown(results: dict) -> str:
                       f"(JupyterLab, `tests/test_browser_sliders.py`, {browser.get('date', '?')}, "
                       f"{browser['presses']} presses): median {browser['median_ms']:.0f} ms, "
                       f"p95 {browser['p95_ms']:.0f} ms."]
-    lines += ["", "Targets: sweep ≥ 40% of matmul GFLOP/s; one-point decode ≤ 5 ms median; "
-                  "key-to-image ≤ 80 ms median.", ""]
+    verdict = lambda ok: "met" if ok else "NOT met"
+    lines += ["", "Targets (issue 4): sweep ≥ 40% of matmul GFLOP/s — "
+                  f"{share_actual:.0f}% counting real multiply-adds ({verdict(share_actual >= 40)}), "
+                  f"{share_issue:.0f}% with the issue's formula; one-point decode ≤ 5 ms median — "
+                  f"{one['compiled']['median_ms']:.1f} ms ({verdict(one['compiled']['median_ms'] <= 5)})"]
+    if "browser" in results:
+        lines[-1] += (f"; key-to-image ≤ 80 ms median — {results['browser']['median_ms']:.0f} ms "
+                      f"({verdict(results['browser']['median_ms'] <= 80)})")
+    lines[-1] += ". Batch sizes from 32 to 4096 differ by less than the run-to-run noise here; notebook 04 uses 64."
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -318,11 +331,17 @@ def main() -> None:
     parser.add_argument("--sweep-limit", type=int, default=0, help="decode only this many grid points (smoke test)")
     parser.add_argument("--write", action="store_true", help="write the section into benchmarks/README.md")
     parser.add_argument("--json", type=Path, help="also save the raw results here")
+    parser.add_argument("--from-json", type=Path, help="re-render the README section from saved --json results")
     args = parser.parse_args()
-    results = run(args)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        results["subset"]["compiled_images_per_s"] = {
+            int(batch): rate for batch, rate in results["subset"]["compiled_images_per_s"].items()}
+    else:
+        results = run(args)
     text = markdown(results)
     print("\n" + text)
-    if args.json:
+    if args.json and not args.from_json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     if args.write:
         if args.sweep_limit:
