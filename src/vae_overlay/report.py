@@ -81,20 +81,34 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
     rows.append(("Continuity (§3)", "one image transforms rather smoothly into another",
                  measured(s04, f"largest step / mean step along a latent path: {_fmt(_get(summary, s04, 'smoothness'))} "
                           "(1.0 = perfectly even)"), ""))
+    paper, fixed = _get(summary, s05, "paper_recipe") or {}, _get(summary, s05, "fixed_variant") or {}
+    fidelity = _get(summary, s05, "fidelity_mean_score") or {}
     rows.append(("Figs. 4–5 — overlay", "one cluster per source, far apart; decode(sum) holds all defects",
-                 measured(s05, f"paper's recipe collapsed: {_get(summary, s05, 'paper_recipe_collapsed')}; "
-                          f"separation {_fmt(_get(summary, s05, 'paper_recipe_separation'))}; fidelity: "
-                          + "; ".join(f"{k} {_fmt(v)}" for k, v in (_get(summary, s05, 'fidelity') or {}).items())),
-                 ", ".join(_get(summary, s05, "figures", []))))
+                 measured(s05, f"paper's recipe: {paper.get('verdict')} ({paper.get('n_clusters')} cluster(s), separation "
+                          f"{_fmt(paper.get('min_separation'))} sd, {paper.get('dead_units')}/16 dead units); "
+                          f"fixed variant '{fixed.get('name')}': {fixed.get('verdict')} (separation "
+                          f"{_fmt(fixed.get('min_separation'))} sd). Fidelity (1 = every defect, nothing spurious): "
+                          + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())),
+                 "fig4_overlay_sources.png, fig5_overlays_paper_recipe.png, fig5a_overlay_latents.png, "
+                 "fig5b_overlay_methods.png" if s05 in summary else ""))
+    dims = _get(summary, s05, "latent_dimension") or {}
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
-                 measured(s05, "; ".join(f"dim {r.get('latent_dim')}: fidelity {_fmt(r.get('fidelity'))}, "
-                                         f"recon. error {_fmt(r.get('reconstruction_error'), 4)}"
-                                         for r in (_get(summary, s05, 'latent_dims') or []))), ""))
+                 measured(s05, "; ".join(f"dim {d}: latent-sum fidelity {_fmt(r.get('sum'))}, reconstruction error "
+                                         f"{_fmt(r.get('error'), 2)} grey levels"
+                                         for d, r in sorted(dims.items(), key=lambda item: int(item[0])))),
+                 "fig5c_overlay_latent_dimension.png" if s05 in summary else ""))
+    paired = _get(summary, s06, "paired_vs_original") or {}
+
+    def gain(result):
+        accuracy = result.get("accuracy", {})
+        return (f"{_fmt(100 * accuracy.get('mean_difference', float('nan')), 1)} pp "
+                f"[{_fmt(100 * accuracy.get('ci_low', float('nan')), 1)}, {_fmt(100 * accuracy.get('ci_high', float('nan')), 1)}], "
+                f"p {_fmt(accuracy.get('p_value'), 2)}")
+
     rows.append(("Classifier gain (§4, proposed)", "several percent (cites +8 %)",
-                 measured(s06, "; ".join(f"{k}: {_fmt(v.get('accuracy_gain') * 100 if v.get('accuracy_gain') is not None else None, 1)} pp"
-                                         f" (p {_fmt(v.get('p_value'), 3)})"
-                                         for k, v in (_get(summary, s06, 'conditions') or {}).items())),
-                 ", ".join(_get(summary, s06, "figures", []))))
+                 measured(s06, "accuracy vs the original set, paired over seeds: "
+                          + "; ".join(f"{k}: {gain(v)}" for k, v in paired.items())),
+                 "fig6_classifier_conditions.png, fig6_training_examples.png" if s06 in summary else ""))
     return rows
 
 
