@@ -216,3 +216,14 @@ def test_model_file_is_replaced_atomically(tmp_path, monkeypatch):
         model._save_model(target, vae)
     assert target.read_bytes() == b"previous model"
     assert [p.name for p in tmp_path.iterdir()] == ["vae.keras"]
+
+
+def test_unwritable_run_dir_fails_before_any_training(images, tmp_path):
+    from vae_overlay.data import DatasetError
+
+    (tmp_path / "blocked").write_text("a file where the run folder should be")
+    started = []
+    callback = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    with pytest.raises(DatasetError, match="Cannot write to the artifacts folder"):
+        model.train_vae(images, tmp_path / "blocked" / "run", **SETTINGS, callbacks=[callback])
+    assert started == []

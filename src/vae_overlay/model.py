@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae_overlay.data import atomic_write_bytes, atomic_write_text
+from vae_overlay.data import atomic_write_bytes, atomic_write_text, check_writable
 
 MODEL_FILE = "vae.keras"
 HISTORY_FILE = "history.json"
@@ -528,8 +528,7 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
     `tf.config.experimental.enable_op_determinism()`.
     """
     images = _check_images(images)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = check_writable(run_dir)  # a read-only or full disk fails now, not after training
     model_path, history_path, checkpoint_path = (run_dir / MODEL_FILE, run_dir / HISTORY_FILE,
                                                  run_dir / CHECKPOINT_FILE)
     settings = _settings(images, latent_dim, batch_size, learning_rate, seed, batches)
