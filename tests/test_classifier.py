@@ -178,8 +178,8 @@ def test_roc_auc_on_a_hand_computed_case():
 def test_roc_auc_equals_the_pairwise_count(pairs):
     labels = [label for label, _ in pairs]
     scores = [score / 5 for _, score in pairs]
-    positives = [s for l, s in zip(labels, scores) if l]
-    negatives = [s for l, s in zip(labels, scores) if not l]
+    positives = [s for label, s in zip(labels, scores) if label]
+    negatives = [s for label, s in zip(labels, scores) if not label]
     if not positives or not negatives:
         return
     count = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(positives, negatives))

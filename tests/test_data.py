@@ -46,7 +46,7 @@ def test_modes_give_the_same_gray(tmp_path):
     variants = {
         "a_1bit.png": gray.convert("1"),
         "b_8bit.png": gray,
-        "c_16bit.png": Image.fromarray((base.astype(np.uint16) * 257)),
+        "c_16bit.png": Image.fromarray(base.astype(np.uint16) * 257),
         "d_palette.png": gray.convert("RGB").convert("P"),
         "e_rgb.jpg": gray.convert("RGB"),
         "f_rgba.png": gray.convert("RGBA"),

@@ -49,9 +49,9 @@ CHILD = textwrap.dedent("""
     model.atomic_write_bytes = announced_write
     rng = np.random.default_rng(0)
     images = rng.random((24, 16, 16, 1)).astype("float32")
-    model.train_vae(images, run_dir, latent_dim=2, epochs=%d, batch_size=8, seed=7, verbose=1)
+    model.train_vae(images, run_dir, latent_dim=2, epochs=EPOCHS, batch_size=8, seed=7, verbose=1)
     print("DONE", flush=True)
-""" % EPOCHS)
+""").replace("EPOCHS", str(EPOCHS))
 
 
 def start(run_dir, mode):

@@ -280,7 +280,7 @@ def test_subsets_lists_pairs_then_triples():
 def test_paper_variant_is_the_model_modules_vae():
     ours = overlay.build_variant(overlay.PAPER, 16, 2, seed=5)
     theirs = model.build_vae(16, 2, seed=5)
-    assert [l.name for l in ours.encoder.layers] == [l.name for l in theirs.encoder.layers]
+    assert [layer.name for layer in ours.encoder.layers] == [layer.name for layer in theirs.encoder.layers]
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         assert np.array_equal(a, b)
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from test_latent import small_decoder
 from vae_overlay import widgets
 from vae_overlay.latent import compiled_decoder
+
+from test_latent import small_decoder
 
 
 def decoded_pixels(png: bytes) -> np.ndarray:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from scipy import ndimage, stats
+from scipy import stats
 
 from vae_overlay.data import atomic_write_text, elpv_image, elpv_labels, square_resize
 

@@ -497,8 +497,9 @@ def format_table(header, rows, widths=None) -> str:
     cells = [[f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value) for value in row]
              for row in rows]
     widths = widths or [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    line = lambda values: "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}"
-                                    for i, (v, w) in enumerate(zip(values, widths)))
+    def line(values):
+        return "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths)))
+
     return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
