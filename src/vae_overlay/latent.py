@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from vae_overlay import model
+
+encode_means = model.encode_mean  # notebooks 03/04 call it by this name; one implementation
+
 # Section 3 of the paper: z1 in [-15, 15], z2 in [-10, 10], moving in increments of 0.1.
 PAPER_Z1_RANGE = (-15.0, 15.0)
 PAPER_Z2_RANGE = (-10.0, 10.0)
@@ -72,20 +76,6 @@ def compiled_decoder(decoder, uint8: bool = False):
     call.graph_function = decode  # the traced function, for benchmarks that time the graph alone
     cached[uint8] = call
     return call
-
-
-def encode_means(encoder, images, batch_size: int = 256) -> np.ndarray:
-    """Latent means z_mean (n, d) of images (n, s, s, 1), computed in batches with a compiled call."""
-    images = np.asarray(images, dtype=np.float32)
-    signature = [tf.TensorSpec([None, *images.shape[1:]], tf.float32)]
-
-    @tf.function(input_signature=signature)
-    def mean_of(batch):
-        return encoder(batch, training=False)[0]
-
-    parts = [mean_of(tf.constant(images[i:i + batch_size])).numpy()
-             for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts, axis=0)
 
 
 def _progress_printer(total: int, start: float):
