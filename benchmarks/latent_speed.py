@@ -294,7 +294,8 @@ def markdown(results: dict) -> str:
                       f"(JupyterLab, `tests/test_browser_sliders.py`, {browser.get('date', '?')}, "
                       f"{browser['presses']} presses): median {browser['median_ms']:.0f} ms, "
                       f"p95 {browser['p95_ms']:.0f} ms."]
-    verdict = lambda ok: "met" if ok else "NOT met"
+    def verdict(ok):
+        return "met" if ok else "NOT met"
     lines += ["", "Targets (issue 4): sweep ≥ 40% of matmul GFLOP/s — "
                   f"{share_actual:.0f}% counting real multiply-adds ({verdict(share_actual >= 40)}), "
                   f"{share_issue:.0f}% with the issue's formula; one-point decode ≤ 5 ms median — "

@@ -160,8 +160,8 @@ def load_image(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
     return square_resize(array, size)
 
 
-def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
-    """Every usable image in `folder` (not sub-folders) -> LoadedImages, with a skip report."""
+def list_folder(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(candidate image files sorted by name, ignored entries with reasons); a missing folder is an error."""
     folder = Path(folder)
     if not folder.exists():
         raise DatasetError(f"Image folder {folder} does not exist. Put your images (PNG, JPEG, TIFF, "
@@ -169,7 +169,7 @@ def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIX
     if not folder.is_dir():
         raise DatasetError(f"{folder} is a file, not a folder. Set DATASET to the folder that holds "
                            "your images.")
-    images, names, skipped, ignored = [], [], [], []
+    files, ignored = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
             ignored.append((entry.name, "hidden file"))
@@ -178,16 +178,29 @@ def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIX
         elif entry.stem.endswith("_mask"):
             ignored.append((entry.name, "mask file (*_mask.*), not a training image"))
         else:
-            try:
-                images.append(load_image(entry, size, max_pixels))
-                names.append(entry.name)
-            except ImageSkipped as reason:
-                skipped.append((entry.name, str(reason)))
+            files.append(entry)
+    return files, ignored
+
+
+def no_usable_image(folder: str | Path, report: str, empty: bool) -> DatasetError:
+    detail = "it is empty" if empty else report
+    return DatasetError(f"No usable image in {folder}: expected image files (PNG, JPEG, TIFF, BMP, "
+                        f"GIF) directly inside it. Found: {detail}")
+
+
+def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
+    """Every usable image in `folder` (not sub-folders) -> LoadedImages, with a skip report."""
+    files, ignored = list_folder(folder)
+    images, names, skipped = [], [], []
+    for entry in files:
+        try:
+            images.append(load_image(entry, size, max_pixels))
+            names.append(entry.name)
+        except ImageSkipped as reason:
+            skipped.append((entry.name, str(reason)))
     loaded = LoadedImages(_stack(images, size), names, skipped, ignored, source=str(folder))
     if not names:
-        detail = "it is empty" if not skipped and not ignored else loaded.report()
-        raise DatasetError(f"No usable image in {folder}: expected image files (PNG, JPEG, TIFF, BMP, "
-                           f"GIF) directly inside it. Found: {detail}")
+        raise no_usable_image(folder, loaded.report(), empty=not skipped and not ignored)
     return loaded
 
 

@@ -1,6 +1,7 @@
 """The keras.io convolutional VAE (the paper's reference [15]), its loss, and resumable training."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -136,15 +137,17 @@ class VAE(keras.Model):
         _, _, z = self.encoder(inputs, training=training)
         return self.decoder(z, training=training)
 
-    def compute_losses(self, data, training=False):
-        """(reconstruction_loss, kl_loss) of a batch, each a per-image sum averaged over the batch."""
+    def loss_terms(self, data, training=False):
+        """Per-image (reconstruction, kl), each of shape (batch,): BCE summed over pixels, KL over z."""
         z_mean, z_log_var, z = self.encoder(data, training=training)
         reconstruction = self.decoder(z, training=training)
-        reconstruction_loss = ops.mean(
-            ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2))
-        )
-        kl_loss = ops.mean(ops.sum(kl_divergence(z_mean, z_log_var), axis=1))
-        return reconstruction_loss, kl_loss
+        return (ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)),
+                ops.sum(kl_divergence(z_mean, z_log_var), axis=1))
+
+    def compute_losses(self, data, training=False):
+        """(reconstruction_loss, kl_loss) of a batch, each a per-image sum averaged over the batch."""
+        reconstruction, kl = self.loss_terms(data, training=training)
+        return ops.mean(reconstruction), ops.mean(kl)
 
     def train_step(self, data):
         # Kept for vae.fit(...) as in the keras.io example; train_vae uses a faster compiled epoch loop.
@@ -204,10 +207,12 @@ def load_vae(path: str | Path) -> VAE:
 
 
 def encode_mean(encoder, images, batch_size: int = 256) -> np.ndarray:
-    """z_mean of every image (n, latent_dim), in batches; accepts the encoder or the whole VAE."""
+    """z_mean of every image (n, latent_dim), in batches; accepts the encoder or the whole VAE, and an
+    array or a stream.ImageStream (read a batch at a time)."""
     if isinstance(encoder, VAE):
         encoder = encoder.encoder
-    images = np.asarray(images, dtype=np.float32)
+    if not _is_stream(images):
+        images = np.asarray(images, dtype=np.float32)
     means = [np.asarray(encoder(images[start:start + batch_size], training=False)[0])
              for start in range(0, len(images), batch_size)]
     latent_dim = int(encoder.outputs[0].shape[-1])
@@ -230,7 +235,15 @@ def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
-def _check_images(images) -> np.ndarray:
+def _is_stream(images) -> bool:
+    return hasattr(images, "batches") and hasattr(images, "read")  # a stream.ImageStream
+
+
+def _check_images(images):
+    if _is_stream(images):  # decoded by data.load_image: finite, in [0, 1]; the shape is checked on opening
+        if len(images) == 0:
+            raise ValueError(f"{images.folder} holds no usable image.")
+        return images
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
@@ -286,11 +299,76 @@ def _make_train_step(vae: VAE):
     return train_step
 
 
-def _run_steps(train_step, images, index_batches) -> np.ndarray:
-    """Per-batch (reconstruction, kl) losses, shape (batches run, 2); stops after a non-finite one."""
+def _make_batch_step(vae: VAE):
+    """As _make_train_step, for a minibatch of images given as they are (streamed from disk)."""
+    train_step = _make_train_step(vae)
+    images_spec = tf.TensorSpec([None, vae.image_size, vae.image_size, 1], tf.float32)
+    # The same graph as the in-memory step (gathering every row in order is the identity), so a stream
+    # trains bit for bit as the array would.
+    return tf.function(lambda batch: train_step.python_function(batch, tf.range(tf.shape(batch)[0])),
+                       input_signature=[images_spec])
+
+
+def _make_distributed_step(vae: VAE, strategy):
+    """One synchronous update over all replicas of `strategy`: each replica takes its share of the minibatch.
+
+    Each replica's loss is its images' summed losses divided by the whole minibatch's size, so the summed
+    (all-reduced) gradients equal the gradient of the minibatch mean, as on one device.
+    """
+    weights = vae.trainable_weights
+    optimizer = vae.optimizer
+
+    def replica_step(batch, batch_size):
+        with tf.GradientTape() as tape:
+            reconstruction, kl = vae.loss_terms(batch, training=True)
+            losses = tf.stack([tf.reduce_sum(reconstruction), tf.reduce_sum(kl)]) / batch_size
+            total_loss = tf.reduce_sum(losses)
+        grads = tape.gradient(total_loss, weights)
+        optimizer.apply_gradients(zip(grads, weights))
+        return losses
+
+    @tf.function(reduce_retracing=True)
+    def step(per_replica_batch, batch_size):
+        losses = strategy.run(replica_step, args=(per_replica_batch, batch_size))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return step
+
+
+def _replica_dataset(read, index_batches, image_size, strategy) -> object:
+    """Each minibatch split into one consecutive share per replica, as a distributed dataset of `strategy`."""
+    replicas = strategy.num_replicas_in_sync
+
+    def dataset_fn(context):
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local  # the global number of this worker's first replica
+        shares = [np.array_split(np.asarray(batch), replicas)[first + k]
+                  for batch in index_batches for k in range(local)]
+        from vae_overlay.stream import batch_dataset
+        return batch_dataset(read, shares, image_size)
+
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def _run_steps(train_step, images, index_batches, strategy=None) -> np.ndarray:
+    """Per-batch (reconstruction, kl) losses, shape (batches run, 2); stops after a non-finite one.
+
+    `images`: a tf constant (in memory), or an ImageStream read batch by batch through tf.data; with a
+    strategy, `train_step` is _make_distributed_step's and `images` is read by `read(index)`.
+    """
+    if strategy is not None:
+        read = images.read if _is_stream(images) else images.__getitem__
+        shares = _replica_dataset(read, index_batches, images.shape[1], strategy)
+        results = (train_step(share, tf.constant(len(index), tf.float32))
+                   for share, index in zip(shares, index_batches))
+    elif _is_stream(images):
+        results = (train_step(batch) for batch in images.batches(index_batches))
+    else:
+        results = (train_step(images, tf.constant(index)) for index in index_batches)
     losses = []
-    for index in index_batches:
-        losses.append(train_step(images, tf.constant(index)).numpy())
+    for result in results:
+        losses.append(result.numpy())
         if not np.isfinite(losses[-1]).all():
             break
     return np.stack(losses)
@@ -319,7 +397,7 @@ def _settings(images, latent_dim, batch_size, learning_rate, seed, batches) -> d
         "image_size": int(images.shape[1]),
         "latent_dim": int(latent_dim),
         "n_images": int(len(images)),
-        "images_sha256": _fingerprint(images),
+        "images_sha256": images.sha256 if _is_stream(images) else _fingerprint(images),
         "batch_size": int(batch_size),
         "learning_rate": float(learning_rate),
         "seed": int(seed),
@@ -388,6 +466,13 @@ class _CheckpointWriter:
             error, self._error = self._error, None
             if not quiet:
                 raise error
+
+
+class _NoWriter(_CheckpointWriter):
+    """Non-chief workers of a multi-worker run: the chief writes the shared run folder."""
+
+    def submit(self, write, *args) -> None:
+        pass
 
 
 def _write_checkpoint(path: Path, arrays: list, epoch: int, history: dict, settings: dict) -> None:
@@ -474,11 +559,15 @@ def _epoch_logs(losses: np.ndarray, sizes: np.ndarray) -> dict:
 
 
 def _train_epochs(vae, images, start_epoch, epochs, batches, seed, history, epoch_seconds, settings,
-                  checkpoint_path, history_path, writer, callbacks, say, verbose) -> None:
+                  checkpoint_path, history_path, writer, callbacks, say, verbose, strategy=None) -> None:
     """The epoch loop of train_vae: train, check the losses, checkpoint in the background, report."""
-    train_step = _make_train_step(vae)
+    if strategy is not None:
+        train_step, images_tensor = _make_distributed_step(vae, strategy), images
+    elif _is_stream(images):
+        train_step, images_tensor = _make_batch_step(vae), images
+    else:
+        train_step, images_tensor = _make_train_step(vae), tf.constant(images)
     snapshot = _make_snapshot_function(vae)
-    images_tensor = tf.constant(images)
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
     vae.stop_training = False
     callback_list.on_train_begin()
@@ -486,7 +575,7 @@ def _train_epochs(vae, images, start_epoch, epochs, batches, seed, history, epoc
         callback_list.on_epoch_begin(epoch)
         started = time.perf_counter()
         index_batches = _index_batches(batches, epoch, _epoch_rng(seed, epoch), len(images))
-        losses = _run_steps(train_step, images_tensor, index_batches)
+        losses = _run_steps(train_step, images_tensor, index_batches, strategy)
         bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
         if len(bad) or len(losses) < len(index_batches):
             writer.wait()  # the last good checkpoint is complete on disk before we stop
@@ -514,9 +603,28 @@ def _train_epochs(vae, images, start_epoch, epochs, batches, seed, history, epoc
     callback_list.on_train_end()
 
 
+def _is_chief(strategy) -> bool:
+    """False on the non-chief workers of a multi-worker strategy, which then write no files."""
+    resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 \
+        and "chief" not in resolver.cluster_spec().as_dict()
+
+
 def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learning_rate=2e-3, seed=42,
-              retrain=False, batches=None, verbose=1, callbacks=()):
+              retrain=False, batches=None, verbose=1, callbacks=(), strategy=None):
     """Train (or resume, or load) the VAE in `run_dir`; returns (vae, history of per-epoch losses).
+
+    `images`: an array (n, size, size, 1) in [0, 1], or a stream.ImageStream for folders larger than memory
+    (stream.open_images picks one); both train identically. `strategy`: a tf.distribute strategy
+    (MirroredStrategy over several GPUs, MultiWorkerMirroredStrategy over several machines, whose workers
+    must share `run_dir`; only the chief writes to it): every minibatch is split across the replicas and
+    one synchronous update made, so the settings (minibatch 10, RMSprop 2e-3) keep their meaning. Each
+    replica draws its own share of the noise from the same generator state, so the losses follow the
+    single-device curve closely but not bit for bit.
 
     A checkpoint (weights, sampling state, optimizer state, history) is written atomically after every
     epoch, so an interrupted run resumes where it stopped; a finished `vae.keras` with these settings is
@@ -528,7 +636,11 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
     `tf.config.experimental.enable_op_determinism()`.
     """
     images = _check_images(images)
-    run_dir = check_writable(run_dir)  # a read-only or full disk fails now, not after training
+    chief = _is_chief(strategy)
+    if chief:
+        run_dir = check_writable(run_dir)  # a read-only or full disk fails now, not after training
+    run_dir = Path(run_dir)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     model_path, history_path, checkpoint_path = (run_dir / MODEL_FILE, run_dir / HISTORY_FILE,
                                                  run_dir / CHECKPOINT_FILE)
     settings = _settings(images, latent_dim, batch_size, learning_rate, seed, batches)
@@ -539,45 +651,49 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()  # same seed on CPU -> same weights
 
-    if retrain:
+    if retrain and chief:
         for path in (checkpoint_path, model_path, history_path):
             path.unlink(missing_ok=True)
     epoch_seconds: list[float] = []
-    if checkpoint_path.exists():
-        vae, start_epoch, history = _load_checkpoint(checkpoint_path, settings)
-        if history_path.exists():
-            epoch_seconds = _read_history(history_path).get("epoch_seconds", [])[:start_epoch]
-        say(f"Resuming from {checkpoint_path} after epoch {start_epoch}.")
-    elif model_path.exists():
-        record = _read_history(history_path)
-        if not record.get("finished"):
-            raise ValueError(f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
-                             "missing: set retrain=True (RETRAIN = True in notebook 02) to train again.")
-        _check_same_settings(record["settings"], settings, history_path)
-        start_epoch, history, epoch_seconds = record["epochs"], record["history"], record["epoch_seconds"]
-        if start_epoch > epochs:
-            raise RunMismatch(f"{model_path} was trained for {start_epoch} epochs, more than the {epochs} "
-                              "asked: set retrain=True (RETRAIN = True in notebook 02) to train again.")
-        vae = load_vae(model_path)
-        if start_epoch == epochs:
-            say(f"Loaded the finished model {model_path} ({start_epoch} epochs); "
-                "set retrain=True to train again.")
-            return vae, history
-        say(f"Continuing {model_path} from epoch {start_epoch} to {epochs}.")
-    else:
-        vae = _new_compiled_vae(settings)
-        start_epoch, history = 0, {key: [] for key in LOSS_KEYS}
-        _save_checkpoint(checkpoint_path, vae, 0, history, settings)  # so even epoch 1 can fall back
+    with scope:  # variables (and the optimizer's) made in the scope are mirrored on every replica
+        if checkpoint_path.exists() and not (retrain and not chief):
+            vae, start_epoch, history = _load_checkpoint(checkpoint_path, settings)
+            if history_path.exists():
+                epoch_seconds = _read_history(history_path).get("epoch_seconds", [])[:start_epoch]
+            say(f"Resuming from {checkpoint_path} after epoch {start_epoch}.")
+        elif model_path.exists() and not (retrain and not chief):
+            record = _read_history(history_path)
+            if not record.get("finished"):
+                raise ValueError(f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
+                                 "missing: set retrain=True (RETRAIN = True in notebook 02) to train again.")
+            _check_same_settings(record["settings"], settings, history_path)
+            start_epoch, history, epoch_seconds = record["epochs"], record["history"], record["epoch_seconds"]
+            if start_epoch > epochs:
+                raise RunMismatch(f"{model_path} was trained for {start_epoch} epochs, more than the {epochs} "
+                                  "asked: set retrain=True (RETRAIN = True in notebook 02) to train again.")
+            vae = load_vae(model_path)
+            if start_epoch == epochs:
+                say(f"Loaded the finished model {model_path} ({start_epoch} epochs); "
+                    "set retrain=True to train again.")
+                return vae, history
+            say(f"Continuing {model_path} from epoch {start_epoch} to {epochs}.")
+        else:
+            vae = _new_compiled_vae(settings)
+            start_epoch, history = 0, {key: [] for key in LOSS_KEYS}
+            if chief:
+                _save_checkpoint(checkpoint_path, vae, 0, history, settings)  # so even epoch 1 can fall back
 
-    writer = _CheckpointWriter()
-    try:
-        _train_epochs(vae, images, start_epoch, epochs, batches, seed, history, epoch_seconds, settings,
-                      checkpoint_path, history_path, writer, callbacks, say, verbose)
-    except BaseException:
-        writer.wait(quiet=True)  # on an interruption too, the last checkpoint reaches the disk whole
-        raise
-    writer.wait()
+        writer = _CheckpointWriter() if chief else _NoWriter()
+        try:
+            _train_epochs(vae, images, start_epoch, epochs, batches, seed, history, epoch_seconds, settings,
+                          checkpoint_path, history_path, writer, callbacks, say, verbose, strategy)
+        except BaseException:
+            writer.wait(quiet=True)  # on an interruption too, the last checkpoint reaches the disk whole
+            raise
+        writer.wait()
 
+    if not chief:
+        return vae, history
     _write_history(history_path, history, settings, epoch_seconds, finished=True)
     _save_model(model_path, vae)
     checkpoint_path.unlink(missing_ok=True)
