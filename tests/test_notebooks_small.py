@@ -147,3 +147,27 @@ def test_notebook06_small(tmp_path):
         assert all(len(metrics[m]["per_seed"]) == 2 for m in ("accuracy", "balanced_accuracy", "roc_auc"))
     for name in ("fig6_classifier_conditions", "fig6_training_examples"):
         assert (tmp_path / "results" / "figures" / f"{name}.png").is_file()
+
+
+def test_notebook02_streams_a_folder_without_notebook01(tmp_path):
+    """STREAMING = True: notebook 02 reads a folder itself, through the disk cache, and trains on it."""
+    import numpy as np
+    from PIL import Image
+
+    from vae_overlay import synth
+
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    images, _, _ = synth.make_dataset(24, size=80, seed=5, kinds=("crack",), crack_fraction=1.0)
+    for i, image in enumerate(images):
+        Image.fromarray((image[..., 0] * 255).astype(np.uint8)).save(folder / f"crack_{i:02d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    outputs = run_notebook("02_train_vae.ipynb", tmp_path, DATASET=str(folder), STREAMING=True, IMAGE_SIZE=32,
+                           EPOCHS=2)
+    text = "\n".join(outputs)
+    assert "images: (24, 32, 32, 1) float32 | values in [0, 1]: True" in text
+    assert "epochs in history: 2" in text and "total == reconstruction + KL in every epoch: True" in text
+    assert "latent means: (24, 2) | all finite: True" in text
+    run = tmp_path / "artifacts" / "my_images"
+    assert (run / "vae.keras").is_file() and len(list((run / "image-cache").glob("images-*.f32"))) == 1
+    assert not (run / "dataset.npz").exists()  # notebook 01 was not needed
