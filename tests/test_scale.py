@@ -146,7 +146,12 @@ def run_child(*args):
 
 
 def finish(process, timeout=600):
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung collective must not outlive the test
+        output, _ = process.communicate()
+        raise AssertionError(f"{process.args} did not finish in {timeout} s:\n{output[-3000:]}") from None
     assert process.returncode == 0, output[-3000:]
 
 
