@@ -1,7 +1,7 @@
 """Notebooks too slow for nbval at their defaults, run end to end through papermill with small parameters.
 
 Each test executes one notebook into a temporary folder (artifacts and figures there too) and checks
-the key numbers it prints. Notebook 05's defaults train 12,800 steps (35 min on a shared 2-core machine).
+the key numbers it prints. Notebook 05's defaults train 12,800 steps (11.4 min on an idle 2-core machine).
 """
 import json
 import re
