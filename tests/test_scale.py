@@ -196,3 +196,15 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path):
     assert np.all(np.abs(np.array(results[0]["loss"]) - one) / one < 0.01)
     assert sorted(p.name for p in run_dir.iterdir()) == ["history.json", "vae.keras"]  # written once, by the chief
     assert model.load_vae(run_dir / "vae.keras").image_size == SIZE
+
+
+def test_a_finished_cache_reopens_without_room_for_a_second_copy(folder, tmp_path, monkeypatch):
+    stream.ImageStream(folder, SIZE, tmp_path, verbose=0)
+
+    def disk_full(path, need_bytes=0):
+        raise data.DatasetError(f"{path} is full")
+
+    monkeypatch.setattr(data, "check_writable", disk_full)
+    assert len(stream.ImageStream(folder, SIZE, tmp_path, verbose=0)) == 30  # only reads the cache
+    with pytest.raises(data.DatasetError, match="is full"):  # a new cache is still checked first
+        stream.ImageStream(folder, SIZE, tmp_path / "other", verbose=0)

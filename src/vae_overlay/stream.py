@@ -41,11 +41,13 @@ class ImageStream:
         files, self.ignored = data.list_folder(self.folder)
         self._row_bytes = self.image_size * self.image_size * 4
         key = _cache_key(files, self.image_size, max_pixels)
-        cache_dir = data.check_writable(cache_dir, need_bytes=len(files) * self._row_bytes + 10_000_000)
+        cache_dir = Path(cache_dir)
         self.cache_path = cache_dir / f"images-{key}.f32"
         meta_path = cache_dir / f"images-{key}.json"
         say = print if verbose else (lambda *args, **kwargs: None)
         if not meta_path.exists():
+            # Room for the whole cache is checked before decoding, not when a finished cache is reopened.
+            data.check_writable(cache_dir, need_bytes=len(files) * self._row_bytes + 10_000_000)
             _build_cache(files, self.image_size, max_pixels, self.cache_path, meta_path, chunk_files, say)
             for old in cache_dir.glob("images-*"):  # caches of earlier folder contents
                 if old.name not in (self.cache_path.name, meta_path.name):
