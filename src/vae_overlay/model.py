@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from vae_overlay.data import atomic_write_bytes, atomic_write_text, check_writable
+from vae_overlay.stream import batch_dataset
 
 MODEL_FILE = "vae.keras"
 HISTORY_FILE = "history.json"
@@ -240,9 +241,7 @@ def _is_stream(images) -> bool:
 
 
 def _check_images(images):
-    if _is_stream(images):  # decoded by data.load_image: finite, in [0, 1]; the shape is checked on opening
-        if len(images) == 0:
-            raise ValueError(f"{images.folder} holds no usable image.")
+    if _is_stream(images):  # decoded by data.load_image: finite, in [0, 1]; never empty (checked on opening)
         return images
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
@@ -344,7 +343,6 @@ def _replica_dataset(read, index_batches, image_size, strategy) -> object:
         first = context.input_pipeline_id * local  # the global number of this worker's first replica
         shares = [np.array_split(np.asarray(batch), replicas)[first + k]
                   for batch in index_batches for k in range(local)]
-        from vae_overlay.stream import batch_dataset
         return batch_dataset(read, shares, image_size)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
@@ -656,12 +654,12 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
             path.unlink(missing_ok=True)
     epoch_seconds: list[float] = []
     with scope:  # variables (and the optimizer's) made in the scope are mirrored on every replica
-        if checkpoint_path.exists() and not (retrain and not chief):
+        if not retrain and checkpoint_path.exists():
             vae, start_epoch, history = _load_checkpoint(checkpoint_path, settings)
             if history_path.exists():
                 epoch_seconds = _read_history(history_path).get("epoch_seconds", [])[:start_epoch]
             say(f"Resuming from {checkpoint_path} after epoch {start_epoch}.")
-        elif model_path.exists() and not (retrain and not chief):
+        elif not retrain and model_path.exists():
             record = _read_history(history_path)
             if not record.get("finished"):
                 raise ValueError(f"{history_path} describes an unfinished run but {checkpoint_path.name} is "

@@ -137,12 +137,12 @@ def open_images(folder, size: int, cache_dir, streaming="auto", memory_fraction:
         raise ValueError(f"streaming must be 'auto', True or False, got {streaming!r}")
     if streaming == "auto":
         files, _ = data.list_folder(folder)
-        need = len(files) * size * size * 4
-        streaming = need > memory_fraction * available_memory()
+        need, available = len(files) * size * size * 4, available_memory()
+        streaming = need > memory_fraction * available
         if verbose:
             print(f"{len(files)} files x {size}x{size} px float32 = {need / 1e9:.2f} GB; "
                   f"{'streaming from a disk cache' if streaming else 'loading into memory'} "
-                  f"(threshold {memory_fraction:.0%} of {available_memory() / 1e9:.1f} GB available)")
+                  f"(threshold {memory_fraction:.0%} of {available / 1e9:.1f} GB available)")
     if streaming:
         return ImageStream(folder, size, cache_dir, verbose=verbose)
     return data.load_folder(folder, size)
