@@ -18,7 +18,8 @@ import tensorflow as tf
 from keras import layers
 from scipy import stats
 
-from vae_overlay.data import atomic_write_text, elpv_image, elpv_labels, square_resize
+from vae_overlay.data import elpv_image, elpv_labels, square_resize
+from vae_overlay.runs import atomic_write_text
 
 DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
 MODULE_TYPES = ("mono", "poly", "both")

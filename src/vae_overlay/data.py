@@ -21,16 +21,16 @@ The loading rule (documented in the README):
 from __future__ import annotations
 
 import csv
-import os
-import re
+import io
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vae_overlay.runs import atomic_write_bytes, atomic_write_text
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 8000 x 8000 photo loads; a 100k x 100k bomb does not
 ELPV_LIST = "data/elpv_cracks.csv"
@@ -70,21 +70,6 @@ def project_root(start: str | Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file():
             return folder
     return Path(__file__).resolve().parents[2]
-
-
-def run_name(dataset: str) -> str:
-    """Name of the artifacts folder for a dataset: elpv-cracks, synthetic, or the folder's name."""
-    if dataset in ("elpv-cracks", "synthetic"):
-        return dataset
-    name = Path(str(dataset).rstrip("/\\")).name or "dataset"
-    return re.sub(r"[^\w.-]+", "_", name)
-
-
-def run_dir(artifacts_dir: str | Path, dataset: str) -> Path:
-    """The folder holding one run's artifacts (created if missing)."""
-    folder = Path(artifacts_dir) / run_name(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _to_unit_float(image: Image.Image) -> np.ndarray:
@@ -326,34 +311,8 @@ def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 
     return load_folder(resolve_folder(dataset), size)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Text version of atomic_write_bytes (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
     """Write images and names to a .npz file atomically."""
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=loaded.images.astype(np.float32),
                         names=np.array(loaded.names, dtype=str))
@@ -382,30 +341,3 @@ if __name__ == "__main__":
         target = project_root() / ELPV_LIST
         write_elpv_list(target, select_elpv_cracks(args.count))
         print(f"wrote {target}")
-
-
-def check_writable(folder: str | Path, need_bytes: int = 50_000_000) -> Path:
-    """Fail early, with a clear message, if `folder` cannot take `need_bytes` of new files.
-
-    Called before long work (training) so that a read-only or full disk is reported in the first
-    second, not after hours when the model is saved.
-    """
-    import shutil
-
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        with open(probe, "wb") as handle:
-            handle.write(b"\0" * 4096)
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
-    except OSError as error:
-        raise DatasetError(f"Cannot write to the artifacts folder {folder} ({error.strerror or error}). "
-                           "Choose a writable ARTIFACTS_DIR or fix the folder's permissions.") from None
-    free = shutil.disk_usage(folder).free
-    if free < need_bytes:
-        raise DatasetError(f"The artifacts folder {folder} has {free / 1e6:.0f} MB free; this step needs about "
-                           f"{need_bytes / 1e6:.0f} MB. Free some space or choose another ARTIFACTS_DIR.")
-    return folder

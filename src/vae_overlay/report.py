@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay.data import atomic_write_text
+from vae_overlay.runs import atomic_write_text
 
 
 def _plain(value):

@@ -16,7 +16,6 @@ and the stream otherwise; ``streaming=True`` / ``False`` forces either.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_overlay import data
+from vae_overlay.runs import atomic_write_text, check_writable, fingerprint
 
 CHUNK_FILES = 2048  # files decoded between two progress saves of the cache
 LOADER_VERSION = 1  # bump when data.load_image changes what it returns: old caches are then rebuilt
@@ -47,7 +47,7 @@ class ImageStream:
         say = print if verbose else (lambda *args, **kwargs: None)
         if not meta_path.exists():
             # Room for the whole cache is checked before decoding, not when a finished cache is reopened.
-            data.check_writable(cache_dir, need_bytes=len(files) * self._row_bytes + 10_000_000)
+            check_writable(cache_dir, need_bytes=len(files) * self._row_bytes + 10_000_000)
             _build_cache(files, self.image_size, max_pixels, self.cache_path, meta_path, chunk_files, say)
             for old in cache_dir.glob("images-*"):  # caches of earlier folder contents
                 if old.name not in (self.cache_path.name, meta_path.name):
@@ -151,11 +151,8 @@ def open_images(folder, size: int, cache_dir, streaming="auto", memory_fraction:
 # ----------------------------------------------------------------------------- the cache
 
 def _cache_key(files, size: int, max_pixels: int) -> str:
-    digest = hashlib.sha256(f"v{LOADER_VERSION} size={size} max_pixels={max_pixels}\n".encode())
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:16]
+    listing = [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+    return fingerprint({"loader": LOADER_VERSION, "size": size, "max_pixels": max_pixels, "files": listing})
 
 
 def _decode_dataset(paths: list[str], size: int, max_pixels: int) -> tf.data.Dataset:
@@ -200,16 +197,14 @@ def _build_cache(files, size, max_pixels, cache_path: Path, meta_path: Path, chu
             out.flush()
             os.fsync(out.fileno())
             progress["files_done"] = start + len(chunk)
-            data.atomic_write_text(progress_path, json.dumps(progress))
+            atomic_write_text(progress_path, json.dumps(progress))
             rate = (progress["files_done"] - done_at_start) / (time.perf_counter() - started)
             say(f"decoded {progress['files_done']}/{len(files)} files ({rate:.0f} files/s, "
                 f"{(len(files) - progress['files_done']) / rate / 60:.1f} min left)", flush=True)
     # The fingerprint train_vae's in-memory path computes: sha256 of the float32 array's bytes.
-    digest = hashlib.sha256()
     with open(partial_path, "rb") as cached:
-        for block in iter(lambda: cached.read(1 << 24), b""):
-            digest.update(block)
+        sha256 = fingerprint(iter(lambda: cached.read(1 << 24), b""))
     os.replace(partial_path, cache_path)
-    data.atomic_write_text(meta_path, json.dumps({"names": progress["names"], "skipped": progress["skipped"],
-                                                  "sha256": digest.hexdigest()[:16], "image_size": size}))
+    atomic_write_text(meta_path, json.dumps({"names": progress["names"], "skipped": progress["skipped"],
+                                                  "sha256": sha256, "image_size": size}))
     progress_path.unlink(missing_ok=True)

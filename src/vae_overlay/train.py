@@ -1,0 +1,475 @@
+"""Training the VAE: one compiled step, minibatch samplers, checkpoint/resume, the NaN guard.
+
+Every training of the project goes through `train_vae`: notebook 02 (the paper's Section 3), the overlay
+models of notebook 05 and their variants, the VAEs of notebook 06's classifier experiment. It trains
+with `make_train_step`, the one step function, on one device or under a tf.distribute strategy, with an
+optional KL weight (`KLWeight`: beta, a linear warm-up, free bits). After every epoch the state (weights,
+sampling-noise state, optimizer state, history) is written atomically, so a killed run resumes where it
+stopped and ends bit for bit where an uninterrupted one would. The one caching rule: a run folder with a
+finished model made with the same settings is loaded, not retrained; one made with other settings is
+refused (`runs.RunMismatch`, naming the differences) unless `retrain=True`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+from tqdm.auto import tqdm
+
+from vae_overlay import model as vae_model
+from vae_overlay.runs import atomic_write_bytes, atomic_write_text, check_same_settings, check_writable, fingerprint
+from vae_overlay.stream import batch_dataset
+
+MODEL_FILE = "vae.keras"
+HISTORY_FILE = "history.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+LOSS_KEYS = ("loss", "reconstruction_loss", "kl_loss")
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+RETRAIN_HINT = "set retrain=True (RETRAIN = True in the notebook)"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good state stays on disk."""
+
+    def __init__(self, message: str, epoch: int, batch: int):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+
+
+@dataclass(frozen=True)
+class KLWeight:
+    """How the KL term enters the loss; the default (beta 1, no warm-up, no free bits) is the plain ELBO.
+
+    loss = reconstruction + beta * min(1, step / warm-up steps) * KL', where KL' is the KL, or with
+    `free_bits` > 0 the KL with each latent dimension's batch-mean KL raised to at least `free_bits` nats
+    (Kingma et al. 2016): the encoder may spend that much on a dimension for free.
+    """
+
+    beta: float = 1.0
+    warmup_epochs: float = 0.0
+    free_bits: float = 0.0
+
+    def is_plain(self) -> bool:
+        return self == KLWeight()
+
+
+# ----------------------------------------------------------------------------- minibatch samplers
+
+def shuffled_batches(n_images: int, batch_size: int):
+    """Default minibatches: a permutation of all images cut into batches (the last may be smaller)."""
+    def batches(epoch: int, rng: np.random.Generator):
+        order = rng.permutation(n_images)
+        return [order[start:start + batch_size] for start in range(0, n_images, batch_size)]
+    batches.__qualname__ = f"shuffled_batches({n_images}, {batch_size})"
+    return batches
+
+
+def mixed_batches(n_sources: int, copies: int, batch_size: int):
+    """Batch sampler for `copies` copies of each of `n_sources` images, grouped by source (the paper's
+    Section 4: "every minibatch holding samples of the images to combine").
+
+    Guarantee: every batch holds at least one copy of every source, every copy appears exactly once per
+    epoch, no batch is larger than `batch_size`, and the batches depend only on `rng`. There are
+    ceil(n / batch_size) batches whose sizes differ by at most one. Each batch first gets one copy of every
+    source; the remaining copies are shuffled together and dealt into the free places.
+    """
+    if n_sources < 1 or copies < 1:
+        raise ValueError(f"need n_sources >= 1 and copies >= 1, got {n_sources} and {copies}")
+    if batch_size < n_sources:
+        raise ValueError(f"a batch of {batch_size} cannot hold all {n_sources} sources: use "
+                         f"BATCH_SIZE >= {n_sources}.")
+    total = n_sources * copies
+    n_batches = -(-total // batch_size)  # <= copies because batch_size >= n_sources
+    sizes = np.full(n_batches, total // n_batches)
+    sizes[:total % n_batches] += 1
+
+    def batches(epoch: int, rng: np.random.Generator):
+        per_source = [source * copies + rng.permutation(copies) for source in range(n_sources)]
+        firsts = np.stack([order[:n_batches] for order in per_source], axis=1)  # (n_batches, k)
+        rest = rng.permutation(np.concatenate([order[n_batches:] for order in per_source]))
+        ends = np.cumsum(sizes - n_sources)
+        starts = ends - (sizes - n_sources)
+        result = [rng.permutation(np.concatenate([firsts[b], rest[starts[b]:ends[b]]])) for b in range(n_batches)]
+        return [result[b] for b in rng.permutation(n_batches)]
+
+    batches.__qualname__ = f"mixed_batches({n_sources}, {copies}, {batch_size})"
+    return batches
+
+
+def epoch_batches(batches, epoch: int, seed: int, n_images: int) -> list[np.ndarray]:
+    """The checked index batches of one epoch; they depend only on (seed, epoch), so a resumed run sees
+    the same batches as an uninterrupted one."""
+    result = []
+    for number, batch in enumerate(batches(epoch, np.random.default_rng([seed, epoch])), start=1):
+        batch = np.asarray(batch)
+        if batch.ndim != 1 or batch.size == 0 or not np.issubdtype(batch.dtype, np.integer):
+            raise ValueError(f"batches({epoch}, rng) gave batch {number} as {batch.dtype} {batch.shape}: "
+                             "expected a non-empty 1-D array of image indices.")
+        if batch.min() < 0 or batch.max() >= n_images:
+            raise ValueError(f"batches({epoch}, rng) gave batch {number} with an index outside [0, {n_images}).")
+        result.append(batch.astype(np.int32))
+    if not result:
+        raise ValueError(f"batches({epoch}, rng) gave no batch.")
+    return result
+
+
+# ----------------------------------------------------------------------------- the step
+
+def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float = 0.0, strategy=None):
+    """The one compiled training step: `step(batch) -> [reconstruction_loss, kl_loss]` after one update.
+
+    On one device the losses are per-image losses averaged over the batch. Under `strategy` each replica
+    takes a share of the minibatch and divides its summed losses by the whole minibatch's size, so the
+    all-reduced gradient is the gradient of the minibatch mean, as on one device (the reported losses are
+    summed over replicas). The reported KL is the model's KL, whatever `kl_weight` does to the gradient.
+    """
+    weights, optimizer = vae.trainable_weights, vae.optimizer
+
+    def replica_step(batch, batch_size=None):
+        with tf.GradientTape() as tape:
+            reconstruction, kl = vae.loss_terms(batch, training=True)
+            if batch_size is None:  # one device: the batch means
+                losses = [ops.mean(reconstruction), ops.mean(vae.reduce_kl(kl))]
+            else:  # a replica's share: summed, over the minibatch's size
+                losses = [ops.sum(reconstruction) / batch_size, ops.sum(vae.reduce_kl(kl)) / batch_size]
+            penalty = losses[1]
+            if kl_weight.free_bits > 0:
+                penalty = vae.reduce_kl(ops.maximum(ops.mean(kl, axis=0), kl_weight.free_bits))
+            if kl_weight.beta != 1.0:
+                penalty = kl_weight.beta * penalty
+            if warmup_steps > 0:
+                penalty = tf.minimum(1.0, tf.cast(optimizer.iterations, tf.float32) / warmup_steps) * penalty
+            total_loss = losses[0] + penalty
+        grads = tape.gradient(total_loss, weights)
+        optimizer.apply_gradients(zip(grads, weights))
+        return tf.stack(losses)
+
+    image_spec = tf.TensorSpec([None, vae.image_size, vae.image_size, 1], tf.float32)
+    if strategy is None:
+        return tf.function(replica_step, input_signature=[image_spec])
+
+    @tf.function(reduce_retracing=True)
+    def distributed_step(per_replica_batch, batch_size):
+        losses = strategy.run(replica_step, args=(per_replica_batch, batch_size))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return distributed_step
+
+
+def _feed(images, index_batches, strategy):
+    """(minibatch input, its size) per index batch: gathered from memory, read from a stream, or split
+    into one consecutive share per replica of `strategy` (a distributed dataset)."""
+    is_stream = not isinstance(images, np.ndarray)
+    if strategy is not None:
+        read = images.read if is_stream else images.__getitem__
+        replicas = strategy.num_replicas_in_sync
+
+        def dataset_fn(context):
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local  # the global number of this worker's first replica
+            shares = [np.array_split(np.asarray(batch), replicas)[first + k]
+                      for batch in index_batches for k in range(local)]
+            return batch_dataset(read, shares, images.shape[1])
+
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+        shares = strategy.distribute_datasets_from_function(dataset_fn, options)
+        return ((share, tf.constant(len(index), tf.float32)) for share, index in zip(shares, index_batches))
+    if is_stream:
+        return ((batch,) for batch in images.batches(index_batches))
+    tensor = tf.constant(images)
+    return ((tf.gather(tensor, index),) for index in index_batches)
+
+
+def run_epoch(step, images, index_batches, strategy=None) -> np.ndarray:
+    """Per-batch (reconstruction, kl) losses, shape (batches run, 2); stops after a non-finite one."""
+    losses = []
+    for args in _feed(images, index_batches, strategy):
+        losses.append(step(*args).numpy())
+        if not np.isfinite(losses[-1]).all():
+            break
+    return np.stack(losses)
+
+
+# ----------------------------------------------------------------------------- state on disk
+
+def _state_variables(vae) -> list:
+    # Weights, the sampling generator's state, then the optimizer's iteration count and moments.
+    return list(vae.variables) + list(vae.optimizer.variables)
+
+
+def _new_vae(settings: dict, images):
+    options = dict(settings["model"])
+    if options.pop("standardize_input", False):
+        options["standardize_with"] = images
+    vae = vae_model.build_vae(settings["image_size"], settings["latent_dim"], settings["seed"],
+                              loss=settings["loss"], **options)
+    vae.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]))
+    vae.optimizer.build(vae.trainable_variables)
+    return vae
+
+
+def _checkpoint_bytes(arrays: list, epoch: int, history: dict, settings: dict) -> bytes:
+    buffer = io.BytesIO()
+    meta = json.dumps({"epoch": epoch, "history": history, "settings": settings})
+    np.savez(buffer, meta=np.array(meta), **{f"v{i:04d}": a for i, a in enumerate(arrays)})
+    return buffer.getvalue()
+
+
+def _load_checkpoint(path: Path, wanted: dict, images):
+    """(vae with weights and optimizer state, epoch, history) from checkpoint.npz."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            arrays = [stored[f"v{i:04d}"] for i in range(len(stored.files) - 1)]
+    except Exception as error:
+        raise ValueError(f"{path} is unreadable ({type(error).__name__}: {error}): delete it or "
+                         f"{RETRAIN_HINT}.") from error
+    check_same_settings(meta["settings"], wanted, path, RETRAIN_HINT)
+    vae = _new_vae(meta["settings"], images)
+    variables = _state_variables(vae)
+    if len(variables) != len(arrays) or any(v.shape != a.shape for v, a in zip(variables, arrays)):
+        raise ValueError(f"{path} does not match the model's variables: delete it or {RETRAIN_HINT}.")
+    for variable, array in zip(variables, arrays):
+        variable.assign(array)
+    return vae, int(meta["epoch"]), meta["history"]
+
+
+def _history_record(history: dict, settings: dict, epoch_seconds: list, finished: bool) -> str:
+    return json.dumps({"epochs": len(history["loss"]), "finished": finished, "settings": settings,
+                       "history": history, "epoch_seconds": epoch_seconds}, indent=1)
+
+
+def read_history(path: str | Path) -> dict:
+    """The record train_vae writes beside its model: settings, per-epoch losses and seconds, finished."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        if not all(len(record["history"][key]) == record["epochs"] for key in LOSS_KEYS):
+            raise ValueError("history lengths differ from the epoch count")
+        return record
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing next to its model: {RETRAIN_HINT} to train again.") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is unreadable ({error}): {RETRAIN_HINT} to train again.") from error
+
+
+class _Writer:
+    """Writes checkpoint and history on a background thread while the next epoch trains (chief only)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self._thread, self._error = enabled, None, None
+
+    def submit(self, writes: list) -> None:
+        self.wait()
+        if not self.enabled:
+            return
+
+        def run():
+            try:
+                for path, payload in writes:  # the checkpoint alone decides where a run resumes
+                    atomic_write_bytes(path, payload() if callable(payload) else payload)
+            except BaseException as error:  # reported by wait(), in the training thread
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name="vae-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self, quiet: bool = False) -> None:
+        """Block until the last write is done; re-raise its error unless `quiet`."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            if not quiet:
+                raise error
+
+
+def _is_chief(strategy) -> bool:
+    """False on the non-chief workers of a multi-worker strategy, which then write no files."""
+    resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
+    if resolver is None or not resolver.task_type or resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+# ----------------------------------------------------------------------------- the driver
+
+def check_images(images):
+    """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they are."""
+    if not isinstance(images, np.ndarray) and hasattr(images, "batches"):
+        return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
+                         "load them with vae_overlay.data.load_dataset (notebook 01 writes them).")
+    if len(images) == 0:
+        raise ValueError("images is empty: the dataset holds no image; re-run notebook 01.")
+    images = images.astype(np.float32, copy=False)
+    bad = ~np.isfinite(images)
+    if bad.any():
+        count = int(bad.reshape(len(images), -1).any(axis=1).sum())
+        raise ValueError(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
+                         "re-create the dataset with notebook 01.")
+    if images.min() < 0 or images.max() > 1:
+        raise ValueError(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
+                         f"[{images.min():.3g}, {images.max():.3g}]: divide 8-bit images by 255.")
+    return images
+
+
+def run_settings(images, *, latent_dim=2, batch_size=10, learning_rate=2e-3, seed=42, batches=None,
+                 loss="sum", optimizer="rmsprop", kl_weight=KLWeight(), model_options=None) -> dict:
+    """Everything that decides a training's result, as stored with the run and compared on reuse."""
+    is_array = isinstance(images, np.ndarray)
+    settings = {
+        "image_size": int(images.shape[1]), "latent_dim": int(latent_dim), "n_images": int(len(images)),
+        "images_sha256": fingerprint(images) if is_array else images.sha256,
+        "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed),
+        "batches": "shuffled" if batches is None else f"custom: {getattr(batches, '__qualname__', batches)}",
+        "optimizer": optimizer, "loss": loss, "model": dict(sorted((model_options or {}).items())),
+    }
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if not kl_weight.is_plain():
+        settings["kl_weight"] = asdict(kl_weight)
+    return settings
+
+
+def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learning_rate=2e-3, seed=42,
+              retrain=False, batches=None, verbose=1, callbacks=(), strategy=None, loss="sum",
+              optimizer="rmsprop", kl_weight=KLWeight(), model_options=None):
+    """Train (or resume, or load) the VAE in `run_dir`; returns (vae, history of per-epoch losses).
+
+    `images`: an array (n, size, size, 1) in [0, 1], or a stream.ImageStream (both train identically).
+    Defaults: the paper's settings (latent dimension 2, 100 epochs, minibatch 10, RMSprop 2e-3) and loss
+    `"sum"`. `loss`: one of model.LOSSES; `optimizer`: "rmsprop" or "adam"; `kl_weight`: a KLWeight;
+    `model_options`: build_encoder's options (activation, dense_units, log_var_bias) and
+    `standardize_input` (standardise the encoder's input with these images' pixel statistics).
+    `batches(epoch, rng)` may return each epoch's index batches (default: shuffled batches of
+    `batch_size`; see mixed_batches). `strategy`: a tf.distribute strategy (MirroredStrategy over GPUs,
+    MultiWorkerMirroredStrategy over machines sharing `run_dir`; only the chief writes): each minibatch is
+    split across the replicas and one synchronous update made, so the settings keep their meaning.
+
+    A checkpoint is written atomically after every epoch, so an interrupted run resumes where it stopped;
+    a finished run with these settings is loaded instead of retrained unless `retrain=True`; a run folder
+    holding other settings raises runs.RunMismatch. Callbacks get epoch-level hooks; `logs` hold the three
+    losses. `verbose`: 0 quiet; 1 a progress bar over epochs (with the latest losses); 2 one line per epoch.
+    Side effects: `keras.utils.set_random_seed(seed)` and `tf.config.experimental.enable_op_determinism()`.
+    """
+    images = check_images(images)
+    chief = _is_chief(strategy)
+    run_dir = check_writable(run_dir) if chief else Path(run_dir)  # a full disk fails now, not after training
+    model_path, history_path, checkpoint_path = run_dir / MODEL_FILE, run_dir / HISTORY_FILE, run_dir / CHECKPOINT_FILE
+    settings = run_settings(images, latent_dim=latent_dim, batch_size=batch_size, learning_rate=learning_rate,
+                            seed=seed, batches=batches, loss=loss, optimizer=optimizer, kl_weight=kl_weight,
+                            model_options=model_options)
+    batches = batches or shuffled_batches(len(images), batch_size)
+    say = print if verbose else (lambda *args, **kwargs: None)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # same seed on CPU -> same weights
+
+    if retrain and chief:
+        for path in (checkpoint_path, model_path, history_path):
+            path.unlink(missing_ok=True)
+    epoch_seconds: list[float] = []
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if not retrain and checkpoint_path.exists():
+            vae, start, history = _load_checkpoint(checkpoint_path, settings, images)
+            if history_path.exists():
+                epoch_seconds = read_history(history_path).get("epoch_seconds", [])[:start]
+            say(f"Resuming from {checkpoint_path} after epoch {start}.")
+        elif not retrain and model_path.exists():
+            record = read_history(history_path)
+            if not record.get("finished"):
+                raise ValueError(f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
+                                 f"missing: {RETRAIN_HINT} to train again.")
+            check_same_settings(record["settings"], settings, history_path, RETRAIN_HINT)
+            start, history, epoch_seconds = record["epochs"], record["history"], record["epoch_seconds"]
+            if start > epochs:
+                check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
+            vae = vae_model.load_vae(model_path)
+            if start == epochs:
+                say(f"Loaded the finished model {model_path} ({start} epochs); set retrain=True to train again.")
+                return vae, history
+            say(f"Continuing {model_path} from epoch {start} to {epochs}.")
+        else:
+            vae, start, history = _new_vae(settings, images), 0, {key: [] for key in LOSS_KEYS}
+            if chief:  # so that even epoch 1 can fall back
+                atomic_write_bytes(checkpoint_path, _checkpoint_bytes(
+                    [v.numpy() for v in _state_variables(vae)], 0, history, settings))
+        writer = _Writer(enabled=chief)
+        try:
+            _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir,
+                          writer, callbacks, verbose, kl_weight, strategy)
+        except BaseException:
+            writer.wait(quiet=True)  # on an interruption too, the last checkpoint reaches the disk whole
+            raise
+        writer.wait()
+    if not chief:
+        return vae, history
+    atomic_write_text(history_path, _history_record(history, settings, epoch_seconds, finished=True))
+    vae_model.save_vae(model_path, vae)
+    checkpoint_path.unlink(missing_ok=True)
+    say(f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
+        f"{sum(epoch_seconds):.1f} s of training).")
+    return vae, history
+
+
+def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir, writer,
+                  callbacks, verbose, kl_weight, strategy) -> None:
+    """The epoch loop of train_vae: train, check the losses, checkpoint in the background, report."""
+    steps_per_epoch = len(epoch_batches(batches, 0, seed, len(images)))
+    step = make_train_step(vae, kl_weight, kl_weight.warmup_epochs * steps_per_epoch, strategy)
+    variables = _state_variables(vae)
+    snapshot = tf.function(lambda: [tf.identity(v) for v in variables])  # one call, not one read per variable
+    callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
+    vae.stop_training = False
+    callback_list.on_train_begin()
+    bar = tqdm(total=epochs, initial=start, desc="epochs", unit="epoch", disable=verbose != 1, leave=True)
+    for epoch in range(start, epochs):
+        callback_list.on_epoch_begin(epoch)
+        started = time.perf_counter()
+        index_batches = epoch_batches(batches, epoch, seed, len(images))
+        losses = run_epoch(step, images, index_batches, strategy)
+        bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
+        if len(bad) or len(losses) < len(index_batches):
+            writer.wait()  # the last good checkpoint is complete on disk before we stop
+            batch = int(bad[0]) + 1 if len(bad) else len(losses) + 1
+            raise TrainingDiverged(
+                f"Training diverged: the loss became {losses[batch - 1].sum()} at epoch {epoch + 1}, batch {batch}. "
+                f"The last good state (after epoch {epoch}) is kept in {run_dir / CHECKPOINT_FILE}; check the "
+                "images or lower the learning rate, then re-run (it resumes there) or set retrain=True.",
+                epoch=epoch + 1, batch=batch)
+        # Every batch weighted by its image count, so loss == reconstruction + kl holds per epoch.
+        weights = np.array([len(b) for b in index_batches], np.float64)
+        reconstruction, kl = (float(np.dot(weights, losses[:, i].astype(np.float64)) / weights.sum()) for i in (0, 1))
+        logs = {"loss": reconstruction + kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
+        for key in LOSS_KEYS:
+            history[key].append(logs[key])
+        epoch_seconds.append(time.perf_counter() - started)
+        arrays = [value.numpy() for value in snapshot()]
+        saved = ({key: list(values) for key, values in history.items()}, list(epoch_seconds))
+        # Serialised on the writer's thread; the default arguments bind this epoch's values.
+        writer.submit([(run_dir / CHECKPOINT_FILE, lambda a=arrays, e=epoch + 1, h=saved[0]: _checkpoint_bytes(a, e, h, settings)),
+                       (run_dir / HISTORY_FILE, _history_record(saved[0], settings, saved[1], False).encode())])
+        bar.set_postfix(loss=f"{logs['loss']:.2f}", kl=f"{kl:.2f}", refresh=False)
+        bar.update()
+        if verbose >= 2:
+            print(f"epoch {epoch + 1:3d}/{epochs}  loss {logs['loss']:9.2f}  reconstruction {reconstruction:9.2f}  "
+                  f"kl {kl:6.2f}  {epoch_seconds[-1]:.2f} s", flush=True)
+        callback_list.on_epoch_end(epoch, dict(logs))
+        if vae.stop_training:
+            bar.write(f"Stopped by a callback after epoch {epoch + 1}.")
+            break
+    bar.close()
+    callback_list.on_train_end()
