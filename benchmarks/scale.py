@@ -28,7 +28,7 @@ from vae_overlay import synth
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, time
-    from vae_overlay import data, model, stream
+    from vae_overlay import data, stream, train
 
     mode, folder, epochs, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     started = time.perf_counter()
@@ -37,7 +37,7 @@ CHILD = textwrap.dedent("""
     else:
         images = stream.ImageStream(folder, 64, work + "/cache", verbose=0)
     prepare_seconds = time.perf_counter() - started
-    model.train_vae(images, work + "/run", epochs=epochs, batch_size=10, verbose=0)
+    train.train_vae(images, work + "/run", epochs=epochs, batch_size=10, verbose=0)
     record = json.load(open(work + "/run/history.json"))
     seconds = record["epoch_seconds"][1:] or record["epoch_seconds"]
     print(json.dumps({"prepare_seconds": prepare_seconds, "epoch_seconds": sum(seconds) / len(seconds),

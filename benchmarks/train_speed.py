@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae_overlay.model import train_vae
+from vae_overlay.train import train_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,7 +32,7 @@ else:
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vae_overlay import model, synth  # noqa: E402
+from vae_overlay import model, synth, train  # noqa: E402
 
 EPOCHS = 3
 
@@ -53,9 +53,9 @@ def one_update(strategy, batch):
         before = vae.get_weights()
         index = [np.arange(len(batch), dtype=np.int32)]
         if strategy:
-            losses = model._run_steps(model._make_distributed_step(vae, strategy), batch, index, strategy)
+            losses = train.run_epoch(train.make_train_step(vae, strategy=strategy), batch, index, strategy)
         else:
-            losses = model._run_steps(model._make_train_step(vae), tf.constant(batch), index)
+            losses = train.run_epoch(train.make_train_step(vae), batch, index)
     return losses[0], [after - start for after, start in zip(vae.get_weights(), before)]
 
 
@@ -75,7 +75,7 @@ def mirrored(out):
         runs = {"one_device": None, "mirrored_1": tf.distribute.MirroredStrategy(devices[:1]), "mirrored_2": two}
         weights = {}
         for name, strategy in runs.items():
-            vae, history = model.train_vae(data, f"{root}/{name}", epochs=EPOCHS, verbose=0, strategy=strategy)
+            vae, history = train.train_vae(data, f"{root}/{name}", epochs=EPOCHS, verbose=0, strategy=strategy)
             result[name] = history["loss"]
             weights[name] = vae.get_weights()
             loaded = model.load_vae(f"{root}/{name}/vae.keras")  # saved from mirrored variables, loads plainly
@@ -86,7 +86,7 @@ def mirrored(out):
 
 
 def worker(run_dir, out):
-    vae, history = model.train_vae(images(40), run_dir, epochs=EPOCHS, verbose=0, strategy=STRATEGY)
+    vae, history = train.train_vae(images(40), run_dir, epochs=EPOCHS, verbose=0, strategy=STRATEGY)
     json.dump({"loss": history["loss"], "replicas": STRATEGY.num_replicas_in_sync}, open(out, "w"))
 
 
@@ -94,7 +94,7 @@ if __name__ == "__main__":
     if MODE == "mirrored":
         mirrored(sys.argv[2])
     elif MODE == "single":
-        _, history = model.train_vae(images(40), sys.argv[2], epochs=EPOCHS, verbose=0)
+        _, history = train.train_vae(images(40), sys.argv[2], epochs=EPOCHS, verbose=0)
         json.dump({"loss": history["loss"]}, open(sys.argv[3], "w"))
     else:
         worker(sys.argv[5], sys.argv[6])

@@ -21,10 +21,10 @@ EPOCHS = 6
 CHILD = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from vae_overlay import data, model
+    from vae_overlay import runs, train
 
     run_dir, slow_writes = sys.argv[1], sys.argv[2] == "slow"
-    real_write = data.atomic_write_bytes
+    real_write = runs.atomic_write_bytes
 
     def announced_write(path, payload):
         # Announce the write, then pause between writing the temporary file and renaming it, so that
@@ -45,11 +45,10 @@ CHILD = textwrap.dedent("""
         else:
             real_write(path, payload)
 
-    data.atomic_write_bytes = announced_write
-    model.atomic_write_bytes = announced_write
+    train.atomic_write_bytes = announced_write  # the name train.py writes checkpoints and histories with
     rng = np.random.default_rng(0)
     images = rng.random((24, 16, 16, 1)).astype("float32")
-    model.train_vae(images, run_dir, latent_dim=2, epochs=EPOCHS, batch_size=8, seed=7, verbose=1)
+    train.train_vae(images, run_dir, latent_dim=2, epochs=EPOCHS, batch_size=8, seed=7, verbose=2)
     print("DONE", flush=True)
 """).replace("EPOCHS", str(EPOCHS))
 

@@ -1,4 +1,4 @@
-"""Image sets larger than memory (stream.ImageStream, tf.data) and tf.distribute training (issue 7)."""
+"""Image sets larger than memory (stream.ImageStream, tf.data) and tf.distribute training ."""
 import json
 import os
 import socket
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import data, model, stream, synth
+from vae_overlay import data, model, runs, stream, synth, train
 
 HERE = Path(__file__).parent
 SIZE = 32
@@ -43,7 +43,7 @@ def test_stream_holds_exactly_what_the_in_memory_loader_gives(folder, in_memory,
     assert np.array_equal(images[:], in_memory.images)
     order = np.array([29, 0, 5, 5, 17])
     assert np.array_equal(images.read(order), in_memory.images[order])
-    assert images.sha256 == model._fingerprint(in_memory.images)
+    assert images.sha256 == runs.fingerprint(in_memory.images)
     assert "skipped broken.png" in images.report()
     batches = [np.array([3, 1, 2]), np.array([0]), np.array([29, 28])]
     streamed = list(images.batches(batches).as_numpy_iterator())
@@ -63,7 +63,7 @@ def test_cache_is_reused_and_rebuilt_when_the_folder_changes(folder, tmp_path, c
         raise AssertionError("an unchanged folder must not be decoded again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(stream, "_decode_dataset", no_decoding)
+        patch.setattr(stream, "decode_files", no_decoding)
         again = stream.ImageStream(folder, SIZE, tmp_path, verbose=1)
     assert len(again) == 30 and capsys.readouterr().out == ""
 
@@ -81,7 +81,7 @@ def test_cache_is_reused_and_rebuilt_when_the_folder_changes(folder, tmp_path, c
 
 
 def test_interrupted_decoding_resumes_after_the_last_complete_chunk(folder, in_memory, tmp_path, monkeypatch):
-    real, calls = stream._decode_dataset, []
+    real, calls = stream.decode_files, []
 
     def crash_on_third_chunk(paths, size, max_pixels):
         calls.append(len(paths))
@@ -89,29 +89,29 @@ def test_interrupted_decoding_resumes_after_the_last_complete_chunk(folder, in_m
             raise KeyboardInterrupt
         return real(paths, size, max_pixels)
 
-    monkeypatch.setattr(stream, "_decode_dataset", crash_on_third_chunk)
+    monkeypatch.setattr(stream, "decode_files", crash_on_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         stream.ImageStream(folder, SIZE, tmp_path, verbose=0, chunk_files=8)
     progress = json.loads(next(tmp_path.glob("*.progress.json")).read_text())
     assert progress["files_done"] == 16
 
     resumed_chunks = []
-    monkeypatch.setattr(stream, "_decode_dataset", lambda paths, *a: resumed_chunks.append(paths) or real(paths, *a))
+    monkeypatch.setattr(stream, "decode_files", lambda paths, *a: resumed_chunks.append(paths) or real(paths, *a))
     images = stream.ImageStream(folder, SIZE, tmp_path, verbose=0, chunk_files=8)
     assert sum(len(paths) for paths in resumed_chunks) == 31 - 16  # only the files not yet decoded
     assert np.array_equal(images[:], in_memory.images) and images.names == in_memory.names
-    assert images.sha256 == model._fingerprint(in_memory.images)
+    assert images.sha256 == runs.fingerprint(in_memory.images)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".f32", ".json"]
 
 
 def test_streamed_training_equals_in_memory_training(folder, in_memory, tmp_path):
     images = stream.ImageStream(folder, SIZE, tmp_path / "cache", verbose=0)
-    vae_memory, history_memory = model.train_vae(in_memory.images, tmp_path / "memory", epochs=3, verbose=0)
-    vae_stream, history_stream = model.train_vae(images, tmp_path / "stream", epochs=3, verbose=0)
+    vae_memory, history_memory = train.train_vae(in_memory.images, tmp_path / "memory", epochs=3, verbose=0)
+    vae_stream, history_stream = train.train_vae(images, tmp_path / "stream", epochs=3, verbose=0)
     assert history_stream == history_memory
     assert all(np.array_equal(a, b) for a, b in zip(vae_memory.get_weights(), vae_stream.get_weights()))
     # Same data, same settings: the streamed run is recognised as the finished in-memory one.
-    _, again = model.train_vae(images, tmp_path / "memory", epochs=3, verbose=0)
+    _, again = train.train_vae(images, tmp_path / "memory", epochs=3, verbose=0)
     assert again == history_memory
     assert np.array_equal(model.encode_mean(vae_stream, images, batch_size=7),
                           model.encode_mean(vae_stream, in_memory.images, batch_size=7))
@@ -202,9 +202,9 @@ def test_a_finished_cache_reopens_without_room_for_a_second_copy(folder, tmp_pat
     stream.ImageStream(folder, SIZE, tmp_path, verbose=0)
 
     def disk_full(path, need_bytes=0):
-        raise data.DatasetError(f"{path} is full")
+        raise runs.DiskError(f"{path} is full")
 
-    monkeypatch.setattr(data, "check_writable", disk_full)
+    monkeypatch.setattr(stream, "check_writable", disk_full)
     assert len(stream.ImageStream(folder, SIZE, tmp_path, verbose=0)) == 30  # only reads the cache
-    with pytest.raises(data.DatasetError, match="is full"):  # a new cache is still checked first
+    with pytest.raises(runs.DiskError, match="is full"):  # a new cache is still checked first
         stream.ImageStream(folder, SIZE, tmp_path / "other", verbose=0)

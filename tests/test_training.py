@@ -1,4 +1,5 @@
-"""train_vae: loss bookkeeping, determinism, resuming, loading a finished model, the NaN guard."""
+"""train.train_vae: loss bookkeeping, determinism, resuming, loading a finished model, the NaN guard, the
+KL weight, the loss versions, optimizers and encoder options."""
 import json
 import os
 import shutil
@@ -7,9 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_overlay import model
-
-from fake_images import crack_like_images
+from vae_overlay import model, runs, train
 
 SETTINGS = dict(latent_dim=2, epochs=4, batch_size=8, learning_rate=2e-3, seed=3, verbose=0)
 
@@ -50,15 +49,15 @@ def assert_same_weights(a, b):
 
 
 @pytest.fixture(scope="module")
-def images():
-    return crack_like_images(24)
+def images(crack_images):
+    return crack_images(24)
 
 
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory):
     """One uninterrupted 4-epoch run that the other tests compare with."""
     run_dir = tmp_path_factory.mktemp("reference")
-    vae, history = model.train_vae(images, run_dir, **SETTINGS)
+    vae, history = train.train_vae(images, run_dir, **SETTINGS)
     return run_dir, weights_of(vae), history
 
 
@@ -75,21 +74,21 @@ def test_history_has_every_epoch_and_loss_is_reconstruction_plus_kl(reference):
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(images, reference, tmp_path):
-    vae, history = model.train_vae(images, tmp_path / "again", **SETTINGS)
+    vae, history = train.train_vae(images, tmp_path / "again", **SETTINGS)
     assert_same_weights(weights_of(vae), reference[1])
     assert history == reference[2]
-    other, _ = model.train_vae(images, tmp_path / "other", **{**SETTINGS, "seed": 4, "epochs": 1})
+    other, _ = train.train_vae(images, tmp_path / "other", **{**SETTINGS, "seed": 4, "epochs": 1})
     assert not np.array_equal(weights_of(other)[0], reference[1][0])
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(images, reference, tmp_path, capsys):
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupt):
-        model.train_vae(images, run_dir, **SETTINGS, callbacks=[StopAfter(1)])
+        train.train_vae(images, run_dir, **SETTINGS, callbacks=[StopAfter(1)])
     assert not (run_dir / "vae.keras").exists()
     assert json.loads((run_dir / "history.json").read_text())["epochs"] == 2
     counter = CountEpochs()
-    vae, history = model.train_vae(images, run_dir, **{**SETTINGS, "verbose": 1}, callbacks=[counter])
+    vae, history = train.train_vae(images, run_dir, **{**SETTINGS, "verbose": 1}, callbacks=[counter])
     assert "Resuming" in capsys.readouterr().out
     assert counter.epochs == [2, 3]  # only the missing epochs ran
     assert history == reference[2]  # every epoch exactly once, same values
@@ -102,11 +101,11 @@ def test_finished_model_is_loaded_not_retrained_unless_asked(images, reference, 
     shutil.copytree(reference[0], run_dir)
     modified = os.stat(run_dir / "vae.keras").st_mtime_ns
     counter = CountEpochs()
-    vae, history = model.train_vae(images, run_dir, **SETTINGS, callbacks=[counter])
+    vae, history = train.train_vae(images, run_dir, **SETTINGS, callbacks=[counter])
     assert counter.epochs == [] and history == reference[2]
     assert os.stat(run_dir / "vae.keras").st_mtime_ns == modified
     assert_same_weights(weights_of(vae), reference[1])
-    vae, history = model.train_vae(images, run_dir, **SETTINGS, retrain=True, callbacks=[counter])
+    vae, history = train.train_vae(images, run_dir, **SETTINGS, retrain=True, callbacks=[counter])
     assert counter.epochs == [0, 1, 2, 3]
     assert history == reference[2]  # deterministic, so retraining gives the same model again
 
@@ -114,9 +113,9 @@ def test_finished_model_is_loaded_not_retrained_unless_asked(images, reference, 
 def test_more_epochs_continue_the_finished_model_exactly(images, reference, tmp_path):
     run_dir = tmp_path / "continued"
     shutil.copytree(reference[0], run_dir)
-    continued, history = model.train_vae(images, run_dir, **{**SETTINGS, "epochs": 6})
+    continued, history = train.train_vae(images, run_dir, **{**SETTINGS, "epochs": 6})
     assert history["loss"][:4] == reference[2]["loss"] and len(history["loss"]) == 6
-    direct, direct_history = model.train_vae(images, tmp_path / "direct", **{**SETTINGS, "epochs": 6})
+    direct, direct_history = train.train_vae(images, tmp_path / "direct", **{**SETTINGS, "epochs": 6})
     assert history == direct_history
     assert_same_weights(weights_of(continued), weights_of(direct))
 
@@ -124,12 +123,12 @@ def test_more_epochs_continue_the_finished_model_exactly(images, reference, tmp_
 def test_other_settings_or_data_are_refused(images, reference, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(reference[0], run_dir)
-    with pytest.raises(model.RunMismatch, match=r"batch_size=8 \(this call: 5\).*retrain=True"):
-        model.train_vae(images, run_dir, **{**SETTINGS, "batch_size": 5})
-    with pytest.raises(model.RunMismatch, match="images_sha256"):
-        model.train_vae(images[:-1], run_dir, **SETTINGS)
-    with pytest.raises(model.RunMismatch, match="more than the 2 asked"):
-        model.train_vae(images, run_dir, **{**SETTINGS, "epochs": 2})
+    with pytest.raises(runs.RunMismatch, match=r"batch_size=8 \(this call: 5\).*retrain=True"):
+        train.train_vae(images, run_dir, **{**SETTINGS, "batch_size": 5})
+    with pytest.raises(runs.RunMismatch, match="images_sha256"):
+        train.train_vae(images[:-1], run_dir, **SETTINGS)
+    with pytest.raises(runs.RunMismatch, match=r"epochs=4 \(this call: 2\)"):
+        train.train_vae(images, run_dir, **{**SETTINGS, "epochs": 2})
 
 
 class PoisonWeights(keras.callbacks.Callback):
@@ -147,15 +146,15 @@ class PoisonWeights(keras.callbacks.Callback):
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_state(images, reference, tmp_path):
     run_dir = tmp_path / "nan"
-    with pytest.raises(model.TrainingDiverged, match=r"nan at epoch 3, batch 1.*after epoch 2") as caught:
-        model.train_vae(images, run_dir, **SETTINGS, callbacks=[PoisonWeights(1)])
+    with pytest.raises(train.TrainingDiverged, match=r"nan at epoch 3, batch 1.*after epoch 2") as caught:
+        train.train_vae(images, run_dir, **SETTINGS, callbacks=[PoisonWeights(1)])
     assert (caught.value.epoch, caught.value.batch) == (3, 1)
     assert not (run_dir / "vae.keras").exists()
     with np.load(run_dir / "checkpoint.npz") as stored:
         assert json.loads(str(stored["meta"]))["epoch"] == 2
         assert all(np.isfinite(stored[name]).all() for name in stored.files if name != "meta")
     # The state on disk is the good one: resuming from it ends exactly where the clean run ended.
-    vae, history = model.train_vae(images, run_dir, **SETTINGS)
+    vae, history = train.train_vae(images, run_dir, **SETTINGS)
     assert history == reference[2]
     assert_same_weights(weights_of(vae), reference[1])
 
@@ -164,11 +163,11 @@ def test_bad_images_are_refused_before_training(images, tmp_path):
     broken = images.copy()
     broken[3, 5, 5, 0] = np.nan
     with pytest.raises(ValueError, match="1 NaN/infinite pixels in 1 images"):
-        model.train_vae(broken, tmp_path, **SETTINGS)
+        train.train_vae(broken, tmp_path, **SETTINGS)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        model.train_vae(images * 255, tmp_path, **SETTINGS)
+        train.train_vae(images * 255, tmp_path, **SETTINGS)
     with pytest.raises(ValueError, match=r"\(n, size, size, 1\)"):
-        model.train_vae(images[..., 0], tmp_path, **SETTINGS)
+        train.train_vae(images[..., 0], tmp_path, **SETTINGS)
 
 
 def test_custom_batches_are_used_with_uneven_sizes(images, tmp_path):
@@ -179,7 +178,7 @@ def test_custom_batches_are_used_with_uneven_sizes(images, tmp_path):
         order = rng.permutation(np.arange(1, len(images)))
         return [np.r_[0, order[:10]], np.r_[0, order[10:20]], np.r_[0, order[20:]]]  # 11, 11, 4 images
 
-    _, history = model.train_vae(images, tmp_path, **{**SETTINGS, "epochs": 2},
+    _, history = train.train_vae(images, tmp_path, **{**SETTINGS, "epochs": 2},
                                  batches=every_batch_holds_image_zero)
     assert calls == [0, 1]
     assert all(t == pytest.approx(r + k, rel=1e-12) for t, r, k in
@@ -188,7 +187,7 @@ def test_custom_batches_are_used_with_uneven_sizes(images, tmp_path):
     assert settings["batches"].startswith("custom: ")
     assert "every_batch_holds_image_zero" in settings["batches"]
     with pytest.raises(ValueError, match="outside"):
-        model.train_vae(images, tmp_path / "bad", **SETTINGS, batches=lambda epoch, rng: [np.array([0, 99])])
+        train.train_vae(images, tmp_path / "bad", **SETTINGS, batches=lambda epoch, rng: [np.array([0, 99])])
 
 
 def test_model_file_is_replaced_atomically(tmp_path, monkeypatch):
@@ -203,17 +202,68 @@ def test_model_file_is_replaced_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(model.VAE, "save", crash_while_writing)
     with pytest.raises(Interrupt):
-        model._save_model(target, vae)
+        model.save_vae(target, vae)
     assert target.read_bytes() == b"previous model"
     assert [p.name for p in tmp_path.iterdir()] == ["vae.keras"]
 
 
 def test_unwritable_run_dir_fails_before_any_training(images, tmp_path):
-    from vae_overlay.data import DatasetError
-
     (tmp_path / "blocked").write_text("a file where the run folder should be")
     started = []
     callback = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-    with pytest.raises(DatasetError, match="Cannot write to the artifacts folder"):
-        model.train_vae(images, tmp_path / "blocked" / "run", **SETTINGS, callbacks=[callback])
+    with pytest.raises(runs.DiskError, match="Cannot write to the artifacts folder"):
+        train.train_vae(images, tmp_path / "blocked" / "run", **SETTINGS, callbacks=[callback])
     assert started == []
+
+
+def test_kl_weight_loss_version_optimizer_and_encoder_options_change_training_and_are_recorded(images, reference,
+                                                                                              tmp_path):
+    plain = reference[2]["loss"]
+    variants = {
+        "beta": dict(kl_weight=train.KLWeight(beta=0.5)),
+        "warmup": dict(kl_weight=train.KLWeight(warmup_epochs=2)),
+        "free_bits": dict(kl_weight=train.KLWeight(free_bits=0.5)),
+        "loss_2020": dict(loss="keras-io-2020"),
+        "adam": dict(optimizer="adam", learning_rate=1e-3),
+        "options": dict(model_options={"activation": "leaky_relu", "dense_units": 8, "standardize_input": True}),
+    }
+    for name, options in variants.items():
+        vae, history = train.train_vae(images, tmp_path / name, **{**SETTINGS, **options})
+        assert history["loss"] != plain, name  # every option reaches the step
+        assert all(np.isfinite(history["loss"])), name
+        settings = train.read_history(tmp_path / name / train.HISTORY_FILE)["settings"]
+        assert settings == train.run_settings(images, **{k: v for k, v in {**SETTINGS, **options}.items()
+                                                        if k not in ("epochs", "verbose")}), name
+        # the saved model reloads with its options (the loss version, the standardisation layer)
+        loaded = model.load_vae(tmp_path / name / train.MODEL_FILE)
+        assert loaded.loss_name == vae.loss_name
+        np.testing.assert_array_equal(model.encode_mean(loaded, images), model.encode_mean(vae, images))
+    assert train.read_history(tmp_path / "options" / train.HISTORY_FILE)["settings"]["model"]["dense_units"] == 8
+    assert model.load_vae(tmp_path / "options" / train.MODEL_FILE).encoder.get_layer("standardize") is not None
+    # the reported KL is the model's KL, whatever the weight: beta < 1 lets the encoder spend more of it
+    with pytest.raises(runs.RunMismatch, match="kl_weight"):  # a weighted run is never mistaken for a plain one
+        train.train_vae(images, tmp_path / "beta", **SETTINGS)
+
+
+def test_keras_io_2020_loss_is_the_published_formula(images):
+    """reduce_mean(BCE) * 28 * 28 and -0.5 * reduce_mean(1 + log_var - mean^2 - exp(log_var)) over the batch."""
+    vae = model.build_vae(16, 3, seed=5, loss="keras-io-2020")
+    z_mean, z_log_var, _ = (np.asarray(t, np.float64) for t in vae.encoder(images[:6]))
+    reconstruction, kl = vae.loss_terms(images[:6])
+    kl_2020 = -0.5 * np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var))
+    assert float(np.mean(vae.reduce_kl(kl))) == pytest.approx(kl_2020, rel=1e-5)
+    summed = model.build_vae(16, 3, seed=5)  # same weights, the sum form: KL summed over the 3 dimensions
+    _, kl_sum = summed.loss_terms(images[:6])
+    assert float(np.mean(summed.reduce_kl(kl_sum))) == pytest.approx(3 * kl_2020, rel=1e-5)
+    # reconstruction: the mean BCE per pixel times 784, not the per-image sum over 16 x 16 pixels
+    assert np.asarray(reconstruction).shape == (6,)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        model.build_vae(16, 2, loss="mean")
+
+
+def test_mixed_and_shuffled_batches_train_through_the_same_step(images, tmp_path):
+    copies = np.repeat(images[:3], 4, axis=0)  # 3 sources x 4 copies, grouped by source
+    _, history = train.train_vae(copies, tmp_path, **{**SETTINGS, "epochs": 2, "batch_size": 6},
+                                 batches=train.mixed_batches(3, 4, 6))
+    settings = train.read_history(tmp_path / train.HISTORY_FILE)["settings"]
+    assert settings["batches"] == "custom: mixed_batches(3, 4, 6)" and len(history["loss"]) == 2

@@ -311,6 +311,28 @@ def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 
     return load_folder(resolve_folder(dataset), size)
 
 
+def check_images(images):
+    """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they are."""
+    if not isinstance(images, np.ndarray) and hasattr(images, "batches"):
+        return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
+                         "load them with vae_overlay.data.load_dataset (notebook 01 writes them).")
+    if len(images) == 0:
+        raise ValueError("images is empty: the dataset holds no image; re-run notebook 01.")
+    images = images.astype(np.float32, copy=False)
+    bad = ~np.isfinite(images)
+    if bad.any():
+        count = int(bad.reshape(len(images), -1).any(axis=1).sum())
+        raise ValueError(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
+                         "re-create the dataset with notebook 01.")
+    if images.min() < 0 or images.max() > 1:
+        raise ValueError(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
+                         f"[{images.min():.3g}, {images.max():.3g}]: divide 8-bit images by 255.")
+    return images
+
+
 def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
     """Write images and names to a .npz file atomically."""
     buffer = io.BytesIO()

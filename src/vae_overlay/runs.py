@@ -46,9 +46,10 @@ def fingerprint(value) -> str:
 
 
 def check_same_settings(found: dict, wanted: dict, source, hint: str = "set retrain=True") -> None:
-    """Raise RunMismatch naming every key of `wanted` whose value differs in `found` (from `source`)."""
-    differences = [f"{key}={found.get(key)!r} (this call: {wanted[key]!r})"
-                   for key in wanted if found.get(key) != wanted[key]]
+    """Raise RunMismatch naming every key whose value differs between `found` (from `source`) and `wanted`
+    (a key present on one side only differs too)."""
+    differences = [f"{key}={found.get(key)!r} (this call: {wanted.get(key)!r})"
+                   for key in {**found, **wanted} if found.get(key) != wanted.get(key)]
     if differences:
         raise RunMismatch(f"{source} was made with other settings or data: {', '.join(differences)}. "
                           f"To make it again here, {hint}; or use another folder.")

@@ -155,7 +155,7 @@ def _cache_key(files, size: int, max_pixels: int) -> str:
     return fingerprint({"loader": LOADER_VERSION, "size": size, "max_pixels": max_pixels, "files": listing})
 
 
-def _decode_dataset(paths: list[str], size: int, max_pixels: int) -> tf.data.Dataset:
+def decode_files(paths: list[str], size: int, max_pixels: int) -> tf.data.Dataset:
     """(pixels, skip reason) per file, decoded by data.load_image in parallel, in file order."""
     def decode(path):
         try:
@@ -188,7 +188,7 @@ def _build_cache(files, size, max_pixels, cache_path: Path, meta_path: Path, chu
         for start in range(progress["files_done"], len(files), chunk_files):
             chunk = files[start:start + chunk_files]
             paths = [os.fsencode(path) for path in chunk]
-            for path, (pixels, reason) in zip(chunk, _decode_dataset(paths, size, max_pixels).as_numpy_iterator()):
+            for path, (pixels, reason) in zip(chunk, decode_files(paths, size, max_pixels).as_numpy_iterator()):
                 if reason:
                     progress["skipped"].append((path.name, reason.decode("utf-8")))
                 else:

@@ -26,6 +26,8 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from vae_overlay import model as vae_model
+from vae_overlay.batches import epoch_batches, mixed_batches, shuffled_batches  # noqa: F401 (mixed_batches: re-exported)
+from vae_overlay.data import check_images
 from vae_overlay.runs import atomic_write_bytes, atomic_write_text, check_same_settings, check_writable, fingerprint
 from vae_overlay.stream import batch_dataset
 
@@ -61,66 +63,6 @@ class KLWeight:
 
     def is_plain(self) -> bool:
         return self == KLWeight()
-
-
-# ----------------------------------------------------------------------------- minibatch samplers
-
-def shuffled_batches(n_images: int, batch_size: int):
-    """Default minibatches: a permutation of all images cut into batches (the last may be smaller)."""
-    def batches(epoch: int, rng: np.random.Generator):
-        order = rng.permutation(n_images)
-        return [order[start:start + batch_size] for start in range(0, n_images, batch_size)]
-    batches.__qualname__ = f"shuffled_batches({n_images}, {batch_size})"
-    return batches
-
-
-def mixed_batches(n_sources: int, copies: int, batch_size: int):
-    """Batch sampler for `copies` copies of each of `n_sources` images, grouped by source (the paper's
-    Section 4: "every minibatch holding samples of the images to combine").
-
-    Guarantee: every batch holds at least one copy of every source, every copy appears exactly once per
-    epoch, no batch is larger than `batch_size`, and the batches depend only on `rng`. There are
-    ceil(n / batch_size) batches whose sizes differ by at most one. Each batch first gets one copy of every
-    source; the remaining copies are shuffled together and dealt into the free places.
-    """
-    if n_sources < 1 or copies < 1:
-        raise ValueError(f"need n_sources >= 1 and copies >= 1, got {n_sources} and {copies}")
-    if batch_size < n_sources:
-        raise ValueError(f"a batch of {batch_size} cannot hold all {n_sources} sources: use "
-                         f"BATCH_SIZE >= {n_sources}.")
-    total = n_sources * copies
-    n_batches = -(-total // batch_size)  # <= copies because batch_size >= n_sources
-    sizes = np.full(n_batches, total // n_batches)
-    sizes[:total % n_batches] += 1
-
-    def batches(epoch: int, rng: np.random.Generator):
-        per_source = [source * copies + rng.permutation(copies) for source in range(n_sources)]
-        firsts = np.stack([order[:n_batches] for order in per_source], axis=1)  # (n_batches, k)
-        rest = rng.permutation(np.concatenate([order[n_batches:] for order in per_source]))
-        ends = np.cumsum(sizes - n_sources)
-        starts = ends - (sizes - n_sources)
-        result = [rng.permutation(np.concatenate([firsts[b], rest[starts[b]:ends[b]]])) for b in range(n_batches)]
-        return [result[b] for b in rng.permutation(n_batches)]
-
-    batches.__qualname__ = f"mixed_batches({n_sources}, {copies}, {batch_size})"
-    return batches
-
-
-def epoch_batches(batches, epoch: int, seed: int, n_images: int) -> list[np.ndarray]:
-    """The checked index batches of one epoch; they depend only on (seed, epoch), so a resumed run sees
-    the same batches as an uninterrupted one."""
-    result = []
-    for number, batch in enumerate(batches(epoch, np.random.default_rng([seed, epoch])), start=1):
-        batch = np.asarray(batch)
-        if batch.ndim != 1 or batch.size == 0 or not np.issubdtype(batch.dtype, np.integer):
-            raise ValueError(f"batches({epoch}, rng) gave batch {number} as {batch.dtype} {batch.shape}: "
-                             "expected a non-empty 1-D array of image indices.")
-        if batch.min() < 0 or batch.max() >= n_images:
-            raise ValueError(f"batches({epoch}, rng) gave batch {number} with an index outside [0, {n_images}).")
-        result.append(batch.astype(np.int32))
-    if not result:
-        raise ValueError(f"batches({epoch}, rng) gave no batch.")
-    return result
 
 
 # ----------------------------------------------------------------------------- the step
@@ -305,28 +247,6 @@ def _is_chief(strategy) -> bool:
 
 # ----------------------------------------------------------------------------- the driver
 
-def check_images(images):
-    """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they are."""
-    if not isinstance(images, np.ndarray) and hasattr(images, "batches"):
-        return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
-                         "load them with vae_overlay.data.load_dataset (notebook 01 writes them).")
-    if len(images) == 0:
-        raise ValueError("images is empty: the dataset holds no image; re-run notebook 01.")
-    images = images.astype(np.float32, copy=False)
-    bad = ~np.isfinite(images)
-    if bad.any():
-        count = int(bad.reshape(len(images), -1).any(axis=1).sum())
-        raise ValueError(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
-                         "re-create the dataset with notebook 01.")
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
-                         f"[{images.min():.3g}, {images.max():.3g}]: divide 8-bit images by 255.")
-    return images
-
-
 def run_settings(images, *, latent_dim=2, batch_size=10, learning_rate=2e-3, seed=42, batches=None,
                  loss="sum", optimizer="rmsprop", kl_weight=KLWeight(), model_options=None) -> dict:
     """Everything that decides a training's result, as stored with the run and compared on reuse."""
@@ -428,8 +348,9 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
 def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir, writer,
                   callbacks, verbose, kl_weight, strategy) -> None:
     """The epoch loop of train_vae: train, check the losses, checkpoint in the background, report."""
-    steps_per_epoch = len(epoch_batches(batches, 0, seed, len(images)))
-    step = make_train_step(vae, kl_weight, kl_weight.warmup_epochs * steps_per_epoch, strategy)
+    warmup_steps = kl_weight.warmup_epochs * len(epoch_batches(batches, 0, seed, len(images))) \
+        if kl_weight.warmup_epochs else 0.0
+    step = make_train_step(vae, kl_weight, warmup_steps, strategy)
     variables = _state_variables(vae)
     snapshot = tf.function(lambda: [tf.identity(v) for v in variables])  # one call, not one read per variable
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
@@ -458,10 +379,11 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
             history[key].append(logs[key])
         epoch_seconds.append(time.perf_counter() - started)
         arrays = [value.numpy() for value in snapshot()]
-        saved = ({key: list(values) for key, values in history.items()}, list(epoch_seconds))
+        done = {key: list(values) for key, values in history.items()}
         # Serialised on the writer's thread; the default arguments bind this epoch's values.
-        writer.submit([(run_dir / CHECKPOINT_FILE, lambda a=arrays, e=epoch + 1, h=saved[0]: _checkpoint_bytes(a, e, h, settings)),
-                       (run_dir / HISTORY_FILE, _history_record(saved[0], settings, saved[1], False).encode())])
+        checkpoint = lambda a=arrays, e=epoch + 1, h=done: _checkpoint_bytes(a, e, h, settings)  # noqa: E731
+        writer.submit([(run_dir / CHECKPOINT_FILE, checkpoint),
+                       (run_dir / HISTORY_FILE, _history_record(done, settings, list(epoch_seconds), False).encode())])
         bar.set_postfix(loss=f"{logs['loss']:.2f}", kl=f"{kl:.2f}", refresh=False)
         bar.update()
         if verbose >= 2:
