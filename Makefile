@@ -11,7 +11,7 @@ NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06%,$(NOTEBOOKS))
 DATASET ?=
 PARAMS := $(if $(DATASET),-p DATASET "$(abspath $(DATASET))",)
 
-.PHONY: setup reproduce test lab clean-artifacts
+.PHONY: setup reproduce test lab study clean-artifacts
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -34,6 +34,13 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_NOTEBOOKS)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+
+# A study: a grid of trainings on Dask (LocalCluster by default; DASK_SCHEDULER_ADDRESS=host:port scales out).
+# Resumable: re-running it computes only the runs results/studies/<name>.csv lacks. Background: nohup make study &
+STUDY ?= section3
+STUDY_ARGS ?=
+study: $(STAMP)
+	$(BIN)/python -m vae_overlay.study $(STUDY) $(STUDY_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

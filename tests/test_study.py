@@ -1,0 +1,141 @@
+"""study.py: grids, run keys, one row per run, resuming after SIGKILL of the client or of a worker, on a real
+Dask LocalCluster."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vae_overlay import study
+
+TINY = {"seed": [0, 1], "image_size": [16], "loss": ["sum", "keras-io-2020"], "data": ["synthetic"], "epochs": [2]}
+
+
+def test_configurations_expand_the_grid_seeds_outermost_with_paper_settings():
+    configs = study.configurations(TINY)
+    assert [(c["seed"], c["loss"]) for c in configs] == [(0, "sum"), (0, "keras-io-2020"), (1, "sum"),
+                                                         (1, "keras-io-2020")]
+    assert all(c["latent_dim"] == 2 and c["batch_size"] == 10 and c["learning_rate"] == 2e-3 for c in configs)
+    section3 = study.configurations(study.GRIDS["section3"])
+    assert len(section3) == 10 * 2 * 2 * 3 and all(c["epochs"] == 100 for c in section3)
+    assert {c["seed"] for c in section3[:12]} == {0}  # a partial study covers every setting with its first seeds
+
+
+@pytest.mark.parametrize("grid, message", [({"optimizer": ["adam"]}, "unknown grid key"),
+                                           ({"loss": ["mean"]}, r"unknown loss \['mean'\]; allowed"),
+                                           ({"data": ["mnist"]}, r"unknown data \['mnist'\]; allowed"),
+                                           ({"seed": []}, "at least one value")])
+def test_bad_grids_are_refused_before_anything_runs(grid, message):
+    with pytest.raises(study.StudyError, match=message):
+        study.configurations(grid)
+
+
+def test_run_keys_change_with_any_setting_and_the_data():
+    config = study.configurations(TINY)[0]
+    assert study.run_key(config) == study.run_key(dict(config))
+    assert len({study.run_key({**config, key: value}) for key, value in
+                [("seed", 5), ("loss", "keras-io-2020"), ("epochs", 3), ("image_size", 20)]} | {study.run_key(config)}) == 5
+
+
+def test_a_failing_run_is_recorded_not_raised(tmp_path):
+    row = study.run_one({**study.configurations(TINY)[0], "image_size": 10}, str(tmp_path))
+    assert "multiple of 4" in row["error"] and row["wall_seconds"] >= 0
+
+
+def test_a_table_of_another_version_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    study.write_table(path, [{"key": "00000000000000e1", "version": study.STUDY_VERSION + 1}])
+    with pytest.raises(study.StudyError, match="version"):
+        study.read_table(path)
+    study.write_table(path, [{"key": "00000000000000e1", "version": study.STUDY_VERSION, "collapsed": True}])
+    assert study.read_table(path) == [{"key": "00000000000000e1", "version": study.STUDY_VERSION, "collapsed": True}]
+
+
+@pytest.mark.slow
+def test_tiny_study_on_a_local_cluster_then_nothing_is_recomputed(tmp_path, capsys):
+    grid = {**TINY, "image_size": [10, 16]}  # the 10 px runs fail (not a multiple of 4) without stopping the others
+    rows = study.run_study("t", tmp_path / "results", tmp_path / "art", grid=grid, n_workers=2, progress=False)
+    assert len(rows) == 8 and len({row["key"] for row in rows}) == 8
+    good = [row for row in rows if not row["error"]]
+    assert len(good) == 4 and all(row["image_size"] == 16 for row in good)
+    for row in good:
+        assert row["epochs"] == 2 and row["dead_units"] <= row["dense_units"] == 16
+        assert row["collapsed"] == (row["active_units"] == 0) and row["z1_min"] <= row["z1_p01"] <= row["z1_max"]
+        assert 0.0 <= row["crack_fraction_box"] <= 1.0 and row["train_seconds"] > 0
+    assert study.read_table(tmp_path / "results" / "studies" / "t.csv") == rows
+    assert (tmp_path / "results" / "studies" / "t.grid.json").is_file()
+    capsys.readouterr()
+    again = study.run_study("t", tmp_path / "results", tmp_path / "art", grid=TINY, n_workers=2, progress=False)
+    assert "0 to run" in capsys.readouterr().out  # the finished runs are found by key, none is recomputed
+    assert [row for row in again if row["image_size"] == 16] == good
+
+
+CHILD = """
+import sys
+from vae_overlay import study
+grid = {"seed": [0, 1, 2], "image_size": [16], "loss": ["sum"], "data": ["synthetic"], "epochs": [EPOCHS]}
+study.run_study("k", sys.argv[1], sys.argv[2], grid=grid, n_workers=1, progress=False)
+print("DONE", flush=True)
+"""
+
+
+def start_study(tmp_path, epochs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen([sys.executable, "-c", CHILD.replace("EPOCHS", str(epochs)), str(tmp_path / "results"),
+                             str(tmp_path / "art")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def table_rows(tmp_path):
+    path = tmp_path / "results" / "studies" / "k.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def wait_for(condition, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def descendants(pid):
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(c) for c in children] + [d for c in children for d in descendants(int(c))]
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_client_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
+    process = start_study(tmp_path, epochs=2)
+    wait_for(lambda: len(table_rows(tmp_path)) >= 1)
+    os.killpg(process.pid, signal.SIGKILL)  # the client, its scheduler and its workers
+    process.wait(timeout=60)
+    before = {row["key"]: row for row in table_rows(tmp_path)}
+    assert 1 <= len(before) < 3
+    finished = start_study(tmp_path, epochs=2)
+    output, _ = finished.communicate(timeout=600)
+    assert "DONE" in output, output[-2000:]
+    after = table_rows(tmp_path)
+    assert len(after) == 3 and len({row["key"] for row in after}) == 3 and not any(row["error"] for row in after)
+    assert all(before[row["key"]] == row for row in after if row["key"] in before)  # kept as they were
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_mid_training_is_replaced_and_the_run_resumes(tmp_path):
+    process = start_study(tmp_path, epochs=60)
+    art = tmp_path / "art"
+    wait_for(lambda: any(art.glob("*/history.json")))  # a run has finished at least one epoch
+    workers = [pid for pid in descendants(process.pid)  # the worker process the nanny spawned
+               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    output, _ = process.communicate(timeout=600)
+    assert "DONE" in output, output[-2000:]
+    rows = table_rows(tmp_path)
+    assert len(rows) == 3 and not any(row["error"] for row in rows), rows
