@@ -1,4 +1,4 @@
-"""Notebook 01 runs with every kind of DATASET: the synthetic set and a folder of mixed, partly broken files."""
+"""Notebook 01 runs with every kind of DATASET: the built-in sources and a folder of mixed, partly broken files."""
 import json
 from pathlib import Path
 
@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_prepare_dataset.ipynb"
 
 
-def run_notebook01(tmp_path, dataset):
+def run_notebook01(tmp_path, dataset, image_size=32):
+    """Execute notebook 01; returns its printed text (FIGURES_DIR is tmp_path/figures, so summary.json is in tmp_path)."""
     out = tmp_path / "01_out.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), progress_bar=False,
-        parameters={"DATASET": dataset, "IMAGE_SIZE": 32, "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        parameters={"DATASET": dataset, "IMAGE_SIZE": image_size, "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
                     "FIGURES_DIR": str(tmp_path / "figures")})
     cells = json.loads(out.read_text())["cells"]
     texts = [o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
@@ -43,13 +44,22 @@ def test_notebook01_on_a_mixed_broken_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook01_on_the_synthetic_set(tmp_path):
-    text = run_notebook01(tmp_path, "synthetic")
-    assert "images: (80, 32, 32, 1) float32" in text
-    assert (tmp_path / "artifacts" / "synthetic" / "dataset.npz").is_file()
-    assert (tmp_path / "figures" / "fig1_examples_synthetic.png").is_file()
+@pytest.mark.parametrize("dataset,size", [("synthetic", 32), ("elpv-crack-patches", 64)])
+def test_notebook01_on_a_built_in_source(tmp_path, dataset, size):
+    run_notebook01(tmp_path, dataset, size)
+    summary = json.loads((tmp_path / "summary.json").read_text())["01_prepare_dataset"]
+    assert (summary["dataset"], summary["images"], summary["image_size"], summary["skipped"]) == (dataset, 80, size, 0)
+    images, names = data.load_dataset(tmp_path / "artifacts" / dataset / "dataset.npz")
+    expected = data.load_source(dataset, size)
+    assert np.array_equal(images, expected.images) and names == expected.names
+    assert (tmp_path / "figures" / f"fig1_examples_{dataset}.png").is_file()
 
 
-def test_notebook01_names_a_missing_folder(tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError, match="does not exist"):
-        run_notebook01(tmp_path, str(tmp_path / "no such folder"))
+@pytest.mark.parametrize("dataset,size,message", [
+    ("no such folder", 32, "does not exist"),
+    ("elpv-crack-patches", 512, "IMAGE_SIZE 512 does not fit inside a 300 x 300 px ELPV cell"),
+], ids=["missing-folder", "patch-larger-than-cell"])
+def test_notebook01_refuses_a_bad_source(tmp_path, dataset, size, message):
+    dataset = str(tmp_path / dataset) if dataset == "no such folder" else dataset
+    with pytest.raises(papermill.PapermillExecutionError, match=message):
+        run_notebook01(tmp_path, dataset, size)

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from vae_overlay import runs
+from vae_overlay.data import BUILT_IN
 
 STUDY_VERSION = 1  # bump when a measurement changes: tables of another version are refused, not mixed
-DATA_SOURCES = ("elpv-cracks", "elpv-crack-patches", "synthetic")
+DATA_SOURCES = BUILT_IN
 LOSSES = ("sum", "keras-io-2020")
 PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}
 GRID_KEYS = ("data", "image_size", "loss", "seed", *PAPER)
