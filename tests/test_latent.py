@@ -1,26 +1,13 @@
-"""Tests for vae_overlay.latent: the paper's grid, batched decoding, paths and the smoothness figure."""
-import keras
+"""Tests for vae_overlay.latent: the paper's grid, batched decoding, sweep summaries, paths and smoothness."""
 import numpy as np
 import pytest
 
 from vae_overlay import latent
 
 
-def small_decoder(latent_dim=2, image_size=16, seed=0):
-    """A keras.io-shaped decoder (Dense -> Reshape -> Conv2DTranspose x3, sigmoid), small and untrained."""
-    keras.utils.set_random_seed(seed)
-    z = keras.Input(shape=(latent_dim,))
-    x = keras.layers.Dense((image_size // 4) ** 2 * 8, activation="relu")(z)
-    x = keras.layers.Reshape((image_size // 4, image_size // 4, 8))(x)
-    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
-    images = keras.layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid")(x)
-    return keras.Model(z, images, name="decoder")
-
-
 @pytest.fixture(scope="module")
-def decoder():
-    return small_decoder()
+def decoder(make_decoder):
+    return make_decoder()
 
 
 def test_paper_grid_has_exact_counts_and_endpoints():
@@ -40,15 +27,6 @@ def test_grid_counts_survive_float_accumulation():
     assert len(latent.axis_values((-1.0, 1.0), 0.05)) == 41
     with pytest.raises(ValueError):
         latent.axis_values((0.0, 1.0), 0.3)  # not a whole number of steps
-
-
-def test_grid_index_finds_the_grid_point():
-    z1_values, z2_values, points = latent.latent_grid()
-    queries = np.array([[1.23, -4.56], [-15.0, 10.0], [99.0, -99.0]])
-    index = latent.grid_index(queries)
-    assert np.allclose(points[index[0]], [1.2, -4.6], atol=1e-5)
-    assert np.allclose(points[index[1]], [-15.0, 10.0])
-    assert np.allclose(points[index[2]], [15.0, -10.0])  # clipped to the grid
 
 
 def test_batched_decode_matches_one_call_decode(decoder):
@@ -81,9 +59,37 @@ def test_decode_into_memmap_and_preallocated(decoder, tmp_path):
         latent.decode_batched(decoder, np.zeros((3, 4), np.float32))
 
 
-def test_progress_line_is_printed(decoder, capsys):
-    latent.decode_batched(decoder, np.zeros((10, 2), np.float32), batch_size=5, progress=True)
-    assert "decoded 10/10 (100.0%)" in capsys.readouterr().out
+class RecordingBar:
+    """Stands in for tqdm: records what decode_batched tells its progress bar."""
+    made = []
+
+    def __init__(self, total, **options):
+        self.total, self.options, self.done, self.closed = total, options, 0, False
+        RecordingBar.made.append(self)
+
+    def update(self, count):
+        self.done += count
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.closed = True
+
+
+def test_progress_true_drives_one_tqdm_bar(decoder, monkeypatch):
+    z = np.zeros((10, 2), np.float32)
+    expected = latent.decode_batched(decoder, z, batch_size=5)
+    assert np.array_equal(latent.decode_batched(decoder, z, batch_size=5, progress=True), expected)  # real tqdm
+    RecordingBar.made = []
+    monkeypatch.setattr(latent, "tqdm", RecordingBar)
+    latent.decode_batched(decoder, z, batch_size=4, progress=True)
+    [bar] = RecordingBar.made
+    assert (bar.total, bar.done, bar.closed, bar.options["disable"]) == (10, 10, True, False)
+    seen = []
+    latent.decode_batched(decoder, z, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+    assert RecordingBar.made[-1].options["disable"]  # a callback, not a bar
 
 
 def test_compiled_decoder_matches_model_call(decoder):
@@ -91,19 +97,6 @@ def test_compiled_decoder_matches_model_call(decoder):
     decode = latent.compiled_decoder(decoder)
     assert np.allclose(decode(z), decoder(z, training=False).numpy(), atol=1e-6)
     assert decode(z[0]).shape == (1, 16, 16, 1)  # a single point is accepted too
-
-
-def test_encode_means_returns_the_z_mean_output():
-    keras.utils.set_random_seed(1)
-    images = keras.Input(shape=(8, 8, 1))
-    x = keras.layers.Flatten()(images)
-    z_mean = keras.layers.Dense(3)(x)
-    z_log_var = keras.layers.Dense(3)(x)
-    encoder = keras.Model(images, [z_mean, z_log_var, z_mean + 0.0])
-    batch = np.random.default_rng(2).random((11, 8, 8, 1)).astype(np.float32)
-    means = latent.encode_means(encoder, batch, batch_size=4)
-    assert means.shape == (11, 3)
-    assert np.allclose(means, encoder.predict(batch, verbose=0)[0], atol=1e-5)
 
 
 def test_interpolate_endpoints_and_even_spacing():
@@ -135,9 +128,32 @@ def test_smoothness_of_known_sequences():
     assert latent.smoothness(np.zeros((3, 2, 2))) == 1.0
 
 
-def test_nearest_points():
-    points = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    assert list(latent.nearest_points(points, [[9.0, 1.0], [1.0, 1.0], [2.0, 8.0]])) == [1, 0, 2]
+def test_sweep_summary_of_a_known_sweep():
+    # a 3 x 2 grid of 2 x 2 images: image (i, j) has every pixel = 30 * i + 10 * j (grey levels)
+    values = np.array([30 * i + 10 * j for i in range(3) for j in range(2)], np.uint8)
+    sweep = values[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8)
+    summary = latent.sweep_summary(sweep, (3, 2), chunk_size=4)  # chunks of 4 and 2 images
+    assert summary["pixel_mean"].shape == summary["pixel_std"].shape == (2, 2)
+    assert np.allclose(summary["pixel_mean"], values.mean() / 255)
+    assert np.allclose(summary["pixel_std"], values.std() / 255)
+    # one step in z1 changes every pixel by 30, one step in z2 by 10
+    assert summary["change"].shape == (2, 1)
+    assert np.allclose(summary["change"], np.hypot(30, 10) / 255)
+    with pytest.raises(ValueError, match="3 x 3 grid"):
+        latent.sweep_summary(sweep, (3, 3))
+
+
+def test_nearest_in_sweep_finds_the_closest_image():
+    rng = np.random.default_rng(0)
+    sweep = rng.integers(0, 256, size=(50, 4, 4, 1), dtype=np.uint8)
+    picks = np.array([7, 42, 0])
+    images = sweep[picks].astype(np.float32) / 255 + rng.normal(0, 0.01, (3, 4, 4, 1)).astype(np.float32)
+    index, rms = latent.nearest_in_sweep(sweep, images, chunk_size=16)
+    assert list(index) == list(picks)
+    reference = np.sqrt(((sweep[picks].astype(np.float64) / 255 - images) ** 2).reshape(3, -1).mean(axis=1))
+    assert np.allclose(rms, reference, atol=1e-4)
+    with pytest.raises(ValueError, match="pixels"):
+        latent.nearest_in_sweep(sweep, np.zeros((1, 3, 3, 1)))
 
 
 def test_compiled_decoder_is_traced_once_per_decoder(decoder):

@@ -23,10 +23,10 @@ def principal_axes_ratio(mask):
 
 
 def surface_and_region(seed, size=128):
-    """A surface, its part region and the generator positioned after drawing them."""
+    """A float32 surface (as the defect functions return theirs), its part region, and the generator after them."""
     rng = np.random.default_rng(seed)
-    image, region = synth.make_surface(size, rng, return_region=True)
-    return image, region, rng
+    image, region = synth.make_surface(size, rng)
+    return image.astype(np.float32), region, rng
 
 
 def read_png(path):
@@ -47,16 +47,25 @@ def test_make_sample_is_deterministic_and_seed_dependent(kind):
 
 
 def test_make_surface_is_deterministic_textured_and_has_an_edge():
-    first = synth.make_surface(128, np.random.default_rng(3))
-    second = synth.make_surface(128, np.random.default_rng(3))
-    np.testing.assert_array_equal(first, second)
-    image, region, _ = surface_and_region(3)
-    assert image.shape == (128, 128) and image.dtype == np.float32
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    image, region = synth.make_surface(128, np.random.default_rng(3))
+    again, again_region = synth.make_surface(128, np.random.default_rng(3))
+    np.testing.assert_array_equal(image, again)
+    np.testing.assert_array_equal(region, again_region)
+    assert image.shape == region.shape == (128, 128) and image.dtype == np.float64  # float64: defects are added to it
+    assert 0.0 <= image.min() and image.max() <= 1.0 and 0.0 <= region.min() and region.max() <= 1.0
     part, background = image[region >= 0.999], image[region == 0]
     assert 0.4 < (region >= 0.999).mean() < 0.95  # the part fills most of the view, not all of it
     assert abs(np.median(part) - np.median(background)) > 0.2  # a sharp product boundary
     assert 0.02 < part.std() < 0.15  # visible texture, not flat grey
+
+
+def test_make_sample_starts_from_make_surface():
+    rng = np.random.default_rng(11)
+    surface, region = synth.make_surface(64, rng)
+    expected, expected_mask = synth.add_crack(surface, rng, region=region)
+    image, mask = synth.make_sample("crack", size=64, seed=11)
+    np.testing.assert_array_equal(image, expected)
+    np.testing.assert_array_equal(mask, expected_mask)
 
 
 @pytest.mark.parametrize("size", [64, 128])

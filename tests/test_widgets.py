@@ -8,16 +8,14 @@ from PIL import Image as PILImage
 from vae_overlay import widgets
 from vae_overlay.latent import compiled_decoder
 
-from test_latent import small_decoder
-
 
 def decoded_pixels(png: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)))
 
 
 @pytest.fixture(scope="module")
-def decoder2():
-    return small_decoder(latent_dim=2)
+def decoder2(make_decoder):
+    return make_decoder(latent_dim=2)
 
 
 def test_png_bytes_upscales_by_nearest_neighbour():
@@ -39,7 +37,7 @@ def test_explorer_two_dims_uses_the_paper_region(decoder2):
 
 def test_moving_a_slider_redraws_image_marker_and_readout(decoder2):
     means = np.random.default_rng(0).normal(scale=3, size=(30, 2))
-    explorer = widgets.latent_sliders(decoder2, latent_means=means)
+    explorer = widgets.LatentExplorer(decoder2, latent_means=means)
     before_image, before_scatter = explorer.image.value, explorer.scatter.value
     assert explorer.label.value.startswith("z = (0.0, 0.0)")
     explorer.sliders[0].value = 7.3
@@ -64,8 +62,8 @@ def test_marker_moves_with_the_point(decoder2):
     assert 0 <= outside[1] < marker.base.shape[1]  # clamped to the axes
 
 
-def test_four_latent_dimensions_give_four_sliders():
-    decoder4 = small_decoder(latent_dim=4)
+def test_four_latent_dimensions_give_four_sliders(make_decoder):
+    decoder4 = make_decoder(latent_dim=4)
     means = np.random.default_rng(1).normal(size=(25, 4)) * [1, 2, 0.5, 4]
     explorer = widgets.LatentExplorer(decoder4, latent_means=means)
     assert [s.description for s in explorer.sliders] == ["z1", "z2", "z3", "z4"]

@@ -1,17 +1,12 @@
-"""Latent-space tools: encode means, the paper's sampling grid, batched decoding, straight paths."""
+"""Latent-space tools: the paper's sampling grid, batched decoding, summaries of a sweep, straight paths."""
 from __future__ import annotations
 
-import sys
-import time
 import weakref
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from vae_overlay import model
-
-encode_means = model.encode_mean  # notebooks 03/04 call it by this name; one implementation
+from tqdm.auto import tqdm
 
 # Section 3 of the paper: z1 in [-15, 15], z2 in [-10, 10], moving in increments of 0.1.
 PAPER_Z1_RANGE = (-15.0, 15.0)
@@ -78,29 +73,13 @@ def compiled_decoder(decoder, uint8: bool = False):
     return call
 
 
-def _progress_printer(total: int, start: float):
-    """A progress callback that prints one updating line at every ~5% and at the end."""
-    shown = {"next": 0}
-
-    def report(done: int, total_: int = total) -> None:
-        if done >= shown["next"] or done == total_:
-            elapsed = time.perf_counter() - start
-            rate = done / elapsed if elapsed > 0 else float("nan")
-            end = "\n" if done == total_ else ""
-            sys.stdout.write(f"\rdecoded {done:,}/{total_:,} ({100 * done / total_:5.1f}%) "
-                             f"{elapsed:6.1f} s, {rate:,.0f} images/s{end}")
-            sys.stdout.flush()
-            shown["next"] = done + max(1, total_ // 20)
-
-    return report
-
-
 def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None):
     """Decode latent points z (n, d) to uint8 images (n, s, s, 1), one compiled call per batch.
 
     `out`: None (a new array), a preallocated uint8 array or np.memmap of that shape, or a file path
     (a .npy memmap is created there, so the images never have to fit in memory as float32).
-    `progress`: None/False, True (one updating line), or a callable(done, total).
+    `progress`: None/False, True (a `tqdm.auto` bar: a widget in a notebook, a line in a terminal), or a
+    callable(done, total) called after every batch.
     """
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != _latent_dim(decoder):
@@ -114,16 +93,70 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None):
     if out.shape != shape or out.dtype != np.uint8:
         raise ValueError(f"out must be uint8 with shape {shape}, got {out.dtype} {out.shape}")
     decode = compiled_decoder(decoder, uint8=True)
-    if progress is True:
-        progress = _progress_printer(len(z), time.perf_counter())
-    for begin in range(0, len(z), batch_size):
-        end = min(begin + batch_size, len(z))
-        out[begin:end] = decode(z[begin:end])
-        if progress:
-            progress(end, len(z))
+    with tqdm(total=len(z), desc="decoding", unit="image", disable=progress is not True) as bar:
+        for begin in range(0, len(z), batch_size):
+            end = min(begin + batch_size, len(z))
+            out[begin:end] = decode(z[begin:end])
+            bar.update(end - begin)
+            if callable(progress):
+                progress(end, len(z))
     if isinstance(out, np.memmap):
         out.flush()
     return out
+
+
+def sweep_summary(sweep, grid_shape, chunk_size: int = 4096) -> dict:
+    """What a decoded grid sweep (n1 * n2, s, s, 1) uint8 holds, read in chunks (it may be a memmap).
+
+    Images are in grid order (`latent_grid`: image i * n2 + j at (z1[i], z2[j])); pixels are scaled to [0, 1].
+    Returns {"pixel_mean": (s, s), "pixel_std": (s, s), "change": (n1 - 1, n2 - 1)}, where change[i, j] is
+    the hypotenuse of the mean absolute pixel change from grid point (i, j) to (i + 1, j) and to (i, j + 1).
+    """
+    n1, n2 = grid_shape
+    if len(sweep) != n1 * n2:
+        raise ValueError(f"a {n1} x {n2} grid needs {n1 * n2} images, got {len(sweep)}")
+    flat = sweep.reshape(len(sweep), -1)
+    total = np.zeros(flat.shape[1])
+    total_squares = np.zeros(flat.shape[1])
+    for begin in range(0, len(flat), chunk_size):
+        chunk = flat[begin:begin + chunk_size].astype(np.float64) / 255
+        total += chunk.sum(axis=0)
+        total_squares += (chunk ** 2).sum(axis=0)
+    pixel_mean = total / len(flat)
+    pixel_std = np.sqrt(np.maximum(total_squares / len(flat) - pixel_mean ** 2, 0))
+    by_row = sweep.reshape(n1, n2, -1)  # [i, j] is the image at (z1[i], z2[j])
+    change = np.zeros((n1 - 1, n2 - 1))
+    for i in range(n1 - 1):
+        here = by_row[i].astype(np.int16)
+        right = np.abs(by_row[i + 1, :-1].astype(np.int16) - here[:-1]).mean(axis=1)  # z1 + step
+        up = np.abs(here[1:] - here[:-1]).mean(axis=1)  # z2 + step
+        change[i] = np.hypot(right, up) / 255
+    image_shape = sweep.shape[1:3]
+    return {"pixel_mean": pixel_mean.reshape(image_shape), "pixel_std": pixel_std.reshape(image_shape),
+            "change": change}
+
+
+def nearest_in_sweep(sweep, images, chunk_size: int = 8192):
+    """For each image (m, s, s, 1) in [0, 1], the sweep image (uint8, maybe a memmap) closest in pixel space.
+
+    Returns (index into the sweep, RMS pixel error in [0, 1]); the sweep is read in chunks of `chunk_size`.
+    """
+    targets = np.asarray(images).reshape(len(images), -1).astype(np.float32)
+    flat = sweep.reshape(len(sweep), -1)
+    if flat.shape[1] != targets.shape[1]:
+        raise ValueError(f"sweep images have {flat.shape[1]} pixels, the images {targets.shape[1]}")
+    best_distance = np.full(len(targets), np.inf)
+    best_index = np.zeros(len(targets), dtype=int)
+    rows = np.arange(len(targets))
+    for begin in range(0, len(flat), chunk_size):
+        chunk = flat[begin:begin + chunk_size].astype(np.float32) / 255
+        # squared distances |a - b|^2 = |b|^2 - 2 a.b + |a|^2, one matrix product per chunk
+        squared = (chunk ** 2).sum(axis=1)[None, :] - 2 * targets @ chunk.T + (targets ** 2).sum(axis=1)[:, None]
+        k = squared.argmin(axis=1)
+        better = squared[rows, k] < best_distance
+        best_distance[better] = squared[rows, k][better]
+        best_index[better] = begin + k[better]
+    return best_index, np.sqrt(np.maximum(best_distance, 0) / targets.shape[1])
 
 
 def interpolate(z_a, z_b, n: int = 12) -> np.ndarray:
@@ -157,21 +190,3 @@ def smoothness(images) -> float:
     if mean_change == 0:
         return 1.0
     return float(changes.max() / mean_change)
-
-
-def grid_index(z, z1_range=PAPER_Z1_RANGE, z2_range=PAPER_Z2_RANGE, step: float = PAPER_STEP) -> np.ndarray:
-    """Flat index into `latent_grid(...)` points of the grid point nearest to each z (m, 2), clipped to the grid."""
-    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    z1_values = axis_values(z1_range, step)
-    z2_values = axis_values(z2_range, step)
-    i = np.clip(np.round((z[:, 0] - z1_values[0]) / step).astype(int), 0, len(z1_values) - 1)
-    j = np.clip(np.round((z[:, 1] - z2_values[0]) / step).astype(int), 0, len(z2_values) - 1)
-    return i * len(z2_values) + j
-
-
-def nearest_points(points, queries) -> np.ndarray:
-    """Index of the nearest of `points` (n, d) for each query (m, d), by Euclidean distance."""
-    points = np.asarray(points, dtype=np.float64)
-    queries = np.asarray(queries, dtype=np.float64)
-    distances = ((queries[:, None, :] - points[None, :, :]) ** 2).sum(axis=-1)
-    return distances.argmin(axis=1)

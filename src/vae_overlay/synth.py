@@ -2,8 +2,8 @@
 
 Every function takes its randomness from a `numpy.random.Generator` (or an integer seed), so the
 same seed gives the same image (with the same numpy/scipy). Images are computed in float64 and returned as
-float32 in [0, 1]; a defect mask is True where that defect darkens the image by at least
-`DARKENING_THRESHOLD`. Sizes are defined at 128 px and scale with `size`.
+float32 in [0, 1] (only `make_surface` returns its float64 working image); a defect mask is True where that
+defect darkens the image by at least `DARKENING_THRESHOLD`. Sizes are defined at 128 px and scale with `size`.
 """
 
 import argparse
@@ -84,8 +84,12 @@ def _cast_texture(size, rng, scale):
     )
 
 
-def _surface(size, rng):
-    """Surface image (float64) and the soft part region (1 on the part, 0 on the background)."""
+def make_surface(size, rng):
+    """A metal part's edge: (image float64 (size, size) in [0, 1], soft part region: 1 on the part, 0 off it).
+
+    The image stays float64 so that defects added to it (`add_crack`, `add_pore`, with `region=region`) are
+    computed without an intermediate rounding; `make_sample` and `make_overlay_trio` start from it.
+    """
     scale = size / 128
     x, y = _grid(size)
     texture_maker = (_ground_texture, _turned_texture, _cast_texture)[rng.integers(3)]
@@ -126,12 +130,6 @@ def _surface(size, rng):
     image = image + rng.uniform(0.006, 0.014) * rng.standard_normal((size, size))  # sensor
     region = np.clip(inside / (1.5 * scale), 0.0, 1.0)
     return np.clip(image, 0.0, 1.0), region
-
-
-def make_surface(size, rng, return_region=False):
-    """Float32 (size, size) image in [0, 1] of a metal part's edge; with return_region also the part region."""
-    image, region = _surface(size, rng)
-    return (image.astype(np.float32), region) if return_region else image.astype(np.float32)
 
 
 def _darken(image, depth):
@@ -289,7 +287,7 @@ def make_sample(kind, size=128, seed=0):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     rng = np.random.default_rng(seed)
-    image, region = _surface(size, rng)
+    image, region = make_surface(size, rng)
     if kind == "crack":
         image, mask = add_crack(image, rng, region=region)
     else:
@@ -324,7 +322,7 @@ def make_overlay_trio(size=128, seed=TRIO_SEED):
     """Two cracks and a pore on one shared surface: {name: (image float32, mask bool)}."""
     scale = size / 128
     rng = np.random.default_rng(seed)
-    surface, region = _surface(size, rng)
+    surface, region = make_surface(size, rng)
     x, y = _grid(size)
     # Both crack centres lie deep inside the part and far apart from each other.
     depth_in_part = _depth_in_region(region)

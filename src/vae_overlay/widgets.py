@@ -157,8 +157,3 @@ class LatentExplorer:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
-
-
-def latent_sliders(decoder, latent_means=None, **kwargs) -> LatentExplorer:
-    """A `LatentExplorer` for `decoder`; keyword arguments as for `LatentExplorer`."""
-    return LatentExplorer(decoder, latent_means=latent_means, **kwargs)
