@@ -1,4 +1,5 @@
-"""The overlay experiment's tools: batch sampler, cluster checks, fidelity score, overlay generation."""
+"""The overlay experiment: mixed batches, variants trained through train_vae, cluster checks, fidelity, overlays,
+and notebook 05's drivers (overlay_experiment) on small images and one or two epochs."""
 from pathlib import Path
 
 import keras
@@ -8,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vae_overlay import model, overlay
+from vae_overlay import model, overlay, report, runs, train
+from vae_overlay import overlay_experiment as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIO = [ROOT / "data" / "synthetic" / f"{name}.png" for name in ("crack_1", "crack_2", "pore")]
@@ -27,7 +29,7 @@ def check_epoch(batches, n_sources, copies, batch_size):
 
 
 def test_mixed_batches_paper_setting():
-    sampler = overlay.mixed_batches(3, 500, 10)
+    sampler = train.mixed_batches(3, 500, 10)
     epoch = sampler(0, np.random.default_rng([42, 0]))
     check_epoch(epoch, 3, 500, 10)
     assert {len(b) for b in epoch} == {10}
@@ -40,12 +42,12 @@ def test_mixed_batches_paper_setting():
        seed=st.integers(0, 2**32 - 1))
 def test_mixed_batches_guarantee(n_sources, copies, extra, seed):
     batch_size = n_sources + extra
-    sampler = overlay.mixed_batches(n_sources, copies, batch_size)
+    sampler = train.mixed_batches(n_sources, copies, batch_size)
     check_epoch(sampler(3, np.random.default_rng(seed)), n_sources, copies, batch_size)
 
 
 def test_mixed_batches_deterministic_by_rng_and_varying_by_epoch():
-    sampler = overlay.mixed_batches(3, 50, 10)
+    sampler = train.mixed_batches(3, 50, 10)
     first = sampler(0, np.random.default_rng([7, 0]))
     again = sampler(0, np.random.default_rng([7, 0]))
     other = sampler(1, np.random.default_rng([7, 1]))
@@ -55,7 +57,7 @@ def test_mixed_batches_deterministic_by_rng_and_varying_by_epoch():
 
 def test_mixed_batches_refuses_too_small_batches():
     with pytest.raises(ValueError, match="cannot hold all 3 sources"):
-        overlay.mixed_batches(3, 10, 2)
+        train.mixed_batches(3, 10, 2)
 
 
 def test_make_copies_layout_matches_the_sampler():
@@ -260,14 +262,12 @@ def test_generate_overlays_shapes_determinism_and_definition():
         overlay.generate_overlays(vae.encoder, vae.decoder, images, 2, method="product")
 
 
-def test_identification_gain_and_table_format():
+def test_identification_gain():
     same = np.full((3, 4, 4), 0.5)
     assert np.allclose(overlay.identification_gain(same), 0.0)
     two = np.stack([np.full((2, 2), 0.2), np.full((2, 2), 0.6)])  # mean 0.4
     expected = 4 * (0.2 * np.log(0.2 / 0.4) + 0.8 * np.log(0.8 / 0.6))
     assert overlay.identification_gain(two)[0] == pytest.approx(expected)
-    text = overlay.format_table(["method", "score"], [["pixel mean", 0.4321], ["sum", 1]])
-    assert text.splitlines() == ["method      score", "----------  -----", "pixel mean   0.43", "sum             1"]
 
 
 def test_subsets_lists_pairs_then_triples():
@@ -275,47 +275,190 @@ def test_subsets_lists_pairs_then_triples():
     assert overlay.subsets(2) == [(0, 1)]
 
 
-# ----------------------------------------------------------------------------- variants and training
+# ----------------------------------------------------------------------------- variants, trained through train_vae
 
-def test_paper_variant_is_the_model_modules_vae():
-    ours = overlay.build_variant(overlay.PAPER, 16, 2, seed=5)
-    theirs = model.build_vae(16, 2, seed=5)
-    assert [layer.name for layer in ours.encoder.layers] == [layer.name for layer in theirs.encoder.layers]
-    for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        assert np.array_equal(a, b)
-
-
-def test_variants_build_what_they_say():
-    images = np.random.default_rng(0).uniform(0, 1, (4, 16, 16, 1)).astype(np.float32)
-    vae = overlay.build_variant(overlay.VARIANTS["standardised + leaky"], 16, 3, images)
-    assert vae.encoder.get_layer("dense").get_config()["activation"] == "leaky_relu"
-    standardized = keras.Model(vae.encoder.input, vae.encoder.get_layer("standardize").output)(images)
-    assert np.allclose(np.asarray(standardized).mean(0), 0, atol=1e-5)
-    wide = overlay.build_variant(overlay.VARIANTS["Dense(64)"], 16, 2)
-    assert wide.encoder.get_layer("dense").units == 64
-    init = overlay.build_variant(overlay.VARIANTS["log-var init -6"], 16, 2)
-    assert np.allclose(init.encoder.get_layer("z_log_var").get_weights()[1], -6.0)
+def test_variants_say_how_train_vae_trains_them():
+    assert overlay.PAPER.describe() == "paper's recipe" and overlay.PAPER.model_options() == {}
+    assert overlay.PAPER.kl_weight() == train.KLWeight() and overlay.PAPER.optimizer == "rmsprop"
+    assert all(variant.name == key for key, variant in overlay.VARIANTS.items())
+    assert overlay.VARIANTS["standardised + leaky"].model_options() == {"activation": "leaky_relu",
+                                                                        "standardize_input": True}
+    assert overlay.VARIANTS["Dense(64)"].model_options() == {"dense_units": 64}
+    assert overlay.VARIANTS["log-var init -6"].model_options() == {"log_var_bias": -6.0}
+    assert overlay.VARIANTS["KL warm-up"].kl_weight() == train.KLWeight(warmup_epochs=10)
     assert overlay.VARIANTS["KL warm-up"].describe() == "kl_warmup_epochs=10"
+    assert overlay.VARIANTS["beta 0.5"].kl_weight() == train.KLWeight(beta=0.5)
+    assert overlay.VARIANTS["free bits"].kl_weight() == train.KLWeight(free_bits=0.5)
+    assert overlay.VARIANTS["Adam 1e-3"].describe() == "optimizer=adam, learning_rate=0.001"
+    assert overlay.VARIANTS["RMSprop 5e-4"].describe() == "learning_rate=0.0005"
+    assert overlay.VARIANTS["batch 30"].batch_size == 30
 
 
 @pytest.mark.slow
-def test_train_variant_matches_train_vae_and_caches(tmp_path):
-    sources = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
+def test_train_variant_is_train_vae_with_mixed_batches_and_its_caching_rule(tmp_path):
+    sources = np.random.default_rng(2).uniform(0, 1, (3, 16, 16, 1)).astype(np.float32)
+    ours, history = overlay.train_variant(sources, 4, overlay.PAPER, tmp_path / "a", epochs=2, seed=9)
     copies, _ = overlay.make_copies(sources, 4)
-    sampler = overlay.mixed_batches(3, 4, 6)
-    ours, info = overlay.train_variant(copies, sampler, overlay.PAPER, epochs=2, seed=9, path=tmp_path / "m.keras")
-    theirs, history = model.train_vae(copies, tmp_path / "run", epochs=2, batch_size=6, seed=9,
-                                      batches=sampler, verbose=0)
-    assert np.allclose(info["history"]["kl_loss"], np.array(history["kl_loss"]), rtol=1e-4)
-    for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        assert np.allclose(a, b, atol=1e-5)
-    loaded, again = overlay.train_variant(copies, sampler, overlay.PAPER, epochs=2, seed=9, path=tmp_path / "m.keras")
-    assert again["seconds"] == info["seconds"]  # loaded, not retrained
-    assert np.allclose(loaded.decoder(np.zeros((1, 2), np.float32)), ours.decoder(np.zeros((1, 2), np.float32)))
-    warm, record = overlay.train_variant(copies, sampler, overlay.VARIANTS["KL warm-up"], epochs=1, seed=9)
-    assert len(record["history"]["kl_loss"]) == 1
-    fixed, _ = overlay.train_variant(copies, sampler, overlay.VARIANTS["standardised + leaky"], epochs=1, seed=9,
-                                     path=tmp_path / "fixed.keras")
-    reloaded = model.load_vae(tmp_path / "fixed.keras")
+    theirs, expected = train.train_vae(copies, tmp_path / "b", epochs=2, batch_size=10, seed=9, verbose=0,
+                                       batches=train.mixed_batches(3, 4, 10))
+    assert history == expected
+    assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights()))
+    record = train.read_history(tmp_path / "a" / train.HISTORY_FILE)
+    assert record["finished"] and record["settings"]["batches"] == "custom: mixed_batches(3, 4, 10)"
+    overlay.train_variant(sources, 4, overlay.PAPER, tmp_path / "a", epochs=2, seed=9)  # finished: loaded
+    assert train.read_history(tmp_path / "a" / train.HISTORY_FILE)["epoch_seconds"] == record["epoch_seconds"]
+    with pytest.raises(runs.RunMismatch, match="kl_weight"):
+        overlay.train_variant(sources, 4, overlay.VARIANTS["beta 0.5"], tmp_path / "a", epochs=2, seed=9)
+
+
+@pytest.mark.slow
+def test_variants_train_what_they_say(tmp_path):
+    sources = np.random.default_rng(3).uniform(0, 1, (3, 16, 16, 1)).astype(np.float32)
+    fixed, _ = overlay.train_variant(sources, 2, overlay.VARIANTS["standardised + leaky"], tmp_path / "fixed", epochs=1)
+    assert fixed.encoder.get_layer("dense").get_config()["activation"] == "leaky_relu"
+    standardized = keras.Model(fixed.encoder.input, fixed.encoder.get_layer("standardize").output)(sources)
+    assert np.allclose(np.asarray(standardized).mean(0), 0, atol=1e-5)
+    settings = train.read_history(tmp_path / "fixed" / train.HISTORY_FILE)["settings"]
+    assert settings["model"] == {"activation": "leaky_relu", "standardize_input": True} and "kl_weight" not in settings
+    reloaded = model.load_vae(tmp_path / "fixed" / train.MODEL_FILE)
     assert np.allclose(overlay.posterior(reloaded.encoder, sources)[0], overlay.posterior(fixed.encoder, sources)[0],
                        atol=1e-6)
+    for name, key, value in [("free bits", "kl_weight", {"beta": 1.0, "warmup_epochs": 0.0, "free_bits": 0.5}),
+                             ("Adam 1e-3", "optimizer", "adam")]:
+        vae, history = overlay.train_variant(sources, 2, overlay.VARIANTS[name], tmp_path / name, epochs=1)
+        assert train.read_history(tmp_path / name / train.HISTORY_FILE)["settings"][key] == value
+        assert np.isfinite(history["loss"]).all()
+
+
+# ----------------------------------------------------------------------------- notebook 05's drivers
+
+def test_format_rows():
+    rows = [{"method": "pixel mean", "score": 0.4321, "steps": 3000, "separation": [0.14, 2.0], "counts": "-"},
+            {"method": "sum", "score": 1.0, "steps": 4, "separation": [1.0], "counts": "yes"}]
+    text = experiment.format_rows(rows, formats={"separation": "{:.1f}"})
+    assert text.splitlines() == ["method      score  steps  separation  counts",
+                                 "----------  -----  -----  ----------  ------",
+                                 "pixel mean   0.43  3,000   0.1 / 2.0       -",
+                                 "sum          1.00      4         1.0     yes"]
+    assert experiment.format_rows(rows, {"method": "name"}).splitlines()[2] == "pixel mean"
+    assert experiment.format_rows([]) == ""
+
+
+@pytest.fixture(scope="module")
+def trio_runs(tmp_path_factory):
+    """The committed trio at 32 px, and the paper's recipe and the fixed variant trained 1 epoch on 4 copies."""
+    setup = experiment.prepare(TRIO, 32, tmp_path_factory.mktemp("artifacts"), "synthetic", epochs=1, n_samples=30)
+    paper = experiment.train_and_check(setup, "paper", 42, 4)
+    fixed = experiment.train_and_check(setup, "standardised + leaky", 42, 4)
+    return setup, paper, fixed
+
+
+@pytest.mark.slow
+def test_prepare_and_train_and_check(trio_runs):
+    setup, paper, fixed = trio_runs
+    assert setup.names == ["crack_1", "crack_2", "pore"] and setup.k == 3 and setup.have_masks
+    assert setup.combos == [(0, 1), (0, 2), (1, 2), (0, 1, 2)]
+    assert setup.combo_name((0, 2)) == "crack_1+pore" and setup.combo_name((0, 1, 2)) == "all"
+    assert setup.folder.name == f"overlay-{runs.fingerprint(setup.sources)[:8]}" and setup.folder.parent.name == "synthetic"
+    assert 0 < setup.threshold < 0.3 and setup.background.shape == (32, 32)
+    assert paper["steps"] == 2 and len(paper["history"]["loss"]) == 1 and paper["seconds"] > 0  # 12 images, batch 10
+    assert paper["report"]["n_sources"] == 3 and paper["report"]["points"].shape == (90, 2)
+    assert fixed["name"] == "standardised + leaky" and fixed["latent_dim"] == 2 and fixed["copies"] == 4
+    folder = experiment.run_folder(setup, overlay.PAPER, 42, 4, 2)
+    assert (folder / train.MODEL_FILE).is_file()
+    others = {experiment.run_folder(setup, overlay.VARIANTS["beta 0.5"], 42, 4, 2), experiment.run_folder(
+        setup, overlay.PAPER, 43, 4, 2), experiment.run_folder(setup, overlay.PAPER, 42, 4, 3), folder}
+    assert len(others) == 4  # every configuration has its own folder
+    again = experiment.train_and_check(setup, overlay.Variant(), 42, 4)  # the same configuration: loaded
+    assert again["seconds"] == paper["seconds"]
+    assert np.allclose(again["report"]["z_mean"], paper["report"]["z_mean"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_self_and_sum_fidelity_follow_their_definitions(trio_runs):
+    setup, _, fixed = trio_runs
+    decoder, z_mean = fixed["vae"].decoder, fixed["report"]["z_mean"]
+    decoded = overlay.decode(decoder, z_mean)
+    expected = np.mean([overlay.fidelity(decoded[i], setup.masks[i:i + 1], setup.background, setup.threshold)["score"]
+                        for i in range(3)])
+    assert experiment.self_fidelity(setup, fixed) == pytest.approx(expected)
+    image = overlay.decode(decoder, z_mean[[0, 2]].sum(0))[0]
+    expected = overlay.fidelity(image, setup.masks[[0, 2]], setup.background, setup.threshold)["score"]
+    assert experiment.sum_fidelity(setup, fixed, (0, 2)) == pytest.approx(expected)
+    assert 0 <= experiment.sum_fidelity(setup, fixed) <= 1
+
+
+@pytest.mark.slow
+def test_overlay_methods_and_their_fidelity_table(trio_runs):
+    setup, paper, fixed = trio_runs
+    weights = experiment.weight_scores(setup, fixed, [0.5, 2.0])
+    assert list(weights) == [0.5, 2.0] and all(0 <= score <= 1 for score in weights.values())
+    methods = experiment.overlay_methods(setup, paper, fixed, 0.5)
+    rows = experiment.method_rows(setup, methods)
+    assert [row["method"] for row in rows] == list(methods) and len(rows) == 10
+    assert rows[0]["method"] == "pixel mean (baseline)" and "fixed: weighted, w=0.5" in methods
+    assert list(rows[0]) == ["method", "crack_1+crack_2", "crack_1+pore", "crack_2+pore", "all", "mean",
+                             "rec crack_1", "rec crack_2", "rec pore", "spurious", "counts"]
+    by_name = {row["method"]: row for row in rows}
+    darkest = overlay.fidelity(overlay.pixel_overlay(setup.sources, "darkest"), setup.masks, setup.background,
+                               setup.threshold)
+    assert by_name["pixel compositing (darkest)"]["all"] == pytest.approx(darkest["score"])
+    assert by_name["pixel compositing (darkest)"]["all"] > by_name["pixel mean (baseline)"]["all"]
+    baseline = by_name["pixel mean (baseline)"]["mean"]
+    for row in rows:
+        assert all(0 <= row[key] <= 1 for key in row if key not in ("method", "counts"))
+        run = methods[row["method"]]["run"]
+        assert row["counts"] == ("-" if run is None else
+                                 "yes" if not run["report"]["collapsed"] and row["mean"] > baseline else "no")
+    decoder, z = fixed["vae"].decoder, fixed["report"]["z_mean"]
+    assert np.allclose(methods["fixed: decoded compositing"]["make"]((0, 1)), overlay.decode(decoder, z[[0, 1]]).min(0))
+    centre = z.mean(0)
+    assert np.allclose(methods["fixed: offset, z_bg centres"]["make"]((0, 1, 2)),
+                       overlay.decode(decoder, centre + (z - centre).sum(0))[0], atol=1e-6)
+    with pytest.raises(ValueError, match="background_from"):
+        experiment.latent_method(setup, fixed, "sum", background_from="corner")
+
+
+@pytest.mark.slow
+def test_sweep_latent_dimensions_verdict_and_summary(trio_runs, tmp_path):
+    setup, paper, fixed = trio_runs
+    sweep = experiment.run_sweep(setup, ["paper", "beta 0.5"], [42], 4, progress=False)
+    assert sweep["paper"][0]["seconds"] == paper["seconds"]  # the same configuration: loaded, not retrained
+    rows = experiment.sweep_rows(setup, {"paper, 4 copies": [paper], **sweep})
+    assert [row["variant"] for row in rows] == ["paper, 4 copies", "paper", "beta 0.5"]
+    for row in rows:
+        assert row["runs"] == 1 and 0 <= row["collapsed"] <= 1 and len(row["separation"]) == len(row["dead"]) == 1
+        assert 0 <= row["recon_fidelity"] <= 1 and 0 <= row["sum_fidelity"] <= 1 and row["steps"] == 2
+    dims = experiment.latent_dimension_rows(setup, "standardised + leaky", [2, 3], 4, 42, progress=False)
+    assert [row["latent_dim"] for row in dims] == [2, 3] and dims[0]["seconds"] == fixed["seconds"]
+    assert all(1 <= row["clusters"] <= 3 and row["error"] >= 0 and 0 <= row["composite"] <= 1 for row in dims)
+    methods = experiment.method_rows(setup, experiment.overlay_methods(setup, paper, fixed, 1.0))
+    outcome = experiment.verdict(setup, fixed, methods)
+    assert outcome["pixel_compositing"] > outcome["pixel_mean"]
+    assert outcome["best_latent"] in {row["method"] for row in methods} - {"fixed: decoded compositing"}
+    seconds = experiment.training_seconds(paper, fixed, sweep, dims)
+    assert seconds["sweep"] == pytest.approx(sweep["paper"][0]["seconds"] + sweep["beta 0.5"][0]["seconds"])
+    summary = experiment.summary(setup, image_size=32, copies=4, paper=paper, fixed=fixed, methods=methods, sweep=rows,
+                                 dims=dims, seconds=seconds, run_minutes=0.5)
+    assert set(summary) == {"image_size", "copies", "epochs", "latent_dim", "paper_recipe", "fixed_variant",
+                            "defect_threshold", "fidelity_mean_score", "sweep", "latent_dimension", "training_minutes",
+                            "run_minutes"}
+    assert list(summary["sweep"]) == ["paper, 4 copies (2 steps)", "paper (2 steps)", "beta 0.5 (2 steps)"]
+    assert summary["sweep"]["paper (2 steps)"]["collapsed"] in ("0/1", "1/1")
+    assert summary["fixed_variant"]["name"] == "standardised + leaky" and set(summary["latent_dimension"]) == {"2", "3"}
+    report.record("05_overlay_defects", summary, tmp_path)
+    text = report.write_report(tmp_path).read_text()
+    assert "paper's recipe: " in text and "fixed variant 'standardised + leaky'" in text and "dim 3: " in text
+
+
+@pytest.mark.slow
+def test_without_masks_nothing_is_scored(trio_runs):
+    setup, paper, fixed = trio_runs
+    blind = experiment.Setup(setup.sources, None, setup.names, setup.folder, epochs=1, n_samples=30)
+    assert blind.threshold is None and blind.background.shape == (32, 32) and not blind.have_masks
+    assert np.isnan(experiment.self_fidelity(blind, fixed)) and np.isnan(experiment.sum_fidelity(blind, fixed))
+    scored = experiment.evaluate(blind, experiment.pixel_method(blind, "mean"))
+    assert scored["results"] == [None] * 4 and np.isnan(scored["mean_score"])
+    assert experiment.method_rows(blind, experiment.overlay_methods(blind, paper, fixed, 1.0)) == []
+    outcome = experiment.verdict(blind, fixed, [])
+    assert outcome["best_latent"] is None and np.isnan(outcome["paper_sum"]) and np.isnan(outcome["pixel_mean"])

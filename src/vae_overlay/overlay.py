@@ -1,15 +1,15 @@
-"""The overlay experiment (paper, Section 4): mixed minibatches, cluster checks, overlay methods, fidelity.
+"""The overlay experiment's tools (paper, Section 4): sources, model variants, cluster checks, overlays, fidelity.
 
 The paper trains the VAE on many copies of a few defect images, "every minibatch holding samples of
 the images to combine", expects one latent cluster per image, and overlays defects by decoding the
-sum of latent vectors taken from different clusters. This module holds what notebook 05 (and the
-classifier experiment of notebook 06) needs to do that and to check it:
+sum of latent vectors taken from different clusters. This module holds the pieces notebook 05 (and the
+classifier experiment of notebook 06) needs to do that and to check it; `overlay_experiment` assembles
+them into notebook 05's sweep, methods and latent-dimension studies.
 
-* `mixed_batches` — the batch sampler with the guarantee (every batch holds every source; every copy
-  is used once per epoch), for `vae_overlay.model.train_vae(batches=...)` or `train_variant`.
-* `Variant` / `build_variant` / `train_variant` — the paper's model and the changes that were tried
-  to keep its latent space from collapsing (leaky activation, wider dense layer, log-variance
-  initialiser, KL warm-up, standardised encoder input).
+* `load_sources`, `make_copies` — the source images with their masks, and the copies to train on (laid out
+  as `vae_overlay.train.mixed_batches` expects).
+* `Variant`, `VARIANTS`, `train_variant` — the paper's recipe and the changes tried to keep its latent space
+  from collapsing; every variant trains through `vae_overlay.train.train_vae` (its caching rule included).
 * `latent_report` (`cluster_separation`, `kl_per_source`, `dead_units`) — is the latent space degenerate?
 * `overlay_latent`, `decode`, `pixel_overlay`, `generate_overlays` — the overlay methods and baselines.
 * `fidelity` (`background_estimate`, `defect_threshold`) — how much of each source defect an overlay
@@ -17,19 +17,15 @@ classifier experiment of notebook 06) needs to do that and to check it:
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
 
-from vae_overlay import model as vae_model
-from vae_overlay.data import ImageSkipped, atomic_write_text, load_image
+from vae_overlay import train
+from vae_overlay.data import ImageSkipped, load_image
 
 COLLAPSE_THRESHOLD = 1.0  # pooled sd between centres: closer clusters are one (> 24% of draws nearer the other centre)
 SEPARATION_THRESHOLD = 3.0  # "far apart" (the paper's expectation): < 2% of draws nearer the other centre
@@ -75,51 +71,20 @@ def load_sources(paths, size: int):
 
 
 def make_copies(images, copies: int):
-    """`copies` copies of each source, grouped by source: (k * copies, s, s, 1) and labels (k * copies,)."""
+    """`copies` copies of each source, grouped by source: (k * copies, s, s, 1) and labels (k * copies,).
+
+    This is the layout `vae_overlay.train.mixed_batches(k, copies, batch_size)` samples from."""
     images = np.asarray(images, np.float32)
     if copies < 1:
         raise ValueError(f"copies must be at least 1, got {copies}")
     return np.repeat(images, copies, axis=0), np.repeat(np.arange(len(images)), copies)
 
 
-def mixed_batches(n_sources: int, copies: int, batch_size: int):
-    """Batch sampler `batches(epoch, rng)` for copies laid out as `make_copies` lays them out.
-
-    Guarantee: every batch holds at least one copy of every source, every copy appears exactly once
-    per epoch, no batch is larger than `batch_size`, and the batches depend only on `rng`. There are
-    ceil(n / batch_size) batches whose sizes differ by at most one (all equal to `batch_size` when it
-    divides n). Each batch first gets one copy of every source; the remaining copies are shuffled
-    together and dealt into the free places, so the composition beyond that varies from batch to batch.
-    """
-    if n_sources < 1 or copies < 1:
-        raise ValueError(f"need n_sources >= 1 and copies >= 1, got {n_sources} and {copies}")
-    if batch_size < n_sources:
-        raise ValueError(f"a batch of {batch_size} cannot hold all {n_sources} sources: use "
-                         f"BATCH_SIZE >= {n_sources}.")
-    total = n_sources * copies
-    n_batches = -(-total // batch_size)  # <= copies because batch_size >= n_sources
-    sizes = np.full(n_batches, total // n_batches)
-    sizes[:total % n_batches] += 1
-
-    def batches(epoch: int, rng: np.random.Generator):
-        per_source = [source * copies + rng.permutation(copies) for source in range(n_sources)]
-        firsts = np.stack([order[:n_batches] for order in per_source], axis=1)  # (n_batches, k)
-        rest = rng.permutation(np.concatenate([order[n_batches:] for order in per_source]))
-        ends = np.cumsum(sizes - n_sources)
-        starts = ends - (sizes - n_sources)
-        result = [rng.permutation(np.concatenate([firsts[b], rest[starts[b]:ends[b]]]))
-                  for b in range(n_batches)]
-        return [result[b] for b in rng.permutation(n_batches)]
-
-    batches.__qualname__ = f"mixed_batches({n_sources}, {copies}, {batch_size})"
-    return batches
-
-
 # ----------------------------------------------------------------------------- model variants
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to build and train the overlay VAE; the defaults are the paper's recipe."""
+    """One recipe for the overlay VAE: model options, KL weight and optimiser; the defaults are the paper's."""
 
     name: str = "paper"
     activation: str = "relu"  # of the encoder's Dense(16) layer
@@ -127,13 +92,11 @@ class Variant:
     log_var_bias: float = 0.0  # initial bias of z_log_var (0: Keras default zeros)
     standardize_input: bool = False  # encoder input: per-pixel (x - mean) / std over the training copies
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over this many epochs
+    beta: float = 1.0  # weight of the KL term (beta-VAE)
+    free_bits: float = 0.0  # nats per latent dimension the encoder may spend without KL cost
+    optimizer: str = "rmsprop"  # "rmsprop" (the paper) or "adam"
     batch_size: int = 10
     learning_rate: float = 2e-3
-
-    def is_paper(self) -> bool:
-        """True when the model is exactly the keras.io VAE of vae_overlay.model."""
-        return (self.activation == "relu" and self.dense_units == 16 and self.log_var_bias == 0.0
-                and not self.standardize_input)
 
     def describe(self) -> str:
         """Short text: what differs from the paper's recipe."""
@@ -141,6 +104,15 @@ class Variant:
         changes = [f"{key}={value}" for key, value in asdict(self).items()
                    if key != "name" and value != getattr(paper, key)]
         return ", ".join(changes) or "paper's recipe"
+
+    def model_options(self) -> dict:
+        """train_vae's `model_options`: only the options that differ from the paper's model."""
+        keys = ("activation", "dense_units", "log_var_bias", "standardize_input")
+        return {key: getattr(self, key) for key in keys if getattr(self, key) != getattr(PAPER, key)}
+
+    def kl_weight(self) -> train.KLWeight:
+        """train_vae's `kl_weight`: beta, warm-up epochs and free bits."""
+        return train.KLWeight(beta=self.beta, warmup_epochs=self.kl_warmup_epochs, free_bits=self.free_bits)
 
 
 PAPER = Variant()
@@ -153,110 +125,28 @@ VARIANTS = {
     "batch 30": Variant("batch 30", batch_size=30),
     "standardised input": Variant("standardised input", standardize_input=True),
     "standardised + leaky": Variant("standardised + leaky", standardize_input=True, activation="leaky_relu"),
+    "beta 0.5": Variant("beta 0.5", beta=0.5),
+    # 0.5 nats per dimension: the two dimensions together get ~ln 3 = 1.1 nats, what telling three sources apart costs
+    "free bits": Variant("free bits", free_bits=0.5),
+    "Adam 1e-3": Variant("Adam 1e-3", optimizer="adam", learning_rate=1e-3),
+    "RMSprop 5e-4": Variant("RMSprop 5e-4", learning_rate=5e-4),
 }
 
 
-def build_variant(variant: Variant, image_size: int, latent_dim: int, training_images=None, seed: int = 42):
-    """A VAE (vae_overlay.model.VAE) built as `variant` says; the paper's variant is model.build_vae's."""
-    keras.utils.set_random_seed(seed)  # then encoder before decoder, as model.build_vae does
-    if variant.is_paper():
-        encoder = vae_model.build_encoder(image_size, latent_dim, seed=seed)
-        return vae_model.VAE(encoder, vae_model.build_decoder(image_size, latent_dim), name="vae")
-    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
-    x = inputs
-    if variant.standardize_input:
-        if training_images is None:
-            raise ValueError("standardize_input needs the training images to compute the pixel statistics")
-        normalize = layers.Normalization(axis=(1, 2, 3), name="standardize")
-        normalize.adapt(np.asarray(training_images, np.float32))
-        x = normalize(x)
-    x = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same", name="conv_1")(x)
-    x = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same", name="conv_2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(variant.dense_units, activation=variant.activation, name="dense")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var",
-                             bias_initializer=keras.initializers.Constant(variant.log_var_bias))(x)
-    z = vae_model.Sampling(seed=seed, name="z")([z_mean, z_log_var])
-    encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
-    return vae_model.VAE(encoder, vae_model.build_decoder(image_size, latent_dim), name="vae")
+def train_variant(sources, copies: int, variant: Variant, run_dir, *, latent_dim: int = 2, epochs: int = 20,
+                  seed: int = 42, retrain: bool = False, verbose: int = 0):
+    """Train `variant` on `copies` copies of each source with mixed minibatches; returns (vae, history).
 
-
-def _epoch_function(vae, warmup_steps: float):
-    """One compiled call runs all minibatches of an epoch; the KL weight follows the warm-up schedule."""
-    weights = vae.trainable_weights
-    optimizer = vae.optimizer
-    size = vae.image_size
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32),
-                                  tf.TensorSpec([None, None], tf.int32)])
-    def run(images, index_batches):
-        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-        for step in tf.range(tf.shape(index_batches)[0]):
-            batch = tf.gather(images, index_batches[step])
-            if warmup_steps > 0:
-                done = tf.cast(optimizer.iterations, tf.float32)
-                kl_weight = tf.minimum(1.0, done / warmup_steps)
-            else:
-                kl_weight = tf.constant(1.0)
-            with tf.GradientTape() as tape:
-                reconstruction_loss, kl_loss = vae.compute_losses(batch, training=True)
-                total_loss = reconstruction_loss + kl_weight * kl_loss
-            grads = tape.gradient(total_loss, weights)
-            optimizer.apply_gradients(zip(grads, weights))
-            losses = losses.write(step, tf.stack([reconstruction_loss, kl_loss]))
-        return losses.stack()
-
-    return run
-
-
-def train_variant(images, batches, variant: Variant = PAPER, *, latent_dim: int = 2, epochs: int = 20,
-                  seed: int = 42, path: str | Path | None = None, retrain: bool = False, verbose: int = 0):
-    """Train `variant` on `images` with `batches(epoch, rng)`; returns (vae, info dict).
-
-    `info`: per-epoch reconstruction and KL losses, seconds of training, and the settings. With `path`
-    (a .keras file), a model saved there earlier with the same settings and data is loaded instead of
-    retrained (unless `retrain`), and a newly trained one is saved there (with `<path>.json` beside it).
+    A thin call of `train.train_vae` (so its caching rule holds: a finished run in `run_dir` with the same
+    settings is loaded; other settings raise runs.RunMismatch unless `retrain`). Every minibatch holds
+    every source (`train.mixed_batches`). `history` is train_vae's per-epoch losses.
     """
-    images = np.asarray(images, np.float32)
-    settings = {"variant": asdict(variant), "latent_dim": int(latent_dim), "epochs": int(epochs),
-                "seed": int(seed), "n_images": int(len(images)), "image_size": int(images.shape[1]),
-                "images_sha256": vae_model._fingerprint(images),
-                "batches": getattr(batches, "__qualname__", str(batches))}
-    if path is not None:
-        path, record_path = Path(path), Path(str(path) + ".json")
-        if path.is_file() and record_path.is_file() and not retrain:
-            record = json.loads(record_path.read_text())
-            if record.get("settings") == settings:
-                return vae_model.load_vae(path), record
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # same seed on CPU -> same weights
-    vae = build_variant(variant, int(images.shape[1]), latent_dim, images, seed)
-    vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=variant.learning_rate))
-    vae.optimizer.build(vae.trainable_variables)
-    first = batches(0, np.random.default_rng([seed, 0]))
-    warmup_steps = variant.kl_warmup_epochs * len(first)
-    run = _epoch_function(vae, float(warmup_steps))
-    images_tensor = tf.constant(images)
-    history = {"reconstruction_loss": [], "kl_loss": []}
-    started = time.perf_counter()
-    for epoch in range(epochs):
-        index_batches = first if epoch == 0 else batches(epoch, np.random.default_rng([seed, epoch]))
-        losses = vae_model._run_epoch(run, images_tensor, [np.asarray(b, np.int32) for b in index_batches])
-        if not np.isfinite(losses).all():
-            raise vae_model.TrainingDiverged(f"variant {variant.name!r} diverged at epoch {epoch + 1}",
-                                             epoch=epoch + 1, batch=0)
-        history["reconstruction_loss"].append(float(losses[:, 0].mean()))
-        history["kl_loss"].append(float(losses[:, 1].mean()))
-        if verbose:
-            print(f"  epoch {epoch + 1:2d}/{epochs}  reconstruction {history['reconstruction_loss'][-1]:8.2f}"
-                  f"  kl {history['kl_loss'][-1]:6.3f}", flush=True)
-    record = {"settings": settings, "history": history, "seconds": time.perf_counter() - started}
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        vae_model._save_model(path, vae)
-        atomic_write_text(str(path) + ".json", json.dumps(record, indent=1))
-    return vae, record
+    images, _ = make_copies(sources, copies)
+    return train.train_vae(
+        images, run_dir, latent_dim=latent_dim, epochs=epochs, batch_size=variant.batch_size,
+        learning_rate=variant.learning_rate, seed=seed, retrain=retrain, verbose=verbose,
+        batches=train.mixed_batches(len(sources), copies, variant.batch_size), optimizer=variant.optimizer,
+        kl_weight=variant.kl_weight(), model_options=variant.model_options())
 
 
 # ----------------------------------------------------------------------------- is the latent space degenerate?
@@ -490,17 +380,6 @@ def fidelity(overlay, masks, background, threshold: float, tolerance: int = SPUR
     mean_recall = float(np.nanmean(recall))
     return {"recall": recall, "mean_recall": mean_recall, "min_recall": float(np.nanmin(recall)),
             "spurious": spurious, "score": mean_recall * (1.0 - spurious), "shown": shown}
-
-
-def format_table(header, rows, widths=None) -> str:
-    """A plain-text table (for printed, nbval-checkable output): floats with 2 decimals."""
-    cells = [[f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value) for value in row]
-             for row in rows]
-    widths = widths or [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    def line(values):
-        return "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths)))
-
-    return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
 def pixel_overlay(sources, method: str) -> np.ndarray:

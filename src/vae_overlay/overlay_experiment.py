@@ -1,0 +1,330 @@
+"""Notebook 05's experiment drivers: train and check a variant, the variant sweep, the overlay-method table,
+the latent-dimension study, the verdict and the summary that `vae_overlay.report` reads.
+
+Each driver returns plain values (a run dict, lists of row dicts, dicts of numbers) that the notebook prints
+with `format_rows` and plots, and that the tests check; the pieces they combine are in `vae_overlay.overlay`.
+
+* `prepare` / `Setup` — the sources, their masks, the defect-free background and the defect threshold, and
+  the folder the experiment's models go to (one run folder per configuration, see `run_folder`).
+* `train_and_check` — train (or load) one variant and check its latent space (`overlay.latent_report`).
+* `run_sweep`, `sweep_rows` — every variant over seeds, and one table row per variant.
+* `self_fidelity`, `sum_fidelity` — how much of its own defect each decoded cluster centre shows, and how much
+  of the defects the paper's latent sum shows.
+* `latent_method`, `decoded_composite`, `pixel_method`, `evaluate`, `weight_scores`, `overlay_methods`,
+  `method_rows` — the overlay methods as functions of a subset of sources, and their fidelity table.
+* `latent_dimension_rows` — the fixed variant at several latent dimensions.
+* `verdict`, `training_seconds`, `summary` — the key numbers the notebook prints and records.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vae_overlay import overlay, runs, train
+
+PIXEL_MEAN = "pixel mean (baseline)"
+PIXEL_COMPOSITING = "pixel compositing (darkest)"
+DECODED_COMPOSITING = "fixed: decoded compositing"
+
+
+@dataclass
+class Setup:
+    """What every run of the overlay experiment shares: the sources (k, s, s, 1), their masks (or None), their
+    names, the folder for the models, and the training length, latent dimension and latent draws per source.
+
+    `background` is the defect-free surface (`overlay.background_estimate`; without masks each pixel's median
+    over the sources) and `threshold` the darkening that makes a pixel a defect pixel (None without masks).
+    """
+
+    sources: np.ndarray
+    masks: np.ndarray | None
+    names: list[str]
+    folder: Path
+    epochs: int = 20
+    latent_dim: int = 2
+    retrain: bool = False
+    n_samples: int = 500
+    background: np.ndarray = field(init=False, repr=False)
+    threshold: float | None = field(init=False)
+
+    def __post_init__(self):
+        self.sources = np.asarray(self.sources, np.float32)
+        self.folder = Path(self.folder)
+        if self.masks is not None:
+            self.background = overlay.background_estimate(self.sources, self.masks)
+            self.threshold = overlay.defect_threshold(self.sources, self.masks, self.background)
+        else:  # the defect-free surface, if the sources share one
+            self.background = np.median(self.sources[..., 0], axis=0)
+            self.threshold = None
+
+    @property
+    def k(self) -> int:
+        return len(self.sources)
+
+    @property
+    def have_masks(self) -> bool:
+        return self.masks is not None
+
+    @property
+    def combos(self) -> list[tuple[int, ...]]:
+        """The overlays scored: every pair, then all three (`overlay.subsets`)."""
+        return overlay.subsets(self.k)
+
+    def combo_name(self, combo) -> str:
+        """'crack_1+pore' for a subset; 'all' for the subset of every source."""
+        return "all" if len(combo) == self.k else "+".join(self.names[i] for i in combo)
+
+
+def prepare(paths, image_size: int, artifacts_dir, dataset: str, **settings) -> Setup:
+    """Load the sources (`overlay.load_sources`) and name their folder: <artifacts>/<dataset>/overlay-<8 hex of
+    the sources' fingerprint>. `settings`: Setup's epochs, latent_dim, retrain, n_samples."""
+    sources, masks, names = overlay.load_sources(paths, image_size)
+    folder = runs.run_dir(artifacts_dir, dataset) / f"overlay-{runs.fingerprint(sources)[:8]}"
+    return Setup(sources, masks, names, folder, **settings)
+
+
+# ----------------------------------------------------------------------------- training and checking
+
+def run_folder(setup: Setup, variant: overlay.Variant, seed: int, copies: int, latent_dim: int) -> Path:
+    """One folder per configuration: a readable slug and 6 hex of the variant's fingerprint."""
+    slug = f"{runs.safe_name(variant.name)}-d{latent_dim}-c{copies}-e{setup.epochs}-s{seed}"
+    return setup.folder / f"{slug}-{runs.fingerprint(asdict(variant))[:6]}"
+
+
+def train_and_check(setup: Setup, variant, seed: int, copies: int, latent_dim: int | None = None,
+                    verbose: int = 0) -> dict:
+    """Train (or load, if finished) `variant` (a Variant or a key of overlay.VARIANTS) on `copies` copies of each
+    source and check its latent space. Returns the run: name, seed, copies, latent_dim, vae, history,
+    report (`overlay.latent_report`), seconds (of training, as recorded when it was trained), steps."""
+    variant = overlay.VARIANTS[variant] if isinstance(variant, str) else variant
+    latent_dim = setup.latent_dim if latent_dim is None else int(latent_dim)
+    folder = run_folder(setup, variant, seed, copies, latent_dim)
+    vae, history = overlay.train_variant(setup.sources, copies, variant, folder, latent_dim=latent_dim,
+                                         epochs=setup.epochs, seed=seed, retrain=setup.retrain, verbose=verbose)
+    seconds = float(sum(train.read_history(folder / train.HISTORY_FILE)["epoch_seconds"]))
+    report = overlay.latent_report(vae.encoder, setup.sources, setup.n_samples, seed=seed)
+    steps = -(-setup.k * copies // variant.batch_size) * setup.epochs  # mixed_batches: ceil(n / batch) per epoch
+    return {"name": variant.name, "variant": variant, "seed": seed, "copies": copies, "latent_dim": latent_dim,
+            "vae": vae, "history": history, "report": report, "seconds": seconds, "steps": steps}
+
+
+def run_sweep(setup: Setup, variant_names, seeds, copies: int, progress: bool = True) -> dict[str, list[dict]]:
+    """Every variant of `variant_names` once per seed (`train_and_check`), with a progress bar over the runs."""
+    result = {name: [] for name in variant_names}
+    jobs = [(name, seed) for name in variant_names for seed in seeds]
+    for name, seed in tqdm(jobs, desc="sweep", unit="run", disable=not progress):
+        result[name].append(train_and_check(setup, name, seed, copies))
+    return result
+
+
+def self_fidelity(setup: Setup, run: dict) -> float:
+    """Mean over sources of the fidelity of each decoded cluster centre to its own mask (nan without masks)."""
+    if not setup.have_masks:
+        return float("nan")
+    decoded = overlay.decode(run["vae"].decoder, run["report"]["z_mean"])
+    return float(np.mean([overlay.fidelity(decoded[i], setup.masks[i:i + 1], setup.background, setup.threshold)["score"]
+                          for i in range(setup.k)]))
+
+
+def sum_fidelity(setup: Setup, run: dict, combo=None) -> float:
+    """Fidelity of the paper's overlay (decoded sum of the cluster centres) of `combo` (default: every source)."""
+    if not setup.have_masks:
+        return float("nan")
+    combo = list(range(setup.k) if combo is None else combo)
+    image = latent_method(setup, run, "sum")(combo)
+    return float(overlay.fidelity(image, setup.masks[combo], setup.background, setup.threshold)["score"])
+
+
+def sweep_rows(setup: Setup, runs_by_label: dict) -> list[dict]:
+    """One row per label: steps, runs, collapsed runs, separation and dead units per run, the mean
+    reconstruction and latent-sum fidelity over the runs, and the seconds of training."""
+    rows = []
+    for label, found in runs_by_label.items():
+        reports = [run["report"] for run in found]
+        rows.append({"variant": label, "steps": found[0]["steps"], "runs": len(found),
+                     "collapsed": sum(bool(r["collapsed"]) for r in reports),
+                     "separation": [min(float(r["min_ratio"]), 99.0) for r in reports],
+                     "dead": [int(r["dead"]) for r in reports],
+                     "recon_fidelity": float(np.mean([self_fidelity(setup, run) for run in found])),
+                     "sum_fidelity": float(np.mean([sum_fidelity(setup, run) for run in found])),
+                     "seconds": float(sum(run["seconds"] for run in found))})
+    return rows
+
+
+# ----------------------------------------------------------------------------- overlay methods and their fidelity
+
+def latent_method(setup: Setup, run: dict, method: str, weight: float = 1.0, background_from: str = "image"):
+    """combo -> the decoded overlay of the run's cluster centres by `method` (overlay.overlay_latent); z_bg is the
+    encoding of the background image ("image") or the mean of the cluster centres ("centres")."""
+    z_mean, vae = run["report"]["z_mean"], run["vae"]
+    if background_from == "image":
+        z_bg = overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0]
+    elif background_from == "centres":
+        z_bg = z_mean.mean(axis=0)
+    else:
+        raise ValueError(f"background_from must be 'image' or 'centres', got {background_from!r}")
+    return lambda combo: overlay.decode(vae.decoder, overlay.overlay_latent(z_mean[list(combo)], method, z_bg, weight))[0]
+
+
+def decoded_composite(run: dict):
+    """combo -> decode each source's cluster centre and keep the darkest pixel (the overlay is made in pixels)."""
+    return lambda combo: overlay.decode(run["vae"].decoder, run["report"]["z_mean"][list(combo)]).min(axis=0)
+
+
+def pixel_method(setup: Setup, method: str):
+    """combo -> the pixel baseline ('mean' or 'darkest') of those sources."""
+    return lambda combo: overlay.pixel_overlay(setup.sources[list(combo)], method)
+
+
+def evaluate(setup: Setup, make_overlay) -> dict:
+    """Fidelity of `make_overlay(combo)` for every combo of the setup: {"results": [overlay.fidelity dicts] (None
+    each without masks), "mean_score": their mean score (nan without masks)}."""
+    if not setup.have_masks:
+        return {"results": [None] * len(setup.combos), "mean_score": float("nan")}
+    results = [overlay.fidelity(make_overlay(combo), setup.masks[list(combo)], setup.background, setup.threshold)
+               for combo in setup.combos]
+    return {"results": results, "mean_score": float(np.mean([r["score"] for r in results]))}
+
+
+def weight_scores(setup: Setup, run: dict, weights) -> dict:
+    """Mean fidelity of the weighted offset sum z_bg + w * sum(z_i - z_bg) (z_bg: encoded background) per weight."""
+    return {w: evaluate(setup, latent_method(setup, run, "weighted", w))["mean_score"] for w in weights}
+
+
+def overlay_methods(setup: Setup, paper: dict, fixed: dict, best_weight: float) -> dict:
+    """The methods compared in notebook 05: name -> {"run": the run whose model it uses (None for pixel
+    methods), "make": combo -> overlay image}."""
+    def entry(run, make):
+        return {"run": run, "make": make}
+
+    return {
+        PIXEL_MEAN: entry(None, pixel_method(setup, "mean")),
+        PIXEL_COMPOSITING: entry(None, pixel_method(setup, "darkest")),
+        "paper: latent sum": entry(paper, latent_method(setup, paper, "sum")),
+        "paper: latent mean": entry(paper, latent_method(setup, paper, "mean")),
+        "fixed: latent sum": entry(fixed, latent_method(setup, fixed, "sum")),
+        "fixed: latent mean": entry(fixed, latent_method(setup, fixed, "mean")),
+        "fixed: offset, z_bg image": entry(fixed, latent_method(setup, fixed, "offset")),
+        "fixed: offset, z_bg centres": entry(fixed, latent_method(setup, fixed, "offset", background_from="centres")),
+        f"fixed: weighted, w={best_weight:g}": entry(fixed, latent_method(setup, fixed, "weighted", best_weight)),
+        DECODED_COMPOSITING: entry(fixed, decoded_composite(fixed)),
+    }
+
+
+def method_rows(setup: Setup, methods: dict) -> list[dict]:
+    """One row per method (none without masks): the score of every overlay (keyed by `combo_name`), their mean,
+    the recall of every source and the spurious fraction on the overlay of all sources, and whether it counts:
+    "-" for pixel methods, "yes" if its model has not collapsed and it beats the pixel mean, else "no"."""
+    if not setup.have_masks:
+        return []
+    scored = {name: evaluate(setup, entry["make"]) for name, entry in methods.items()}
+    baseline = scored[PIXEL_MEAN]["mean_score"]
+    rows = []
+    for name, entry in methods.items():
+        results, mean = scored[name]["results"], scored[name]["mean_score"]
+        run = entry["run"]
+        counts = "-" if run is None else ("yes" if not run["report"]["collapsed"] and mean > baseline else "no")
+        rows.append({"method": name, **{setup.combo_name(c): r["score"] for c, r in zip(setup.combos, results)},
+                     "mean": mean, **{f"rec {n}": float(v) for n, v in zip(setup.names, results[-1]["recall"])},
+                     "spurious": results[-1]["spurious"], "counts": counts})
+    return rows
+
+
+# ----------------------------------------------------------------------------- latent dimension
+
+def latent_dimension_rows(setup: Setup, variant, dims, copies: int, seed: int, progress: bool = True) -> list[dict]:
+    """`variant` trained at every latent dimension of `dims`: clusters, separation, mean KL per source, the
+    reconstruction error of the decoded centres (grey levels) and their fidelity ("recon"), and the mean
+    fidelity of the latent sum, the offset sum (z_bg: encoded background) and decoded compositing."""
+    rows = []
+    for dim in tqdm(list(dims), desc="latent dimensions", unit="run", disable=not progress):
+        run = train_and_check(setup, variant, seed, copies, latent_dim=dim)
+        report = run["report"]
+        decoded = overlay.decode(run["vae"].decoder, report["z_mean"])
+        rows.append({"latent_dim": int(dim), "clusters": int(report["n_clusters"]),
+                     "separation": min(float(report["min_ratio"]), 99.0), "kl": float(report["kl"].mean()),
+                     "error": 255 * float(np.abs(decoded - setup.sources).mean()), "recon": self_fidelity(setup, run),
+                     "sum": evaluate(setup, latent_method(setup, run, "sum"))["mean_score"],
+                     "offset": evaluate(setup, latent_method(setup, run, "offset"))["mean_score"],
+                     "composite": evaluate(setup, decoded_composite(run))["mean_score"],
+                     "seconds": run["seconds"], "steps": run["steps"]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- verdict, cost, summary
+
+def verdict(setup: Setup, fixed: dict, rows: list[dict]) -> dict:
+    """The key numbers: the paper's latent sum, the pixel mean, the best latent-arithmetic method (compositing
+    excluded), decoded and pixel compositing (mean scores; nan without masks), the fixed model's self-fidelity."""
+    score = {row["method"]: row["mean"] for row in rows}
+    latent = [row for row in rows if row["counts"] != "-" and "compositing" not in row["method"]]
+    best = max(latent, key=lambda row: row["mean"]) if latent else None
+    nan = float("nan")
+    return {"paper_sum": score.get("paper: latent sum", nan), "pixel_mean": score.get(PIXEL_MEAN, nan),
+            "best_latent": best["method"] if best else None, "best_latent_score": best["mean"] if best else nan,
+            "decoded_compositing": score.get(DECODED_COMPOSITING, nan),
+            "pixel_compositing": score.get(PIXEL_COMPOSITING, nan), "fixed_recon_fidelity": self_fidelity(setup, fixed)}
+
+
+def training_seconds(paper: dict, fixed: dict, sweep: dict, dims: list[dict]) -> dict:
+    """Seconds of training per part, as recorded when each model was trained (a loaded model keeps its time)."""
+    return {"paper": paper["seconds"], "fixed": fixed["seconds"],
+            "sweep": float(sum(run["seconds"] for found in sweep.values() for run in found)),
+            "latent dimensions": float(sum(row["seconds"] for row in dims))}
+
+
+def _latent_summary(run: dict) -> dict:
+    report = run["report"]
+    return {"training_seconds": round(run["seconds"], 1), "n_clusters": int(report["n_clusters"]),
+            "verdict": report["verdict"], "min_separation": float(report["min_ratio"]),
+            "kl_per_source": [float(v) for v in report["kl"]], "dead_units": int(report["dead"])}
+
+
+def summary(setup: Setup, *, image_size: int, copies: int, paper: dict, fixed: dict, methods: list[dict],
+            sweep: list[dict], dims: list[dict], seconds: dict, run_minutes: float) -> dict:
+    """What notebook 05 records in results/summary.json (read by `vae_overlay.report`)."""
+    return {
+        "image_size": image_size, "copies": copies, "epochs": setup.epochs, "latent_dim": setup.latent_dim,
+        "paper_recipe": _latent_summary(paper), "fixed_variant": {"name": fixed["name"], **_latent_summary(fixed)},
+        "defect_threshold": setup.threshold,
+        "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods},
+        "sweep": {f"{row['variant']} ({row['steps']:,} steps)": {
+            "collapsed": f"{row['collapsed']}/{row['runs']}",
+            "separation": " / ".join(f"{s:.1f}" for s in row["separation"]),
+            "recon_fidelity": round(row["recon_fidelity"], 4), "sum_fidelity": round(row["sum_fidelity"], 4)}
+            for row in sweep},
+        "latent_dimension": {str(row["latent_dim"]): {key: round(row[key], 4) for key in
+                                                      ("error", "recon", "sum", "offset", "composite")} for row in dims},
+        "training_minutes": round(sum(seconds.values()) / 60, 2), "run_minutes": round(run_minutes, 2),
+    }
+
+
+def format_rows(rows: list[dict], columns: dict | None = None, formats: dict | None = None) -> str:
+    """A plain-text table of `rows` for printed, nbval-checkable output. `columns` maps the keys to show to their
+    headers (default: every key of the first row); `formats` maps keys to a format string (default: floats with
+    2 decimals, integers with thousands separators); list values are joined with ' / '."""
+    if not rows:
+        return ""
+    columns = columns or {key: key for key in rows[0]}
+    formats = formats or {}
+
+    def text(key, value):
+        if isinstance(value, (list, tuple)):
+            return " / ".join(text(key, v) for v in value)
+        if key in formats:
+            return formats[key].format(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return str(value)
+        return f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:.2f}"
+
+    cells = [[text(key, row[key]) for key in columns] for row in rows]
+    headers = list(columns.values())
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values):
+        return "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths)))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
