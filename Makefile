@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # Cheap at the paper's settings: nbval re-runs them and compares the checked outputs.
 # 05 and 06 take 15-20 min at their defaults: tests/test_notebook05.py and test_notebook06.py run them with smaller parameters.
-NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06%,$(NOTEBOOKS))
+NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06% notebooks/07%,$(NOTEBOOKS))
 # Optional: make reproduce DATASET=data/my-images
 DATASET ?=
 PARAMS := $(if $(DATASET),-p DATASET "$(abspath $(DATASET))",)

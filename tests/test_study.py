@@ -139,3 +139,21 @@ def test_sigkill_of_a_worker_mid_training_is_replaced_and_the_run_resumes(tmp_pa
     assert "DONE" in output, output[-2000:]
     rows = table_rows(tmp_path)
     assert len(rows) == 3 and not any(row["error"] for row in rows), rows
+
+
+def test_summarize_counts_rates_and_wilson_intervals():
+    def row(seed, active, reach, box=False, loss="sum"):
+        return {"data": "synthetic", "image_size": 64, "loss": loss, "seed": seed, "active_units": active,
+                "collapsed": active == 0, "box_reached": box, "z1_min": -reach, "z1_max": 0.5, "z2_min": 0.0,
+                "z2_max": 0.1, "crack_fraction_box": 0.2, "crack_fraction_occupied": 0.0, "error": ""}
+
+    rows = [row(0, 0, 0.0), row(1, 1, 2.0), row(2, 2, 12.0, box=True), row(3, 2, 4.0),
+            {"data": "synthetic", "image_size": 64, "loss": "sum", "error": "ValueError: x"},
+            row(0, 2, 1.0, loss="keras-io-2020")]
+    summary = study.summarize(rows)
+    assert [(s["loss"], s["runs"]) for s in summary] == [("keras-io-2020", 1), ("sum", 4)]  # the failed run left out
+    s = summary[1]
+    assert (s["collapsed"], s["one_axis"], s["two_axes"], s["box_reached"]) == (1, 1, 2, 1)
+    assert s["collapsed_rate"] == 0.25 and s["collapsed_low"] < 0.25 < s["collapsed_high"] < 1
+    assert s["reach_median"] == 3.0 and s["reach_max"] == 12.0
+    assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1  # 0 of 1: an interval, not 0

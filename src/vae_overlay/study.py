@@ -39,6 +39,7 @@ DATA_SOURCES = BUILT_IN
 LOSSES = ("sum", "keras-io-2020")
 PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}
 GRID_KEYS = ("data", "image_size", "loss", "seed", *PAPER)
+TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
 PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
 BOX_REACHED = (10.0, 7.0)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
 ACTIVE_VARIANCE = 0.01  # a latent unit is active if the variance over images of E[z|x] exceeds this
@@ -147,8 +148,7 @@ def run_one(config: dict, artifacts_dir: str, threads: int | None = None) -> dic
         images = training_images(config["data"], config["image_size"])
         row["key"] = run_key(config)
         folder = Path(artifacts_dir) / row["key"]
-        settings = {key: config[key] for key in ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")}
-        vae, history = train.train_vae(images, folder, verbose=0, **settings)
+        vae, history = train.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
         record = train.read_history(folder / train.HISTORY_FILE)
         row.update(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
                    final_kl=round(history["kl_loss"][-1], 4), train_seconds=round(sum(record["epoch_seconds"]), 2),
@@ -215,6 +215,50 @@ def _parse(value: str, column: str = ""):
         except ValueError:
             pass
     return value
+
+
+# ----------------------------------------------------------------------------- verdicts as distributions
+
+def reach(row: dict) -> float:
+    """The largest |latent mean| of a run over z1 and z2: how far its encodings spread from the origin."""
+    return max(abs(row[f"z{d}_{end}"]) for d in (1, 2) for end in ("min", "max"))
+
+
+def summarize(rows: list[dict], by=("data", "image_size", "loss")) -> list[dict]:
+    """One dict per configuration (`by`): finished runs; collapse, one-axis, two-axis and box-reached counts with
+    their rates and 95 % Wilson intervals (scipy.stats.binomtest); median and largest reach; median crack-region
+    fractions. Failed runs are left out."""
+    from scipy import stats
+
+    groups: dict = {}
+    for row in rows:
+        if not row.get("error"):
+            groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    summary = []
+    for values, group in sorted(groups.items()):
+        entry = {**dict(zip(by, values)), "runs": len(group)}
+        flags = {"collapsed": [r["collapsed"] for r in group], "one_axis": [r["active_units"] == 1 for r in group],
+                 "two_axes": [r["active_units"] == 2 for r in group], "box_reached": [r["box_reached"] for r in group]}
+        for name, hits in flags.items():
+            interval = stats.binomtest(sum(hits), len(hits)).proportion_ci(method="wilson")
+            entry.update({name: sum(hits), f"{name}_rate": sum(hits) / len(hits), f"{name}_low": float(interval.low),
+                          f"{name}_high": float(interval.high)})
+        reaches = [reach(r) for r in group]
+        entry.update(reach_median=float(np.median(reaches)), reach_max=float(max(reaches)))
+        for region in ("box", "occupied"):
+            entry[f"crack_fraction_{region}_median"] = float(np.median([r[f"crack_fraction_{region}"] for r in group]))
+        summary.append(entry)
+    return summary
+
+
+def load_run(row: dict, artifacts_dir) -> tuple:
+    """(vae, training images) of a study row: its model loaded from `artifacts_dir/<key>/`, or trained again there
+    (same settings and seed, so the same model on this CPU) when this checkout does not have it."""
+    from vae_overlay import train
+
+    images = training_images(row["data"], row["image_size"])
+    vae, _ = train.train_vae(images, Path(artifacts_dir) / row["key"], verbose=0, **{key: row[key] for key in TRAIN_KEYS})
+    return vae, images
 
 
 # ----------------------------------------------------------------------------- the study on Dask
