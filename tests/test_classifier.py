@@ -1,13 +1,21 @@
-"""Tests for vae_overlay.classifier: splits, the leakage guard, augmentation, metrics and paired statistics."""
+"""Tests for vae_overlay.classifier (splits, the leakage guard, augmentation, metrics, paired statistics)
+and vae_overlay.classifier_experiment (notebook 06's one-seed run and its summary), at small sizes."""
+import csv
 import itertools
 
+import matplotlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage, stats
+from sklearn.metrics import log_loss
 
-from vae_overlay import classifier
+from vae_overlay import classifier, runs
+from vae_overlay import classifier_experiment as experiment
+from vae_overlay.data import elpv_image
+
+matplotlib.use("Agg")
 
 # ----------------------------------------------------------------------------- splits
 
@@ -58,11 +66,16 @@ def test_asking_for_more_cells_than_exist_says_so(mono_task):
         classifier.draw_train_val(pool, label_of, 150, 20, seed=0)
 
 
-def test_cell_list_round_trip(tmp_path, mono_task):
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cell_list_is_a_csv_of_name_label_role(tmp_path, mono_task):
     names, _, label_of = mono_task
-    path = classifier.write_cell_list(tmp_path / "test_cells.csv", names[:5], label_of, "test")
-    assert classifier.read_cell_list(path) == sorted(names[:5])
+    path = classifier.write_cell_list(tmp_path / "test_cells.csv", names[:5][::-1], label_of, "test")
     assert path.read_text().splitlines()[0] == "name,label,role"
+    assert read_rows(path) == [{"name": n, "label": str(label_of[n]), "role": "test"} for n in sorted(names[:5])]
 
 
 # ----------------------------------------------------------------------------- leakage guard
@@ -71,7 +84,16 @@ def test_cell_list_round_trip(tmp_path, mono_task):
 @pytest.fixture(scope="module")
 def real_cells(mono_task):
     names = mono_task[0][:12]
-    return names, classifier.load_cells(names, 64)
+    return names, classifier.read_cells(names, 64)[0]
+
+
+def test_read_cells_resizes_and_hashes_at_full_resolution(real_cells):
+    names, images = real_cells
+    small, hashes = classifier.read_cells(names[:2], 32)
+    assert images.shape == (12, 64, 64, 1) and small.shape == (2, 32, 32, 1) and small.dtype == np.float32
+    assert 0 <= small.min() and small.max() <= 1
+    assert hashes == [classifier.pixel_hash(elpv_image(name)) for name in names[:2]]
+    assert hashes[0] != classifier.pixel_hash(small[0])
 
 
 def test_clean_split_has_no_leak(real_cells):
@@ -128,7 +150,7 @@ def test_classical_augmentation_keeps_shape_range_and_is_seeded():
     assert np.array_equal(images, before)  # the input is left as it was
 
 
-def test_without_rotation_and_brightness_only_flips_remain():
+def test_without_rotation_and_brightness_only_flips_remain_and_the_two_flips_are_independent():
     images = np.random.default_rng(2).random((20, 8, 8, 1)).astype(np.float32)
     out = classifier.classical_augment(images, np.random.default_rng(3), max_rotation=0, brightness=0)
     kinds = []
@@ -137,17 +159,36 @@ def test_without_rotation_and_brightness_only_flips_remain():
         matches = [k for k, flipped in enumerate(flips) if np.allclose(augmented, flipped, atol=1e-6)]
         assert matches, "an output is not a flip of its input"
         kinds.append(matches[0])
-    assert len(set(kinds)) > 1  # flips are random, not all the same
+    # all four: left-right and up-down are drawn separately (RandomFlip("horizontal_and_vertical") would
+    # flip both or neither)
+    assert set(kinds) == {0, 1, 2, 3}
 
 
-def test_rotation_matches_scipy():
-    image = np.random.default_rng(4).random((1, 24, 24)).astype(np.float32)
-    rows, columns = np.meshgrid(np.arange(24) - 11.5, np.arange(24) - 11.5, indexing="ij")
-    angle = np.deg2rad(4.0)
-    rotated = classifier._bilinear(image, (11.5 + rows * np.cos(angle) - columns * np.sin(angle))[None],
-                                   (11.5 + rows * np.sin(angle) + columns * np.cos(angle))[None])
-    reference = ndimage.rotate(image[0], -4.0, reshape=False, order=1, mode="nearest")
-    assert np.allclose(rotated[0][2:-2, 2:-2], reference[2:-2, 2:-2], atol=1e-5)
+def best_rotation_match(original, augmented, max_rotation):
+    """(largest pixel difference away from the border, angle): the closest scipy rotation of a flip of
+    `original` within +-max_rotation degrees (0.05 degree steps) to `augmented`."""
+    best = (np.inf, None)
+    for flipped in (original, original[:, ::-1], original[::-1], original[::-1, ::-1]):
+        for angle in np.arange(-max_rotation, max_rotation + 1e-9, 0.05):
+            reference = ndimage.rotate(flipped, angle, reshape=False, order=1, mode="nearest")
+            best = min(best, (float(np.abs(reference - augmented)[3:-3, 3:-3].max()), float(angle)))
+    return best
+
+
+def test_rotation_is_bilinear_within_the_limit_like_scipy():
+    smooth = ndimage.gaussian_filter(np.random.default_rng(4).random((24, 24)), 1.5).astype(np.float32)
+    out = classifier.augmenter(5, max_rotation=5.0, brightness=0)(np.repeat(smooth[None, ..., None], 6, axis=0))
+    matches = [best_rotation_match(smooth, augmented, 5.0) for augmented in out[..., 0]]
+    assert all(difference < 2e-3 for difference, _ in matches)  # edges repeated, bilinear, as scipy's order=1
+    assert len({round(angle) for _, angle in matches}) > 1  # angles are drawn, not fixed
+
+
+def test_augmenter_is_seeded_and_draws_anew_on_every_call():
+    images = np.random.default_rng(0).random((8, 16, 16, 1)).astype(np.float32)
+    first, second = classifier.augmenter(11), classifier.augmenter(11)
+    a, b = first(images), first(images)
+    assert not np.allclose(a, b)
+    assert np.array_equal(a, second(images)) and np.array_equal(b, second(images))
 
 
 def test_brightness_scales_the_image():
@@ -165,12 +206,12 @@ def test_roc_auc_on_a_hand_computed_case():
     scores = [0.9, 0.4, 0.4, 0.1, 0.8, 0.7]
     # positives 0.9, 0.4, 0.8 against negatives 0.4, 0.1, 0.7:
     # 0.9 wins 3; 0.4 ties 0.4 (1/2), beats 0.1, loses to 0.7 -> 1.5; 0.8 wins 3. (3 + 1.5 + 3) / 9
-    assert classifier.roc_auc(labels, scores) == pytest.approx(7.5 / 9)
-    assert classifier.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
-    assert classifier.roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
-    assert classifier.roc_auc([1, 0, 1, 0], [0.5] * 4) == 0.5
+    assert classifier.evaluate(labels, scores)["roc_auc"] == pytest.approx(7.5 / 9)
+    assert classifier.evaluate([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])["roc_auc"] == 1.0
+    assert classifier.evaluate([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4])["roc_auc"] == 0.0
+    assert classifier.evaluate([1, 0, 1, 0], [0.5] * 4)["roc_auc"] == 0.5
     with pytest.raises(ValueError):
-        classifier.roc_auc([1, 1], [0.2, 0.3])
+        classifier.evaluate([1, 1], [0.2, 0.3])
 
 
 @settings(max_examples=60, deadline=None)
@@ -183,7 +224,7 @@ def test_roc_auc_equals_the_pairwise_count(pairs):
     if not positives or not negatives:
         return
     count = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(positives, negatives))
-    assert classifier.roc_auc(labels, scores) == pytest.approx(count / (len(positives) * len(negatives)))
+    assert classifier.evaluate(labels, scores)["roc_auc"] == pytest.approx(count / (len(positives) * len(negatives)))
 
 
 def test_evaluate_accuracy_and_balanced_accuracy():
@@ -248,8 +289,9 @@ def test_classifier_learns_a_separable_task_and_keeps_the_best_validation_check(
     assert record.steps == 120 and record.check_steps == [20, 40, 60, 80, 100, 120]
     assert record.best_validation_loss == min(record.validation_loss)
     assert record.best_step == record.check_steps[int(np.argmin(record.validation_loss))]
-    kept = classifier._binary_cross_entropy(val_y, classifier.predict_scores(model, val_x))
+    kept = classifier.validation_loss(model, val_x, val_y)
     assert kept == pytest.approx(record.best_validation_loss, abs=1e-5)  # the kept weights are the best check's
+    assert kept == pytest.approx(log_loss(val_y, classifier.predict_scores(model, val_x)), abs=1e-6)
     assert classifier.evaluate(test_y, classifier.predict_scores(model, test_x))["roc_auc"] > 0.9
     again, _ = classifier.train_classifier(train_x, train_y, val_x, val_y, steps=20, batch_size=16,
                                            check_every=20, seed=0)
@@ -284,3 +326,138 @@ def test_latent_collapse_is_detected():
 def test_mean_pairwise_rms():
     images = np.stack([np.full((4, 4, 1), v, np.float32) for v in (0.0, 0.1, 0.3)])
     assert classifier.mean_pairwise_rms(images) == pytest.approx((0.1 + 0.3 + 0.2) / 3)
+
+
+# ----------------------------------------------------------------------------- notebook 06's one-seed run
+
+TINY = experiment.Settings(n_train_per_class=6, n_val_per_class=3, n_generated_per_class=5, epochs=1, batch_size=4,
+                           vae_attempts=2, classifier_steps=4, classifier_batch_size=8, check_every=2)
+
+
+def tiny_task(crack_images, n_per_class=20, size=16):
+    """A Task of synthetic cells: crossed by a dark line (defective) or plain noise (functional)."""
+    defective = crack_images(n_per_class, size, seed=1)
+    functional = np.clip(0.8 + np.random.default_rng(2).normal(0, 0.03, (n_per_class, size, size, 1)), 0, 1)
+    images = np.concatenate([defective, functional.astype(np.float32)])
+    names = [f"cell{i:03d}.png" for i in range(len(images))]
+    labels = np.array([1] * n_per_class + [0] * n_per_class)
+    test_names, pool = classifier.split_test(names, labels, 0.5, seed=0)
+    return experiment.Task(dict(zip(names, labels.tolist())), dict(zip(names, images)),
+                           {name: classifier.pixel_hash(image) for name, image in zip(names, images)}, test_names, pool)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(crack_images, tmp_path_factory):
+    task = tiny_task(crack_images)
+    folder = tmp_path_factory.mktemp("experiment")
+    return task, folder, experiment.run_seed(task, 3, folder, TINY)
+
+
+def test_run_seed_gives_one_row_per_condition(tiny_run):
+    task, _, result = tiny_run
+    rows = result["rows"]
+    assert [row["condition"] for row in rows] == list(experiment.CONDITIONS)
+    assert [row["n_train"] for row in rows] == [12, 12, 22, 22, 22]  # 6 + 6 real, + 5 generated per class
+    for row in rows:
+        assert row["seed"] == 3 and row["best_step"] in (2, 4)
+        assert all(0 <= row[metric] <= 1 for metric in experiment.METRICS)
+    assert [(run["class"], run["seed"]) for run in result["vae_runs"]] == [("defective", 3), ("functional", 3)]
+    assert {check["set"] for check in result["generated_checks"]} == {
+        "real defective", "real functional", "defective samples", "functional samples", "defective overlays"}
+    assert result["closest_rms"] > 1 / 255 and result["timing"]["seed"] == 3
+    generated = result["examples"]["generated"]
+    assert {kind: images.shape for kind, images in generated.items()} == {
+        kind: (5, 16, 16, 1) for kind in ("defective samples", "functional samples", "defective overlays")}
+
+
+def test_run_seed_saves_disjoint_cell_lists(tiny_run):
+    task, folder, result = tiny_run
+    seed_dir = folder / "seed3-train6-val3"
+    train = {row["name"]: row["label"] for row in read_rows(seed_dir / "train_cells.csv")}
+    val = {row["name"] for row in read_rows(seed_dir / "validation_cells.csv")}
+    assert len(train) == 12 and sorted(train.values()).count("1") == 6 and len(val) == 6
+    assert not (set(train) | val) & set(task.test_names) and not set(train) & val
+    for class_name, label in (("defective", "1"), ("functional", "0")):
+        vae_folder = seed_dir / f"vae-{class_name}"
+        restarts = {run["class"]: run["restarts"] for run in result["vae_runs"]}[class_name]
+        if restarts:
+            vae_folder = vae_folder.with_name(f"{vae_folder.name}-restart{restarts}")
+        vae_cells = {row["name"] for row in read_rows(vae_folder / "vae_training_cells.csv")}
+        assert vae_cells == {name for name, value in train.items() if value == label}
+        assert (vae_folder / "vae.keras").is_file()
+
+
+def test_run_seed_reuses_its_vaes_and_repeats_its_numbers(tiny_run):
+    task, folder, result = tiny_run
+    again = experiment.run_seed(task, 3, folder, TINY)
+    keys = ("condition", "n_train", "best_step", "accuracy", "balanced_accuracy", "roc_auc")
+    assert [{k: row[k] for k in keys} for row in again["rows"]] == [{k: row[k] for k in keys} for row in result["rows"]]
+    with pytest.raises(runs.RunMismatch, match="learning_rate"):  # one caching rule: other settings raise
+        experiment.run_seed(task, 3, folder, experiment.Settings(**{**vars(TINY), "learning_rate": 1e-3}))
+
+
+def test_a_collapsed_vae_is_trained_again_in_its_own_folder(crack_images, tmp_path):
+    task = tiny_task(crack_images)
+    same = [name for name in task.pool if task.label_of[name] == 1][:4]
+    for name in same:  # identical images: every encoding is the same point, in every attempt
+        task.image_of[name] = task.image_of[same[0]]
+    vae, restarts, collapsed = experiment.train_class_vae(task, same, tmp_path / "vae-defective", 0, TINY)
+    assert (restarts, collapsed) == (1, True) and classifier.latent_collapsed(vae.encoder, task.images(same))
+    assert (tmp_path / "vae-defective-restart1" / "vae.keras").is_file()
+
+
+def test_check_leakage_catches_names_pixels_generated_images_and_full_resolution_hashes(crack_images):
+    task = tiny_task(crack_images)
+    train, val = task.pool[:6], task.pool[6:9]
+    vae_names = {"defective": train[:3], "functional": train[3:]}
+    clean = {"defective samples": np.full((2, 16, 16, 1), 0.5, np.float32)}
+    assert experiment.check_leakage(task, train, val, vae_names, clean) > 1 / 255
+    with pytest.raises(classifier.LeakageError, match="validation: name"):
+        experiment.check_leakage(task, train, val + [task.test_names[0]], vae_names, clean)
+    with pytest.raises(classifier.LeakageError, match="generated defective samples: training image"):
+        experiment.check_leakage(task, train, val, vae_names, {"defective samples": task.test_images[:1]})
+    with pytest.raises(classifier.LeakageError, match="VAE \\(functional\\)"):
+        experiment.check_leakage(task, train, val, {**vae_names, "functional": [task.test_names[1]]}, clean)
+    task.full_hash[train[0]] = task.full_hash[task.test_names[2]]  # same cell at full resolution, other 16-px pixels
+    with pytest.raises(classifier.LeakageError, match="full-resolution"):
+        experiment.check_leakage(task, train, val, vae_names, clean)
+
+
+def test_training_set_adds_the_generated_sets_with_their_labels():
+    real, labels = np.zeros((4, 8, 8, 1), np.float32), np.array([1, 1, 0, 0], np.float32)
+    generated = {kind: np.full((3, 8, 8, 1), k, np.float32) for k, kind in enumerate(experiment.GENERATED_LABEL)}
+    images, set_labels, augment = experiment.training_set("(5) classical + overlays", real, labels, generated)
+    assert augment and images.shape == (10, 8, 8, 1)
+    assert set_labels.tolist() == [1, 1, 0, 0] + [1] * 3 + [0] * 3
+    assert np.array_equal(images[4:7], generated["defective overlays"])
+    images, set_labels, augment = experiment.training_set("(1) original", real, labels, generated)
+    assert not augment and np.array_equal(images, real) and np.array_equal(set_labels, labels)
+
+
+def fake_result(seed, accuracies):
+    rows = [{"seed": seed, "condition": c, "n_train": 10, "accuracy": a, "balanced_accuracy": a, "roc_auc": a}
+            for c, a in zip(experiment.CONDITIONS, accuracies)]
+    return {"rows": rows, "vae_runs": [{"seed": seed, "class": "defective", "restarts": 0, "collapsed": False}],
+            "generated_checks": [{"seed": seed, "set": "real defective", "diversity": 0.1, "called_defective": 0.5}],
+            "closest_rms": 0.1, "timing": {"seed": seed, "vae_seconds": 1.0, "seconds": 2.0}}
+
+
+def test_summarise_pairs_the_seeds_and_compares_with_the_original_set():
+    accuracies = [[0.70, 0.80, 0.60, 0.70, 0.75], [0.72, 0.81, 0.64, 0.70, 0.70], [0.74, 0.83, 0.65, 0.74, 0.71]]
+    summary = experiment.summarise([fake_result(seed, a) for seed, a in zip((5, 6, 7), accuracies)])
+    original = summary["conditions"]["(1) original"]["accuracy"]
+    assert original["per_seed"] == [0.70, 0.72, 0.74] and original["mean"] == pytest.approx(0.72)
+    assert original["std"] == pytest.approx(0.02)
+    paired = summary["paired_vs_original"]
+    assert list(paired) == list(experiment.CONDITIONS)[1:]
+    assert paired["(2) classical augmentation"]["roc_auc"] == classifier.paired_comparison(
+        [0.70, 0.72, 0.74], [0.80, 0.81, 0.83])
+    assert paired["(4) + VAE overlays"]["accuracy"]["mean_difference"] == pytest.approx(-0.02 / 3)
+    assert [t["seed"] for t in summary["timings"]] == [5, 6, 7] and len(summary["vae_restarts"]) == 3
+    verdicts = experiment.verdicts(summary).splitlines()
+    assert verdicts[0].endswith("better in 3/3 seeds: better than the original set")
+    assert verdicts[1].endswith("worse than the original set")
+    assert len(experiment.results_table(summary, {c: 10 for c in experiment.CONDITIONS}).splitlines()) == 7
+    assert len(experiment.plot_conditions(summary).axes) == 3
+    rows = {"real": np.zeros((3, 8, 8, 1)), "generated": np.ones((2, 8, 8, 1))}
+    assert len(experiment.plot_training_examples(rows, "examples", per_row=3).axes) == 6
