@@ -93,7 +93,8 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None):
     if out.shape != shape or out.dtype != np.uint8:
         raise ValueError(f"out must be uint8 with shape {shape}, got {out.dtype} {out.shape}")
     decode = compiled_decoder(decoder, uint8=True)
-    with tqdm(total=len(z), desc="decoding", unit="image", disable=progress is not True) as bar:
+    # At most one update a second: each is a widget message, and a flood of them can crowd out a notebook's output.
+    with tqdm(total=len(z), desc="decoding", unit="image", disable=progress is not True, mininterval=1.0) as bar:
         for begin in range(0, len(z), batch_size):
             end = min(begin + batch_size, len(z))
             out[begin:end] = decode(z[begin:end])

@@ -356,7 +356,7 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
     vae.stop_training = False
     callback_list.on_train_begin()
-    bar = tqdm(total=epochs, initial=start, desc="epochs", unit="epoch", disable=verbose != 1, leave=True)
+    bar = tqdm(total=epochs, initial=start, desc="epochs", unit="epoch", disable=verbose != 1, mininterval=1.0)
     for epoch in range(start, epochs):
         callback_list.on_epoch_begin(epoch)
         started = time.perf_counter()
