@@ -7,9 +7,13 @@ NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # Cheap at the paper's settings: nbval re-runs them and compares the checked outputs.
 # 05 and 06 take 15-20 min at their defaults: tests/test_notebook05.py and test_notebook06.py run them with smaller parameters.
 NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06% notebooks/07%,$(NOTEBOOKS))
-# Optional: make reproduce DATASET=data/my-images
-DATASET ?=
-PARAMS := $(if $(DATASET),-p DATASET "$(abspath $(DATASET))",)
+# Any notebook parameter on the command line makes a run of its own under runs/<name>/ (make reproduce
+# DATASET=data/mine IMAGE_SIZE=128), as does RUN_CONFIG=runs/<name>/run.yaml; without one, the default run
+# re-executes the committed notebooks in place and writes results/.
+MAKE_OWN := PYTHON STUDY STUDY_ARGS RUN_CONFIG
+RUN_ARGS = $(foreach v,$(filter-out $(MAKE_OWN),$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),'$(v)=$($(v))'))
+# make test runs nbval on copies of the notebooks here (their results/ and figures land beside them, ignored)
+NBVAL_DIR := test-artifacts/nbval
 
 .PHONY: setup reproduce test lab study clean-artifacts
 
@@ -22,18 +26,22 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Executes every notebook top to bottom, in place, with outputs (figures -> results/figures/).
+# Executes the notebooks top to bottom with papermill (vae_overlay.config: which run, which notebooks, where).
 reproduce: $(STAMP)
-	@set -e; for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; \
-	  $(BIN)/papermill --cwd notebooks --progress-bar $(PARAMS) $$nb $$nb; \
-	done
-	$(BIN)/python -m vae_overlay.report results
+	$(BIN)/python -m vae_overlay.config $(if $(RUN_CONFIG),--config "$(RUN_CONFIG)") $(RUN_ARGS)
 
-# Notebooks first (nbval, in order 01 -> 06): they leave the trained model that the browser test uses.
+# Notebooks first (nbval, in order 01 -> 04, on copies whose ../artifacts is this checkout's): they leave the
+# trained model that the browser test uses. Then every test; last, a check that the suite changed no tracked file.
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_NOTEBOOKS)
+	@git status --porcelain --untracked-files=all > $(VENV)/status-before.txt 2>/dev/null || true
+	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)/notebooks artifacts
+	cp $(NBVAL_NOTEBOOKS) $(NBVAL_DIR)/notebooks/ && ln -s ../../artifacts $(NBVAL_DIR)/artifacts
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  $(addprefix $(NBVAL_DIR)/,$(NBVAL_NOTEBOOKS))
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+	@git status --porcelain --untracked-files=all > $(VENV)/status-after.txt 2>/dev/null || true
+	@diff $(VENV)/status-before.txt $(VENV)/status-after.txt \
+	  || (echo "make test changed files in the repository (above): tests must write to temporary or ignored paths"; exit 1)
 
 # A study: a grid of trainings on Dask (LocalCluster by default; DASK_SCHEDULER_ADDRESS=host:port scales out).
 # Resumable: re-running it computes only the runs results/studies/<name>.csv lacks. Background: nohup make study &

@@ -47,10 +47,17 @@ def test_check_same_settings_names_every_difference_and_keys_on_one_side():
     assert "folder x" in message and "c=None (this call: 3)" in message and "set retrain=True" in message
 
 
-def test_run_names():
-    assert runs.run_name("elpv-cracks") == "elpv-cracks"
-    assert runs.run_name("data/my set/") == "my_set"
-    assert runs.run_name("/x/défauts fissures") == "défauts_fissures"
+def test_run_names(tmp_path):
+    assert [runs.run_name(name) for name in ("elpv-cracks", "elpv-crack-patches", "synthetic")] \
+        == ["elpv-cracks", "elpv-crack-patches", "synthetic"]
+    assert runs.run_name("/x/défauts fissures").startswith("défauts_fissures-")
+    # two folders with one name, and a folder named like a built-in set, get folders of their own
+    (tmp_path / "a" / "my set").mkdir(parents=True)
+    (tmp_path / "b" / "my set").mkdir(parents=True)
+    names = {runs.run_name(str(tmp_path / "a" / "my set/")), runs.run_name(str(tmp_path / "b" / "my set")),
+             runs.run_name(str(tmp_path / "synthetic"))}
+    assert len(names) == 3 and all(name.startswith(("my_set-", "synthetic-")) for name in names)
+    assert runs.run_name(str(tmp_path / "a" / "my set")) == runs.run_name(str(tmp_path / "a" / "my set" / ".." / "my set"))
     assert runs.safe_name("a / b: c") == "a_b_c"
 
 

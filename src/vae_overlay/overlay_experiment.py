@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from vae_overlay import overlay, runs, train
+from vae_overlay import data, overlay, runs, train
 
 PIXEL_MEAN = "pixel mean (baseline)"
 PIXEL_COMPOSITING = "pixel compositing (darkest)"
@@ -76,6 +76,38 @@ class Setup:
     def combo_name(self, combo) -> str:
         """'crack_1+pore' for a subset; 'all' for the subset of every source."""
         return "all" if len(combo) == self.k else "+".join(self.names[i] for i in combo)
+
+
+PAPER_TRIO = ("crack_1.png", "crack_2.png", "pore.png")  # data/synthetic/: the paper's Figure 4 stand-in
+
+
+def choose_sources(overlay_images, dataset: str, k: int = 3, pool: int = 400) -> tuple[list[str], str]:
+    """(source paths, why these): `overlay_images` as given; else the paper's trio for the built-in sets;
+    else, for a folder, `k` of its images that differ most (greedy farthest points in pixels at 16 px, starting
+    from the image farthest from the mean, over an even sample of at most `pool` images)."""
+    if overlay_images:
+        return [str(p) for p in overlay_images], "OVERLAY_IMAGES"
+    if dataset in data.BUILT_IN:
+        trio = [str(data.project_root() / "data" / "synthetic" / name) for name in PAPER_TRIO]
+        return trio, "the paper's trio (two cracks and a pore on one surface, data/synthetic/)"
+    files = [f for f in data.list_folder(data.resolve_folder(dataset))[0] if not f.stem.endswith("_mask")]
+    files = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, min(pool, len(files))).astype(int))]
+    small, usable = [], []
+    for path in files:
+        try:
+            small.append(data.load_image(path, 16).ravel())
+            usable.append(path)
+        except data.ImageSkipped:
+            continue
+    small, files = np.array(small), usable
+    if len(small) < 2:
+        raise ValueError(f"DATASET {dataset!r} has {len(small)} usable image(s); the overlay needs at least two: "
+                         "set OVERLAY_IMAGES to a list of image paths.")
+    chosen = [int(((small - small.mean(axis=0)) ** 2).sum(axis=1).argmax())]
+    while len(chosen) < min(k, len(small)):
+        distance = np.min([((small - small[c]) ** 2).sum(axis=1) for c in chosen], axis=0)
+        chosen.append(int(distance.argmax()))
+    return [str(files[i]) for i in chosen], f"the {len(chosen)} most different images of {dataset} (in pixels)"
 
 
 def prepare(paths, image_size: int, artifacts_dir, dataset: str, **settings) -> Setup:

@@ -61,10 +61,17 @@ def safe_name(text: str) -> str:
 
 
 def run_name(dataset: str) -> str:
-    """Name of the artifacts folder for a dataset: elpv-cracks, synthetic, or the folder's name."""
-    if dataset in ("elpv-cracks", "synthetic"):
+    """Name of the artifacts folder for a dataset: a built-in set's name, or a folder's name and path hash.
+
+    The hash of the folder's absolute path keeps two folders called `mine`, or a folder called `synthetic`,
+    from sharing one artifacts folder.
+    """
+    from vae_overlay import data  # data imports this module
+
+    if dataset in data.BUILT_IN:
         return dataset
-    return safe_name(Path(str(dataset).rstrip("/\\")).name or "dataset")
+    folder = data.resolve_folder(str(dataset).rstrip("/\\")).resolve()
+    return f"{safe_name(folder.name or 'dataset')}-{fingerprint(str(folder))[:6]}"
 
 
 def run_dir(artifacts_dir: str | Path, dataset: str) -> Path:

@@ -1,0 +1,224 @@
+"""Runs of the notebook series: one configuration per run, a folder per run, and the checks between notebooks.
+
+A *run* is the series executed with one set of parameters. The parameters are the names in the notebooks'
+cells tagged ``parameters`` (DATASET, IMAGE_SIZE, LATENT_DIM, SEED, EPOCHS, ...); a name means the same thing in
+every notebook that has it, and papermill injects the whole set into every notebook of the run, so a
+notebook cannot silently analyse another dataset or size than the one before it.
+
+- **The default run** (no parameter changed) executes the committed notebooks in place and writes
+  ``results/``: that is how the committed outputs are made.
+- **Any other run** writes nothing outside its own folder ``runs/<name>/``: ``run.yaml`` (its parameters,
+  reusable with ``make reproduce RUN_CONFIG=runs/<name>/run.yaml`` or ``papermill -f``), ``notebooks/``
+  (the executed notebooks), ``figures/``, ``summary.json``, ``REPORT.md`` and ``artifacts/`` (datasets,
+  models). The name is the dataset's name plus a hash of the parameters and of the folder's file list, so
+  two folders called ``mine``, or one folder after an edit, never share a run; the same run started again
+  reuses what it finished.
+
+``load_trained`` is how notebooks 03 and 04 open notebook 02's model with notebook 01's images: it checks by
+hash that they belong together and names the notebook to re-run when they do not.
+
+    python -m vae_overlay.config DATASET=data/mine IMAGE_SIZE=128      # what `make reproduce ...` runs
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vae_overlay import data
+from vae_overlay.runs import RunMismatch, atomic_write_text, fingerprint, run_dir, safe_name
+
+ROOT = data.project_root()
+NOTEBOOK_DIR = ROOT / "notebooks"
+# Notebooks that do not apply to every run: 06 needs the ELPV cells' labels; 07 reads the committed study table.
+ONLY_IF = {"06": ("DATASET is not elpv-cracks: it needs the ELPV cells labelled defective and functional",
+                  lambda dataset: dataset == "elpv-cracks"),
+           "07": ("it shows the committed Section 3 study (make study extends it), not this run",
+                  lambda dataset: False)}
+FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
+MAX_SAMPLE = 3000  # images of a streamed dataset that notebooks 03 and 04 analyse (an even sample)
+
+
+def notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
+    """The series, in order: notebooks/0*.ipynb."""
+    return sorted(Path(folder).glob("0*.ipynb"))
+
+
+def parameters(notebook: str | Path) -> dict:
+    """Name -> default value of the assignments in a notebook's cell tagged `parameters`."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    tagged = [cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{notebook} needs exactly one cell tagged 'parameters', found {len(tagged)}")
+    source = "".join(tagged[0]["source"])
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def parse_assignments(items: list[str]) -> dict:
+    """["NAME=value", ...] from a command line -> {NAME: value}.
+
+    Values are Python literals where they parse as one (128, 2e-3, False, [42, 43], (-15, 15)), else text.
+    """
+    parsed = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"{item!r} is not NAME=value (for example IMAGE_SIZE=128)")
+        try:
+            parsed[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            parsed[name] = text
+    return parsed
+
+
+@dataclass
+class Run:
+    """What `plan` decided: the run's name and folder (None for the default run), its notebooks and parameters."""
+
+    name: str
+    folder: Path | None
+    notebooks: list[Path]
+    parameters: dict
+    skipped: dict = field(default_factory=dict)  # notebook name -> why it does not apply
+
+    @property
+    def is_default(self) -> bool:
+        return self.folder is None
+
+
+def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR) -> Run:
+    """The run for these parameter changes; unknown names are refused, naming the known ones."""
+    series = notebooks(notebook_dir)
+    defaults = {path: parameters(path) for path in series}
+    known = set().union(*defaults.values()) - set(FOLDERS)
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}: the notebooks' parameters are {sorted(known)}")
+    changes = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+    differs = {k: v for k, v in changes.items()
+               if any(k in d and v != (list(d[k]) if isinstance(d[k], tuple) else d[k]) for d in defaults.values())}
+    if not differs:
+        return Run("default", None, series, {})
+    dataset = str(changes.get("DATASET", "elpv-cracks"))
+    custom_data = dataset not in data.BUILT_IN
+    if custom_data:
+        folder = data.resolve_folder(dataset).resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"DATASET={dataset!r}: no such folder (looked for {folder}); give a folder of "
+                                    f"images or one of {list(data.BUILT_IN)}")
+        changes["DATASET"] = dataset = str(folder)
+        listing = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    else:
+        listing = []
+    label = safe_name(Path(dataset).name) if custom_data else dataset
+    name = f"{label}-{fingerprint({'parameters': changes, 'files': listing})[:8]}"
+    folder = Path(runs_dir).resolve() / name
+    chosen, skipped = [], {}
+    for path in series:
+        why, applies = ONLY_IF.get(path.name[:2], ("", None))
+        if applies is None or applies(dataset):
+            chosen.append(path)
+        else:
+            skipped[path.name] = why
+    run_parameters = dict(changes, ARTIFACTS_DIR=str(folder / "artifacts"), FIGURES_DIR=str(folder / "figures"),
+                          RESULTS_DIR=str(folder))
+    return Run(name, folder, chosen, run_parameters, skipped)
+
+
+def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR,
+              results_dir: str | Path = ROOT / "results", progress: bool = True) -> Run:
+    """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md."""
+    import papermill
+
+    from vae_overlay import report
+
+    run = plan(changes, runs_dir, notebook_dir)
+    if run.is_default:
+        out_dir, results = Path(notebook_dir), Path(results_dir)
+    else:
+        out_dir, results = run.folder / "notebooks", run.folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
+    print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
+    for name, why in run.skipped.items():
+        print(f"  skipped {name}: {why}")
+    for path in run.notebooks:
+        print(f"== {path.name}", flush=True)
+        output = out_dir / path.name
+        papermill.execute_notebook(str(path), str(output), parameters=run.parameters, cwd=str(notebook_dir),
+                                   progress_bar=progress, kernel_name="python3")
+        report.clean_notebook(output)
+    written = report.write_report(results)
+    print(f"report: {written}" + ("" if run.is_default else f"\nrun folder: {run.folder}"))
+    return run
+
+
+def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, max_sample: int = MAX_SAMPLE):
+    """(images, names, vae, run folder) for notebooks 03 and 04, checked to belong together.
+
+    The images are notebook 01's dataset.npz, or for a streamed training (notebook 02 with STREAMING) an even
+    sample of at most `max_sample` images of the stream. The images' hash must be the one notebook 02 trained
+    on, and the model's size and latent dimension the ones asked for; otherwise RunMismatch names the
+    notebook to re-run.
+    """
+    from vae_overlay import model, stream, train
+
+    run = run_dir(artifacts_dir, dataset)
+    model_path = run / train.MODEL_FILE
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} not found: run 02_train_vae.ipynb first with DATASET = {dataset!r} "
+                                f"(and the same ARTIFACTS_DIR).")
+    trained = train.read_history(run / train.HISTORY_FILE)["settings"]
+    redo_02 = f"re-run 02_train_vae.ipynb with RETRAIN = True (DATASET = {dataset!r}, IMAGE_SIZE = {image_size})"
+    if (trained["image_size"], trained["latent_dim"]) != (image_size, latent_dim):
+        raise RunMismatch(f"{model_path} was trained at image size {trained['image_size']} and latent dim "
+                          f"{trained['latent_dim']}, not {image_size} and {latent_dim}: use the parameters of "
+                          f"notebook 02, or {redo_02} and these parameters.")
+    npz, cache = run / "dataset.npz", run / "image-cache"
+    if npz.is_file():
+        images, names = data.load_dataset(npz)
+        if images.shape[1] != image_size:
+            raise RunMismatch(f"{npz} holds {images.shape[1]} px images, not IMAGE_SIZE = {image_size}: re-run "
+                              f"01_prepare_dataset.ipynb with IMAGE_SIZE = {image_size}, then 02.")
+        if fingerprint(images) == trained["images_sha256"]:
+            return images, names, model.load_vae(model_path), run
+    if cache.is_dir() and dataset not in data.BUILT_IN:
+        source = stream.ImageStream(data.resolve_folder(dataset), image_size, cache, verbose=0)
+        if source.sha256 == trained["images_sha256"]:
+            index = np.unique(np.linspace(0, len(source) - 1, min(max_sample, len(source))).astype(int))
+            print(f"streamed training: analysing an even sample of {len(index):,} of {len(source):,} images")
+            return source.read(index), [source.names[i] for i in index], model.load_vae(model_path), run
+    if not npz.is_file() and not cache.is_dir():
+        raise FileNotFoundError(f"no dataset in {run}: run 01_prepare_dataset.ipynb first with DATASET = {dataset!r}.")
+    raise RunMismatch(f"the images in {run} are not the ones {model_path} was trained on (their hash differs): "
+                      f"the dataset changed after notebook 02 ran; {redo_02}.")
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the notebook series (make reproduce).")
+    parser.add_argument("assignments", nargs="*", help="NAME=value parameters, e.g. DATASET=data/mine IMAGE_SIZE=128")
+    parser.add_argument("--config", help="a run.yaml (NAME: value lines); command-line values win")
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
+    args = parser.parse_args(argv)
+    changes = yaml.safe_load(Path(args.config).read_text()) or {} if args.config else {}
+    changes = {k: v for k, v in changes.items() if k not in FOLDERS}
+    changes.update(parse_assignments(args.assignments))
+    try:
+        reproduce(changes, args.runs_dir)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"make reproduce: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""A user's run on their own images: `make reproduce DATASET=<folder>` (vae_overlay.config) end to end.
+
+The run writes only under its own folder (runs/<name>/), never the committed notebooks or results/; its
+notebooks 03 refuses a model trained on other images, naming the notebook to re-run.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+import yaml
+from PIL import Image
+
+from vae_overlay import config, data, runs, stream, synth, train
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's sweep cut to one variant.
+SMALL = {"IMAGE_SIZE": 32, "EPOCHS": 2, "FULL_SWEEP": False, "COPIES": 8, "OVERLAY_EPOCHS": 2, "SWEEP_COPIES": 4,
+         "DIM_COPIES": 4, "SWEEP_VARIANTS": ["paper"], "SWEEP_SEEDS": [42], "LATENT_DIMS": [2],
+         "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5], "PATH_STEPS": 5}
+
+
+def tree_digest(*folders: Path) -> dict:
+    """relative path -> sha256 of every file under the folders."""
+    return {str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def image_folder(folder: Path, count: int = 12, seed: int = 1) -> Path:
+    folder.mkdir(parents=True)
+    images, _, _ = synth.make_dataset(count, size=48, seed=seed, kinds=("crack",), crack_fraction=1.0)
+    for i, image in enumerate(images):
+        Image.fromarray(np.round(image[..., 0] * 255).astype(np.uint8)).save(folder / f"part_{i:02d}.png")
+    return folder
+
+
+def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
+    assert config.plan({}).is_default and config.plan({"DATASET": "elpv-cracks", "IMAGE_SIZE": 64}).is_default
+    first = config.plan({"DATASET": str(image_folder(tmp_path / "a" / "mine"))}, tmp_path / "runs")
+    second = config.plan({"DATASET": str(image_folder(tmp_path / "b" / "mine"))}, tmp_path / "runs")
+    assert first.name.startswith("mine-") and second.name.startswith("mine-") and first.name != second.name
+    assert [p.name[:2] for p in first.notebooks] == ["01", "02", "03", "04", "05"]
+    assert set(first.skipped) == {"06_augment_classifier.ipynb", "07_section3_study.ipynb"}
+    assert first.parameters["FIGURES_DIR"] == str(tmp_path.resolve() / "runs" / first.name / "figures")
+    (tmp_path / "a" / "mine" / "extra.png").write_bytes((tmp_path / "b" / "mine" / "part_00.png").read_bytes())
+    edited = config.plan({"DATASET": str(tmp_path / "a" / "mine")}, tmp_path / "runs")
+    assert edited.name != first.name  # an edited folder is a new run: the old one is kept
+    same_size = config.plan({"IMAGE_SIZE": 128}, tmp_path / "runs")
+    assert same_size.name.startswith("elpv-cracks-") and len(same_size.notebooks) == 6  # 06 applies, 07 does not
+    with pytest.raises(ValueError, match="unknown parameter.*IMAGE_SIZ\\b.*IMAGE_SIZE"):
+        config.plan({"IMAGE_SIZ": 32})
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        config.plan({"DATASET": str(tmp_path / "missing")})
+    assert config.parse_assignments(["LEARNING_RATE=2e-3", "DATASET=data/x y", "SWEEP_SEEDS=[1, 2]", "RETRAIN=True"]) \
+        == {"LEARNING_RATE": 0.002, "DATASET": "data/x y", "SWEEP_SEEDS": [1, 2], "RETRAIN": True}
+
+
+@pytest.mark.slow
+def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp_path):
+    committed = tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data")
+    folder = image_folder(tmp_path / "my parts")
+    run = config.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
+    assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
+
+    assert run.folder == tmp_path.resolve() / "runs" / run.name and run.name.startswith("my_parts-")
+    executed = sorted(p.name for p in (run.folder / "notebooks").glob("*.ipynb"))
+    assert [name[:2] for name in executed] == ["01", "02", "03", "04", "05"]
+    summary = json.loads((run.folder / "summary.json").read_text())
+    assert summary["01_prepare_dataset"]["images"] == 12 and summary["02_train_vae"]["epochs"] == 2
+    assert "sources chosen: the 3 most different images of" in (run.folder / "notebooks" / executed[4]).read_text()
+    assert (run.folder / "REPORT.md").is_file() and len(list((run.folder / "figures").glob("*.png"))) >= 8
+    assert yaml.safe_load((run.folder / "run.yaml").read_text())["IMAGE_SIZE"] == 32
+    for path in (run.folder / "notebooks").glob("*.ipynb"):
+        assert str(ROOT) + "/.venv" not in path.read_text()
+
+    # Notebook 01 re-run on other images, notebook 02 not: notebook 03 must refuse the pair and say what to run.
+    artifacts = runs.run_dir(run.parameters["ARTIFACTS_DIR"], str(folder))
+    images, names = data.load_dataset(artifacts / "dataset.npz")
+    data.save_dataset(artifacts / "dataset.npz", data.LoadedImages(images[:, ::-1].copy(), names))
+    with pytest.raises(papermill.PapermillExecutionError, match="02_train_vae.ipynb with RETRAIN = True"):
+        papermill.execute_notebook(str(ROOT / "notebooks" / "03_latent_distribution.ipynb"), str(tmp_path / "03.ipynb"),
+                                   parameters=run.parameters, cwd=str(ROOT / "notebooks"), progress_bar=False)
+
+
+def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp_path):
+    folder = image_folder(tmp_path / "streamed", count=10)
+    run = runs.run_dir(tmp_path / "artifacts", str(folder))
+    source = stream.ImageStream(folder, 32, run / "image-cache", verbose=0)
+    train.train_vae(source, run, epochs=1, batch_size=5, verbose=0)
+    images, names, vae, found = config.load_trained(tmp_path / "artifacts", str(folder), 32, 2, max_sample=4)
+    assert images.shape == (4, 32, 32, 1) and names == ["part_00.png", "part_03.png", "part_06.png", "part_09.png"]
+    assert found == run and vae.latent_dim == 2
+    with pytest.raises(runs.RunMismatch, match="trained at image size 32 .*02_train_vae.ipynb"):
+        config.load_trained(tmp_path / "artifacts", str(folder), 64, 2)
+    with pytest.raises(FileNotFoundError, match="run 02_train_vae.ipynb first"):
+        config.load_trained(tmp_path / "other", str(folder), 32, 2)
