@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_overlay import study
+from vae_overlay import section3_study, study
 
 TINY = {"seed": [0, 1], "image_size": [16], "loss": ["sum", "keras-io-2020"], "data": ["synthetic"], "epochs": [2]}
 
@@ -20,7 +20,7 @@ def test_configurations_expand_the_grid_seeds_outermost_with_paper_settings():
     assert [(c["seed"], c["loss"]) for c in configs] == [(0, "sum"), (0, "keras-io-2020"), (1, "sum"),
                                                          (1, "keras-io-2020")]
     assert all(c["latent_dim"] == 2 and c["batch_size"] == 10 and c["learning_rate"] == 2e-3 for c in configs)
-    section3 = study.configurations(study.GRIDS["section3"])
+    section3 = study.configurations(study.GRIDS["section3"][1])
     assert len(section3) == 10 * 2 * 2 * 3 and all(c["epochs"] == 100 for c in section3)
     assert {c["seed"] for c in section3[:12]} == {0}  # a partial study covers every setting with its first seeds
 
@@ -150,7 +150,7 @@ def test_summarize_counts_rates_and_wilson_intervals():
     rows = [row(0, 0, 0.0), row(1, 1, 2.0), row(2, 2, 12.0, box=True), row(3, 2, 4.0),
             {"data": "synthetic", "image_size": 64, "loss": "sum", "error": "ValueError: x"},
             row(0, 2, 1.0, loss="keras-io-2020")]
-    summary = study.summarize(rows)
+    summary = section3_study.summarize(rows)
     assert [(s["loss"], s["runs"]) for s in summary] == [("keras-io-2020", 1), ("sum", 4)]  # the failed run left out
     s = summary[1]
     assert (s["collapsed"], s["one_axis"], s["two_axes"], s["box_reached"]) == (1, 1, 2, 1)

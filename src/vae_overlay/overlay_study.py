@@ -1,0 +1,146 @@
+"""Section 4 as a study: the overlay recipe and its variants over seeds and source sets, on the study runner.
+
+One run (`run`) trains one overlay model at full length (the paper's 500 copies per source, 20 epochs, every
+minibatch holding every source) through `overlay_experiment.train_and_check`, then records:
+
+* the latent check: clusters found, verdict (collapsed / overlapping / separated), the smallest separation,
+  dead units of the encoder's Dense layer, the KL of each source;
+* for every overlay method (`METHODS`) and every overlay (each pair of sources, then all three), three scores:
+  - `fidelity`: the project's score (`overlay.fidelity`: defect pixels shown inside the masks, by a darkening
+    threshold, times one minus the spurious fraction);
+  - `contrast`: threshold-free contrast retention: for each source in the overlay, the darkening of its mask
+    against a ring of pixels around the mask, relative to the same darkening in the source itself, averaged over
+    the sources (1: every defect as deep as in its source; 0: gone; clipped to [0, 1.5]);
+  - `ssim`: the structural similarity (scikit-image) of the overlay with each of its sources outside the union of
+    their masks, averaged: blur and a changed background lower it, which the fidelity score never sees.
+
+Source sets (`SOURCE_SETS`): `paper-trio`, the committed synthetic trio (two cracks and a pore on one surface,
+differing in about 130 of 4,096 pixels at 64 px: nearly a worst case for the paper's premise of "significantly
+different images"), and `distinct`, three defects on three different surfaces (`synth.make_sample`, written
+once into the study's artifacts folder with their masks).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vae_overlay import overlay, runs, synth
+from vae_overlay import overlay_experiment as experiment
+
+DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
+SOURCE_SETS = ("paper-trio", "distinct")
+METHODS = ("pixel mean", "pixel darkest", "latent sum", "latent mean", "offset", "decoded composite")
+SCORES = ("fidelity", "contrast", "ssim")
+SECONDS_PER_STEP = 0.11  # measured: 3,000 steps of batch 10 at 64 px in 169-348 s on 2 shared cores
+
+
+def source_paths(name: str, folder) -> list[str]:
+    """Image paths of a source set (masks beside them as `<stem>_mask.png`); `distinct` is written into `folder`."""
+    if name == "paper-trio":
+        return experiment.choose_sources(None, "synthetic")[0]
+    if name != "distinct":
+        raise ValueError(f"unknown source set {name!r}; known: {list(SOURCE_SETS)}")
+    from PIL import Image
+
+    folder = Path(folder) / "distinct-sources"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, seed in DISTINCT:
+        image, mask = synth.make_sample(kind, size=128, seed=seed)
+        path = folder / f"{kind}_{seed}.png"
+        if not path.is_file():
+            with runs.atomic_path(folder / f"{kind}_{seed}_mask.png", ".png") as tmp:
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp)
+            with runs.atomic_path(path, ".png") as tmp:
+                Image.fromarray(synth.to_uint8(image)).save(tmp)
+        paths.append(str(path))
+    return paths
+
+
+def data_fingerprint(config: dict) -> str:
+    """The fingerprint of a run's source images (what the run key covers besides its settings)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        sources, masks, _ = overlay.load_sources(source_paths(config["sources"], folder), config["image_size"])
+    return runs.fingerprint(np.concatenate([sources.ravel(), masks.ravel().astype(np.float32)]))
+
+
+def seconds(config: dict) -> float:
+    """Expected training seconds: 3 sources x copies / batch 10 x epochs steps."""
+    return SECONDS_PER_STEP * -(-3 * config["copies"] // 10) * config["epochs"] * (config["image_size"] / 64) ** 2
+
+
+# ----------------------------------------------------------------------------- the two second-opinion scores
+
+def ring(mask, width: int = 2) -> np.ndarray:
+    """The pixels within `width` px of a mask but outside it (chessboard distance)."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width) & ~mask
+
+
+def contrast_retention(image, sources, masks) -> float:
+    """Mean over sources of (ring - mask mean intensity in `image`) / (the same in the source), clipped to [0, 1.5]."""
+    image = np.asarray(image, np.float64).reshape(masks.shape[1:])
+    kept = []
+    for source, mask in zip(np.asarray(sources, np.float64).reshape(masks.shape), masks):
+        around = ring(mask)
+        own = source[around].mean() - source[mask].mean()
+        if own > 1e-6 and around.any():
+            kept.append(np.clip((image[around].mean() - image[mask].mean()) / own, 0.0, 1.5))
+    return float(np.mean(kept)) if kept else float("nan")
+
+
+def background_ssim(image, sources, masks) -> float:
+    """Mean over sources of the SSIM map of `image` against the source, averaged outside the union of the masks."""
+    from skimage.metrics import structural_similarity
+
+    image = np.asarray(image, np.float64).reshape(masks.shape[1:])
+    outside = ~masks.any(axis=0)
+    values = [structural_similarity(image, s, data_range=1.0, full=True)[1][outside].mean()
+              for s in np.asarray(sources, np.float64).reshape(masks.shape)]
+    return float(np.mean(values))
+
+
+def score_all(setup: experiment.Setup, make_overlay) -> dict:
+    """{score: [value per overlay in setup.combos]} for one method."""
+    result = {name: [] for name in SCORES}
+    for combo in setup.combos:
+        image, masks, sources = make_overlay(combo), setup.masks[list(combo)], setup.sources[list(combo)]
+        result["fidelity"].append(overlay.fidelity(image, masks, setup.background, setup.threshold)["score"])
+        result["contrast"].append(contrast_retention(image, sources, masks))
+        result["ssim"].append(background_ssim(image, sources, masks))
+    return result
+
+
+def methods(setup: experiment.Setup, trained: dict) -> dict:
+    """METHODS -> combo -> overlay image, for one trained model (z_bg of the offset sum: the encoded background)."""
+    return {"pixel mean": experiment.pixel_method(setup, "mean"),
+            "pixel darkest": experiment.pixel_method(setup, "darkest"),
+            "latent sum": experiment.latent_method(setup, trained, "sum"),
+            "latent mean": experiment.latent_method(setup, trained, "mean"),
+            "offset": experiment.latent_method(setup, trained, "offset"),
+            "decoded composite": experiment.decoded_composite(trained)}
+
+
+# ----------------------------------------------------------------------------- one run
+
+def run(config: dict, artifacts_dir: str) -> dict:
+    """Train (or load) one Section 4 configuration and measure it: the study row's measurements."""
+    folder = Path(artifacts_dir) / "section4"
+    setup = experiment.prepare(source_paths(config["sources"], folder), config["image_size"], folder, "models",
+                               epochs=config["epochs"], latent_dim=config["latent_dim"], n_samples=200)
+    trained = experiment.train_and_check(setup, config["variant"], config["seed"], config["copies"])
+    report = trained["report"]
+    row = {"n_clusters": int(report["n_clusters"]), "verdict": str(report["verdict"]),
+           "min_separation": round(min(float(report["min_ratio"]), 99.0), 4), "dead_units": int(report["dead"]),
+           "final_reconstruction": round(trained["history"]["reconstruction_loss"][-1], 4),
+           "final_kl": round(trained["history"]["kl_loss"][-1], 4), "train_seconds": round(trained["seconds"], 2)}
+    row.update({f"kl_{i + 1}": round(float(v), 4) for i, v in enumerate(report["kl"])})
+    for method, make in methods(setup, trained).items():
+        for score, values in score_all(setup, make).items():
+            for combo, value in zip(setup.combos, values):
+                row[f"{score}|{method}|{'+'.join(str(i + 1) for i in combo)}"] = round(float(value), 5)
+    return row

@@ -1,0 +1,135 @@
+"""The Section 3 study's runs: one training at the paper's settings and what is measured on it; the verdicts.
+
+`train_and_measure` is the `section3` kind's run (study.py runs it on Dask): it trains on the 80 images of a data
+source and `measure`s the latent means' spread, dead units, active latent units, total collapse, whether the
+paper's box is reached, and how much of the decoded latent plane looks like the training cracks. `summarize`
+turns a table into verdicts as distributions: counts with 95 % Wilson intervals per configuration.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from vae_overlay import runs
+from vae_overlay.study import run_key
+
+TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
+PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
+BOX_REACHED = (10.0, 7.0)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
+ACTIVE_VARIANCE = 0.01  # a latent unit is active if the variance over images of E[z|x] exceeds this
+GRID_POINTS = 21  # decodes per axis of the crack-region grids (21 x 21 over the box and over the occupied region)
+CRACK_QUANTILE = 0.1  # a decode "scores like a training crack" at or above this quantile of the training scores
+SECONDS_PER_IMAGE_EPOCH = 0.0048  # measured: 100 epochs x 80 images at 64 px in 38 s on 2 idle cores
+
+
+@lru_cache(maxsize=8)
+def training_images(data: str, image_size: int) -> np.ndarray:
+    """The 80 training images of a data source at `image_size` px (cached per process)."""
+    from vae_overlay import data as data_module
+
+    return data_module.load_source(data, image_size).images
+
+
+def images_fingerprint(config: dict) -> str:
+    return runs.fingerprint(training_images(config["data"], config["image_size"]))
+
+
+def section3_seconds(config: dict, n_images: int = 80) -> float:
+    """Cost grows with the pixel count."""
+    return SECONDS_PER_IMAGE_EPOCH * n_images * config["epochs"] * (config["image_size"] / 64) ** 2
+
+
+def crack_scores(images) -> np.ndarray:
+    """The project's ridge (crack) score of each image (n, s, s, 1), scaled to the image size."""
+    from vae_overlay.data import crack_score
+
+    size = images.shape[1]
+    return np.array([crack_score(image[..., 0], sigma=1.0, border=max(1, size // 15)) for image in images])
+
+
+def measure(vae, images) -> dict:
+    """Everything a study row records about one trained VAE and its training images."""
+    from vae_overlay import latent, model
+    from vae_overlay.overlay import dead_units
+
+    means = model.encode_mean(vae, images).astype(np.float64)
+    row = {}
+    for d in range(means.shape[1]):
+        values = means[:, d]
+        row.update({f"z{d + 1}_min": values.min(), f"z{d + 1}_max": values.max(), f"z{d + 1}_std": values.std(),
+                    f"z{d + 1}_p01": np.percentile(values, 1), f"z{d + 1}_p99": np.percentile(values, 99)})
+    row["dead_units"], row["dense_units"] = dead_units(vae.encoder, images)
+    row["active_units"] = int((means.var(axis=0) > ACTIVE_VARIANCE).sum())
+    row["collapsed"] = row["active_units"] == 0
+    reach = np.abs(means).max(axis=0)
+    row["box_reached"] = bool(len(reach) >= 2 and (reach[0] >= BOX_REACHED[0] or reach[1] >= BOX_REACHED[1]))
+    row["crack_threshold"] = float(np.quantile(crack_scores(images), CRACK_QUANTILE))
+    if means.shape[1] == 2:
+        low, high = np.percentile(means, 1, axis=0), np.percentile(means, 99, axis=0)
+        regions = {"box": PAPER_BOX, "occupied": tuple(zip(low, np.maximum(high, low + 1e-3)))}
+        for name, ((z1_low, z1_high), (z2_low, z2_high)) in regions.items():
+            z1, z2 = np.meshgrid(np.linspace(z1_low, z1_high, GRID_POINTS), np.linspace(z2_low, z2_high, GRID_POINTS))
+            decoded = latent.decode_batched(vae.decoder, np.stack([z1.ravel(), z2.ravel()], axis=1)) / 255.0
+            row[f"crack_fraction_{name}"] = float((crack_scores(decoded) >= row["crack_threshold"]).mean())
+    return {key: (round(float(value), 6) if isinstance(value, (float, np.floating)) else value)
+            for key, value in row.items()}
+
+
+def train_and_measure(config: dict, artifacts_dir: str) -> dict:
+    """A Section 3 run: train (or resume, or load) in `artifacts_dir/<key>/` and `measure`."""
+    from vae_overlay import train
+
+    images = training_images(config["data"], config["image_size"])
+    folder = Path(artifacts_dir) / run_key(config)
+    vae, history = train.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
+    record = train.read_history(folder / train.HISTORY_FILE)
+    return dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
+                final_kl=round(history["kl_loss"][-1], 4), train_seconds=round(sum(record["epoch_seconds"]), 2),
+                **measure(vae, images))
+
+
+def reach(row: dict) -> float:
+    """The largest |latent mean| of a run over z1 and z2: how far its encodings spread from the origin."""
+    return max(abs(row[f"z{d}_{end}"]) for d in (1, 2) for end in ("min", "max"))
+
+
+def summarize(rows: list[dict], by=("data", "image_size", "loss")) -> list[dict]:
+    """One dict per configuration (`by`): finished runs; collapse, one-axis, two-axis and box-reached counts with
+    their rates and 95 % Wilson intervals (scipy.stats.binomtest); median and largest reach; median crack-region
+    fractions. Failed runs are left out."""
+    from scipy import stats
+
+    groups: dict = {}
+    for row in rows:
+        if not row.get("error"):
+            groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    summary = []
+    for values, group in sorted(groups.items()):
+        entry = {**dict(zip(by, values)), "runs": len(group)}
+        flags = {"collapsed": [r["collapsed"] for r in group], "one_axis": [r["active_units"] == 1 for r in group],
+                 "two_axes": [r["active_units"] == 2 for r in group], "box_reached": [r["box_reached"] for r in group]}
+        for name, hits in flags.items():
+            interval = stats.binomtest(sum(hits), len(hits)).proportion_ci(method="wilson")
+            entry.update({name: sum(hits), f"{name}_rate": sum(hits) / len(hits), f"{name}_low": float(interval.low),
+                          f"{name}_high": float(interval.high)})
+        reaches = [reach(r) for r in group]
+        entry.update(reach_median=float(np.median(reaches)), reach_max=float(max(reaches)))
+        for region in ("box", "occupied"):
+            entry[f"crack_fraction_{region}_median"] = float(np.median([r[f"crack_fraction_{region}"] for r in group]))
+        summary.append(entry)
+    return summary
+
+
+def load_run(row: dict, artifacts_dir) -> tuple:
+    """(vae, training images) of a study row: its model loaded from `artifacts_dir/<key>/`, or trained again there
+    (same settings and seed, so the same model on this CPU) when this checkout does not have it."""
+    from vae_overlay import train
+
+    images = training_images(row["data"], row["image_size"])
+    vae, _ = train.train_vae(images, Path(artifacts_dir) / row["key"], verbose=0, **{key: row[key] for key in TRAIN_KEYS})
+    return vae, images
+
+
+# ----------------------------------------------------------------------------- the study on Dask
