@@ -130,7 +130,7 @@ def methods(setup: experiment.Setup, trained: dict) -> dict:
 def run(config: dict, artifacts_dir: str) -> dict:
     """Train (or load) one Section 4 configuration and measure it: the study row's measurements."""
     folder = Path(artifacts_dir) / "section4"
-    setup = experiment.prepare(source_paths(config["sources"], folder), config["image_size"], folder, "models",
+    setup = experiment.prepare(source_paths(config["sources"], folder), config["image_size"], folder, "synthetic",
                                epochs=config["epochs"], latent_dim=config["latent_dim"], n_samples=200)
     trained = experiment.train_and_check(setup, config["variant"], config["seed"], config["copies"])
     report = trained["report"]
