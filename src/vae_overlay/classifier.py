@@ -187,6 +187,27 @@ def classical_augment(images, rng: np.random.Generator, max_rotation: float = 5.
     return augmenter(int(rng.integers(2**31 - 3)), max_rotation, brightness)(images)
 
 
+def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.97, border: int = 4) -> np.ndarray:
+    """n cells with a pasted crack, no VAE: the crack of a random `sources` cell (pixels whose `data.ridge_map`
+    is above the `quantile` of that cell's own, `border` px from the edge, grown by 1 px) pasted onto a random
+    `targets` cell, the darker pixel winning. The non-generative baseline for the VAE conditions."""
+    from scipy import ndimage
+
+    from vae_overlay.data import ridge_map
+
+    sources, targets = np.asarray(sources, np.float32), np.asarray(targets, np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, *targets.shape[1:]), np.float32)
+    for k in range(n):
+        source, target = sources[rng.integers(len(sources))][..., 0], targets[rng.integers(len(targets))]
+        ridge = ridge_map(source, sigma=1.0)
+        inner = np.zeros(ridge.shape, bool)
+        inner[border:-border, border:-border] = True
+        mask = ndimage.binary_dilation((ridge > np.quantile(ridge[inner], quantile)) & inner)
+        out[k] = np.where(mask[..., None], np.minimum(source[..., None], target), target)
+    return out
+
+
 def latent_collapsed(encoder, images, tolerance: float = 1e-3) -> bool:
     """True when the encoder maps every image to the same latent mean (spread below `tolerance` in
     every dimension): the VAE has collapsed and decodes one image, the training mean, for everything."""

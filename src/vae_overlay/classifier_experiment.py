@@ -24,8 +24,13 @@ CONDITIONS = {  # name: (classical augmentation?, generated sets added to the tr
     "(4) + VAE overlays": (False, ("defective overlays", "functional samples")),
     "(5) classical + overlays": (True, ("defective overlays", "functional samples")),
 }
+# The classifier study adds the overlays notebook 05 found best (decoded compositing) and a baseline without a VAE.
+STUDY_CONDITIONS = {**CONDITIONS, "(6) + VAE composites": (False, ("defective composites", "functional samples")),
+                    "(7) + copy-paste cracks": (False, ("copy-paste cracks",))}
 GENERATED_LABEL = {"defective samples": classifier.DEFECTIVE, "defective overlays": classifier.DEFECTIVE,
-                   "functional samples": classifier.FUNCTIONAL}
+                   "functional samples": classifier.FUNCTIONAL, "defective composites": classifier.DEFECTIVE,
+                   "copy-paste cracks": classifier.DEFECTIVE}
+VAE_SETS = ("defective samples", "defective overlays", "functional samples", "defective composites")
 CLASSES = {"defective": classifier.DEFECTIVE, "functional": classifier.FUNCTIONAL}
 METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "roc_auc": "ROC AUC"}
 
@@ -99,16 +104,22 @@ def train_class_vae(task: Task, names, folder: Path, seed: int, settings: Settin
     return vae, attempt, collapsed
 
 
-def generate(vaes: dict, images: dict, n: int, seed: int, method: str = "sum") -> dict:
+def generate(vaes: dict, images: dict, n: int, seed: int, method: str = "sum", extra: bool = False) -> dict:
     """The extra images of conditions 3-5: VAE samples of each class and overlays of pairs of defective
-    cells (`overlay.generate_overlays`), n of each; `vaes` and `images` by class name."""
+    cells (`overlay.generate_overlays`), n of each; `vaes` and `images` by class name. `extra` (the study's
+    conditions 6-7): also decoded composites of pairs and copy-paste cracks (`classifier.copy_paste_cracks`)."""
     defect, functional = vaes["defective"], vaes["functional"]
     overlays, _ = overlay.generate_overlays(defect.encoder, defect.decoder, images["defective"], n, seed=seed,
                                             method=method)
-    return {"defective samples": classifier.sample_vae(defect.encoder, defect.decoder, images["defective"], n, seed),
+    sets = {"defective samples": classifier.sample_vae(defect.encoder, defect.decoder, images["defective"], n, seed),
             "functional samples": classifier.sample_vae(functional.encoder, functional.decoder,
                                                         images["functional"], n, seed),
             "defective overlays": overlays}
+    if extra:
+        sets["defective composites"] = overlay.generate_overlays(defect.encoder, defect.decoder, images["defective"],
+                                                                 n, seed=seed, method="composite")[0]
+        sets["copy-paste cracks"] = classifier.copy_paste_cracks(images["defective"], images["functional"], n, seed)
+    return sets
 
 
 def check_leakage(task: Task, train_names, val_names, vae_names: dict, generated: dict) -> float:
@@ -130,9 +141,9 @@ def check_leakage(task: Task, train_names, val_names, vae_names: dict, generated
     return float(classifier.rms_distances(task.test_images, task.images(sorted(used))).min())
 
 
-def training_set(condition: str, train_images, train_labels, generated: dict):
+def training_set(condition: str, train_images, train_labels, generated: dict, conditions: dict = CONDITIONS):
     """(images, labels, augment?) of one condition: the real training cells plus its generated sets."""
-    augment, extra = CONDITIONS[condition]
+    augment, extra = conditions[condition]
     images = np.concatenate([train_images] + [generated[kind] for kind in extra])
     labels = np.concatenate([train_labels] + [np.full(len(generated[kind]), GENERATED_LABEL[kind], np.float32)
                                               for kind in extra])
@@ -150,14 +161,17 @@ def generated_checks(net, seed: int, train_images, train_labels, test_images, te
             for kind, (varied, scored) in sets.items()]
 
 
-def run_seed(task: Task, seed: int, experiment_dir, settings: Settings | None = None, progress=None) -> dict:
+def run_seed(task: Task, seed: int, experiment_dir, settings: Settings | None = None, progress=None,
+             conditions: dict = CONDITIONS, drop_collapsed: bool = False) -> dict:
     """One repetition in `experiment_dir/seed<seed>-train<n>-val<n>/` (cell lists and VAEs saved there).
 
     Returns {"rows": one dict per condition (seed, condition, n_train, best_step, validation_loss, seconds,
     accuracy, balanced_accuracy, roc_auc), "vae_runs": [{seed, class, restarts, collapsed}],
     "generated_checks": [...], "closest_rms": float, "timing": {seed, vae_seconds, seconds},
     "examples": {train_images, train_labels, generated}}. `progress` (e.g. a tqdm bar) gets
-    set_postfix_str(what runs) and update() after each condition.
+    set_postfix_str(what runs) and update() after each condition. `conditions`: CONDITIONS (notebook 06) or
+    STUDY_CONDITIONS. `drop_collapsed`: a condition that needs a VAE whose every attempt collapsed is not
+    trained; its row holds NaN metrics and `dropped` True (notebook 06 keeps such a VAE and says so).
     """
     started = time.perf_counter()
     say = progress.set_postfix_str if progress is not None else (lambda text: None)
@@ -179,19 +193,25 @@ def run_seed(task: Task, seed: int, experiment_dir, settings: Settings | None = 
         vae_runs.append({"seed": seed, "class": class_name, "restarts": restarts, "collapsed": collapsed})
     vae_seconds = time.perf_counter() - started
     generated = generate(vaes, {name: task.images(names) for name, names in vae_names.items()},
-                         s.n_generated_per_class, seed, s.overlay_method)
+                         s.n_generated_per_class, seed, s.overlay_method, extra=conditions is not CONDITIONS)
     closest = check_leakage(task, train_names, val_names, vae_names, generated)
+    collapsed = drop_collapsed and any(run["collapsed"] for run in vae_runs)
 
     rows, checks = [], []
-    for condition in CONDITIONS:
+    for condition, (_, sets) in conditions.items():
         say(f"seed {seed}: {condition}")
-        images, labels, augment = training_set(condition, train_images, train_labels, generated)
+        if collapsed and set(sets) & set(VAE_SETS):
+            rows.append({"seed": seed, "condition": condition, "dropped": True,
+                         **{metric: float("nan") for metric in METRICS}})
+            continue
+        images, labels, augment = training_set(condition, train_images, train_labels, generated, conditions)
         condition_started = time.perf_counter()
         net, record = classifier.train_classifier(
             images, labels, val_images, val_labels, steps=s.classifier_steps, batch_size=s.classifier_batch_size,
             learning_rate=s.classifier_learning_rate, check_every=s.check_every, augment=augment, seed=seed)
         metrics = classifier.evaluate(test_labels, classifier.predict_scores(net, task.test_images))
-        rows.append({"seed": seed, "condition": condition, "n_train": len(images), "best_step": record.best_step,
+        rows.append({"seed": seed, "condition": condition, "dropped": False, "n_train": len(images),
+                     "best_step": record.best_step,
                      "validation_loss": record.best_validation_loss,
                      "seconds": time.perf_counter() - condition_started, **metrics})
         if condition == "(1) original":

@@ -68,7 +68,11 @@ KINDS = {"section3": Kind({"data": "elpv-cracks", "image_size": 64, "loss": "sum
          "section4": Kind({"sources": "paper-trio", "variant": "paper", "seed": 0, "image_size": 64, "latent_dim": 2,
                            "copies": 500, "epochs": 20}, "vae_overlay.overlay_study:run",
                           "vae_overlay.overlay_study:data_fingerprint", "vae_overlay.overlay_study:seconds",
-                          {"sources": ("paper-trio", "distinct"), "variant": "vae_overlay.overlay:VARIANTS"})}
+                          {"sources": ("paper-trio", "distinct"), "variant": "vae_overlay.overlay:VARIANTS"}),
+         "classifier": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
+                             "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
+                            "vae_overlay.classifier_study:run", "vae_overlay.classifier_study:data_fingerprint",
+                            "vae_overlay.classifier_study:seconds", {"module_type": ("mono", "poly", "both")})}
 GRIDS = {  # study name -> (kind, grid)
     "section3": ("section3", {"seed": list(range(10)), "image_size": [64, 128], "loss": list(LOSSES),
                               "data": list(DATA_SOURCES)}),
@@ -78,6 +82,9 @@ GRIDS = {  # study name -> (kind, grid)
     "section4-dims": ("section4", {"seed": [0, 1, 2], "variant": ["standardised + leaky"], "latent_dim": [2, 4, 8, 16]}),
     "tiny4": ("section4", {"seed": [0], "variant": ["paper", "free bits"], "image_size": [32], "copies": [4],
                            "epochs": [2], "sources": ["paper-trio", "distinct"]}),
+    "classifier": ("classifier", {"seed": list(range(20)), "n_train": [20, 40, 80]}),
+    "tiny-classifier": ("classifier", {"seed": [0, 1], "n_train": [6], "n_val": [4], "image_size": [32], "epochs": [1],
+                                       "classifier_steps": [10]}),
 }
 
 
