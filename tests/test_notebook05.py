@@ -14,7 +14,7 @@ SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "OVERLAY_EPOCHS": 2, "SWEEP_COPIES": 
             "SWEEP_VARIANTS": ["paper", "standardised + leaky"], "SWEEP_SEEDS": [42], "LATENT_DIMS": [2, 4],
             "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5, 2.0]}
 FIGURES = ("fig4_overlay_sources", "fig5_overlays_paper_recipe", "fig5a_overlay_latents", "fig5b_overlay_methods",
-           "fig5c_overlay_latent_dimension")
+           "fig5c_overlay_latent_dimension", "fig5d_latent_plane")
 
 
 def source(cell) -> str:

@@ -61,3 +61,21 @@ def test_one_tiny_section4_run_records_every_method_and_score(tmp_path):
     assert rows[0]["sources"] == "paper-trio" and rows[1]["sources"] == "distinct"
     assert (tmp_path / "section4" / "distinct-sources" / "pore_12_mask.png").is_file()
     assert study.run_one(configs[0], str(tmp_path), kind=kind)["key"] == rows[0]["key"]  # same key: loaded
+
+
+def test_latent_plane_covers_the_centres_and_every_sum(crack_images):
+    from vae_overlay import model
+    from vae_overlay import overlay_experiment as experiment
+
+    sources = crack_images(count=3, size=16, seed=2)
+    masks = sources[..., 0] < 0.5
+    setup = experiment.Setup(sources, masks, ["a", "b", "c"], "unused", n_samples=20)
+    vae = model.build_vae(latent_dim=2, image_size=16, seed=0)
+    report = {"z_mean": np.array([[1.0, 0.0], [-0.5, 0.9], [-0.5, -0.9]])}
+    plane = experiment.latent_plane(setup, {"report": report, "vae": vae}, tiles_per_axis=9)
+    assert plane["sums"].shape == plane["offsets"].shape == (4, 2)
+    assert np.allclose(plane["sums"][-1], report["z_mean"].sum(axis=0))
+    for points in (plane["centres"], plane["sums"], plane["offsets"], plane["z_bg"][None]):
+        assert (points[:, 0] >= plane["z1"][0]).all() and (points[:, 0] <= plane["z1"][-1]).all()
+        assert (points[:, 1] >= plane["z2"][0]).all() and (points[:, 1] <= plane["z2"][-1]).all()
+    assert plane["tiles"].shape == (len(plane["z1"]), len(plane["z2"]), 16, 16) and plane["tiles"].dtype == np.uint8

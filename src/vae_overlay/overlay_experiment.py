@@ -265,6 +265,26 @@ def method_rows(setup: Setup, methods: dict) -> list[dict]:
     return rows
 
 
+def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 15) -> dict:
+    """Where the overlays land in a 2-D latent plane: the cluster centres, z_bg (the encoded background), the latent
+    sums and offset sums of every overlay in setup.combos, and decoded tiles over a square-stepped grid covering
+    them all (half a unit of margin): {centres, z_bg, sums, offsets, z1, z2, tiles (n1, n2, s, s) uint8}."""
+    from vae_overlay import latent
+
+    centres, vae = run["report"]["z_mean"], run["vae"]
+    z_bg = overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0]
+    sums = np.array([centres[list(c)].sum(axis=0) for c in setup.combos])
+    offsets = np.array([overlay.overlay_latent(centres[list(c)], "offset", z_bg) for c in setup.combos])
+    everything = np.concatenate([centres, z_bg[None], sums, offsets])
+    low, high = everything.min(axis=0) - 0.5, everything.max(axis=0) + 0.5
+    step = max(float(np.round((high - low).max() / (tiles_per_axis - 1), 2)), 0.01)
+    low = np.floor(low / step) * step  # whole steps from a multiple of the step
+    high = low + np.ceil((high - low) / step - 1e-9) * step
+    z1, z2, points = latent.latent_grid(*[(round(float(a), 6), round(float(b), 6)) for a, b in zip(low, high)], step)
+    tiles = latent.decode_batched(vae.decoder, points).reshape(len(z1), len(z2), *setup.sources.shape[1:3])
+    return {"centres": centres, "z_bg": z_bg, "sums": sums, "offsets": offsets, "z1": z1, "z2": z2, "tiles": tiles}
+
+
 # ----------------------------------------------------------------------------- latent dimension
 
 def latent_dimension_rows(setup: Setup, variant, dims, copies: int, seed: int, progress: bool = True) -> list[dict]:

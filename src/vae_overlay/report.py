@@ -103,7 +103,7 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                           f"{_fmt(fixed.get('min_separation'))} sd). Fidelity (1 = every defect, nothing spurious): "
                           + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())),
                  "fig4_overlay_sources.png, fig5_overlays_paper_recipe.png, fig5a_overlay_latents.png, "
-                 "fig5b_overlay_methods.png" if s05 in summary else ""))
+                 "fig5b_overlay_methods.png, fig5d_latent_plane.png" if s05 in summary else ""))
     dims = _get(summary, s05, "latent_dimension") or {}
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
                  measured(s05, "; ".join(f"dim {d}: latent-sum fidelity {_fmt(r.get('sum'))}, reconstruction error "
