@@ -1,10 +1,18 @@
-"""Notebook 04's latent sliders in a real JupyterLab, driven by headless Chromium through Playwright.
+"""Notebook 04's latent explorer in a real JupyterLab, driven by headless Chromium through Playwright.
 
 Starts JupyterLab on loopback with a token in a temporary folder that holds a copy of notebook 04
 (`notebooks/`, FULL_SWEEP = False, outputs cleared) and a symlink `artifacts -> <repo>/artifacts`, so
-the notebook's relative paths work and autosave never writes into the repository. Runs all cells,
-moves the z1 slider with the keyboard and with a mouse drag, and checks that the readout and the
-decoded image change. Screenshots and the key-press -> new-image latency go to `test-artifacts/`.
+the notebook's relative paths work and autosave never writes into the repository. Runs all cells, then
+- moves z1 with the keyboard and z2 with a mouse drag, and checks that the readouts, the label and the
+  decoded image change; measures key press -> new decoded image (median printed, and bounded loosely);
+- clicks the scatter where a training image's mean is drawn and checks that the sliders move there;
+- picks a training image in the `image` menu and checks that the sliders move to its mean;
+- presses Play and checks that the sliders walk the path's points in order to its end;
+- switches the range to the paper's box and back, and checks the sliders' limits.
+The expected latent points (a mean, where the scatter draws it, the path) are asked from the notebook's kernel
+(`explorer` is notebook 04's explorer); what the page shows is read from the page. Screenshots and the latencies
+go to `test-artifacts/`; on success the explorer's screenshot too, and with SCREENSHOT_DIR=results/figures it
+also replaces the committed one (the suite itself never writes tracked files).
 
 Needs /usr/bin/chromium and the trained model from notebook 02 (`artifacts/elpv-cracks/vae.keras`);
 trains nothing itself. VAE_OVERLAY_ARTIFACTS_DIR points it at another artifacts folder.
@@ -25,6 +33,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image, ImageChops
 
 pytestmark = pytest.mark.browser
 
@@ -33,11 +42,15 @@ NOTEBOOK = "04_sample_latent_space.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VAE_OVERLAY_ARTIFACTS_DIR", ROOT / "artifacts"))
 OUTPUT = ROOT / "test-artifacts"
+SCREENSHOT = ROOT / os.environ.get("SCREENSHOT_DIR", "test-artifacts/screenshots") / "widget_latent_explorer.png"
+MAX_SCREENSHOT_BYTES = 300_000
 QUIET_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 PRESSES = 5  # arrow-key presses on the z1 handle, one 0.1 step each
-LATENCY_PRESSES = 20
+LATENCY_PRESSES = 30
+LATENCY_BOUND_MS = 150  # the target is a 50 ms median; the bound is loose because the machine is shared
+NEAR = 0.051  # a readout shows a value snapped to the 0.1 step with one decimal
 
 # Kernel status and progress of Run All, read from JupyterLab's application object.
 RUN_STATE_JS = """() => {
@@ -56,6 +69,18 @@ RUN_STATE_JS = """() => {
   }
   const kernel = widget.sessionContext.session && widget.sessionContext.session.kernel;
   return {pending, errors, status: kernel ? kernel.status : 'none'};
+}"""
+# Runs code in the notebook's kernel (outside the notebook, no history) and returns what it printed.
+KERNEL_PRINT_JS = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({code, silent: false, store_history: false});
+  let text = '', error = null;
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === 'stream') text += msg.content.text;
+    if (msg.header.msg_type === 'error') error = msg.content.ename + ': ' + msg.content.evalue;
+  };
+  await future.done;
+  return {text, error};
 }"""
 
 
@@ -132,10 +157,6 @@ def lab_server(tmp_path):
         log.close()
 
 
-def readout_value(slider) -> float:
-    return float(slider.locator(".widget-readout").inner_text().strip().replace("\u2212", "-"))
-
-
 def wait_for_run_all(page, timeout_s: float) -> None:
     """Until every code cell has run and the kernel is idle; fails at once on an error output."""
     deadline = time.monotonic() + timeout_s
@@ -150,7 +171,83 @@ def wait_for_run_all(page, timeout_s: float) -> None:
     pytest.fail(f"Run All did not finish in {timeout_s:.0f} s (last state {state})")
 
 
-def test_sliders_decode_as_they_move(lab_server):
+def number(text: str) -> float:
+    """A readout's number (negative numbers are shown with U+2212)."""
+    return float(text.strip().replace("\u2212", "-"))
+
+
+def label_text(z) -> str:
+    """How the explorer's label starts at the point z (one decimal; no "-0.0")."""
+    return "z = (" + ", ".join(f"{round(value, 6) + 0.0:.1f}" for value in z) + ")"
+
+
+class Explorer:
+    """The explorer on the page: its parts, what it shows, and questions to the kernel about it."""
+
+    def __init__(self, page):
+        self.page = page
+        self.root = page.locator(f"{PANEL} .latent-explorer")
+        self.sliders = [page.locator(f"{PANEL} .latent-slider-z{k}") for k in (1, 2)]
+        self.handles = [slider.locator(".noUi-handle") for slider in self.sliders]
+        self.readouts = [slider.locator(".widget-readout") for slider in self.sliders]
+        self.image = page.locator(f"{PANEL} img.latent-decoded")
+        self.scatter = page.locator(f"{PANEL} img.latent-scatter")
+        self.label = page.locator(f"{PANEL} .latent-label")
+
+    def kernel(self, code: str):
+        """The JSON that `code` prints in the notebook's kernel."""
+        answer = self.page.evaluate(KERNEL_PRINT_JS, "import json\n" + code)
+        assert answer["error"] is None, f"kernel: {answer['error']} in\n{code}"
+        return json.loads(answer["text"])
+
+    def z(self) -> list[float]:
+        """(z1, z2) from the slider readouts."""
+        return [number(readout.inner_text()) for readout in self.readouts]
+
+    def label_z(self):
+        """(z1, z2) from the label `z = (z1, z2); ...`: one widget, so both values are from the same update."""
+        found = re.match(r"z = \(([^,]+), ([^)]+)\)", self.label.inner_text().strip())
+        return None if found is None else [number(found.group(1)), number(found.group(2))]
+
+    def limits(self) -> list[tuple[float, float]]:
+        """(min, max) of each slider, from its handle's ARIA attributes."""
+        return [(float(handle.get_attribute("aria-valuemin")), float(handle.get_attribute("aria-valuemax")))
+                for handle in self.handles]
+
+    def src(self, image=None) -> str:
+        """The blob: URL an image shows now (the decoded image unless another is given)."""
+        return (image or self.image).get_attribute("src")
+
+    def wait_src_change(self, old: str, image=None) -> str:
+        """Until the image shows something other than `old` (a new value from the kernel); returns the new src."""
+        self.page.wait_for_function("([el, old]) => el.src !== old", arg=[(image or self.image).element_handle(), old],
+                                    timeout=20_000)
+        return self.src(image)
+
+    def wait_label(self, text: str) -> None:
+        """Until the label (written by the kernel after the image) contains `text`."""
+        self.page.wait_for_function("([el, want]) => el.innerText.includes(want)",
+                                    arg=[self.label.element_handle(), text], timeout=20_000)
+
+    def wait_z(self, expected, what: str, tolerance: float = NEAR) -> list[float]:
+        """Until both readouts are within `tolerance` of `expected` (20 s at most)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = self.z()
+            if all(abs(a - b) <= tolerance for a, b in zip(shown, expected)):
+                return shown
+            time.sleep(0.05)
+        pytest.fail(f"{what}: the sliders show {shown}, expected {expected} (± {tolerance})")
+
+    def wait_idle(self) -> None:
+        """Until the kernel has answered every message (so every widget shows its last state)."""
+        self.page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
+            timeout=20_000)
+        self.page.wait_for_timeout(300)
+
+
+def test_explorer_sliders_click_menu_play_and_range(lab_server):
     from playwright.sync_api import sync_playwright
 
     base, token, log_path = lab_server
@@ -166,50 +263,22 @@ def test_sliders_decode_as_they_move(lab_server):
                 timeout=120_000)
             page.evaluate("() => window.jupyterapp.commands.execute('runmenu:run-all')")
             wait_for_run_all(page, timeout_s=600)
-
-            slider = page.locator(f"{PANEL} .latent-slider-z1")
-            slider.wait_for(timeout=60_000)
-            image = page.locator(f"{PANEL} img.latent-decoded")
-            explorer = page.locator(f"{PANEL} .latent-explorer")
-            handle = slider.locator(".noUi-handle")
-            explorer.scroll_into_view_if_needed()
-            page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=image.element_handle())
-            start_value, start_src = readout_value(slider), image.get_attribute("src")
-            explorer.screenshot(path=str(OUTPUT / "browser_sliders_1_before.png"))
-
-            # keyboard: each ArrowRight is exactly one 0.1 step
-            handle.focus()
-            for _ in range(PRESSES):
-                page.keyboard.press("ArrowRight")
-            expected = f"{start_value + PRESSES * 0.1:.1f}"
-            page.wait_for_function(
-                "([el, want]) => el.innerText.trim().replace('\u2212', '-') === want",
-                arg=[slider.locator(".widget-readout").element_handle(), expected], timeout=20_000)
-            page.wait_for_function("([el, old]) => el.src !== old", arg=[image.element_handle(), start_src],
-                                   timeout=20_000)
-            keys_value, keys_src = readout_value(slider), image.get_attribute("src")
-            assert keys_value == pytest.approx(start_value + PRESSES * 0.1, abs=1e-6)
-            assert "z = (" + expected in page.locator(f"{PANEL} .latent-label").inner_text()
-            explorer.screenshot(path=str(OUTPUT / "browser_sliders_2_after_keys.png"))
-
-            # mouse: drag the handle 80 px to the right (many steps at once)
-            box = handle.bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + 80, y, steps=8)
-            page.mouse.up()
-            page.wait_for_function("([el, old]) => el.innerText.trim().replace('\u2212', '-') !== old",
-                                   arg=[slider.locator(".widget-readout").element_handle(), expected],
-                                   timeout=20_000)
-            page.wait_for_function("([el, old]) => el.src !== old", arg=[image.element_handle(), keys_src],
-                                   timeout=20_000)
-            drag_value = readout_value(slider)
-            assert drag_value > keys_value + 0.5, f"the drag moved z1 from {keys_value} only to {drag_value}"
-            assert image.get_attribute("src") != keys_src
-            explorer.screenshot(path=str(OUTPUT / "browser_sliders_3_after_drag.png"))
-
-            latencies = measure_key_latency(page, handle, image)
+            ui = Explorer(page)
+            ui.sliders[0].wait_for(timeout=60_000)
+            ui.root.scroll_into_view_if_needed()
+            page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=ui.image.element_handle())
+            ui.root.screenshot(path=str(OUTPUT / "browser_sliders_1_before.png"))
+            check_keys_and_drag(page, ui)
+            latencies = measure_key_latency(page, ui.handles[0], ui.image)
+            check_scatter_click(page, ui)
+            start = check_menu_and_play(page, ui)
+            check_range_switch(page, ui)
+            # the screenshot's state: the path's start (the menu's default), the occupied region, nothing focused
+            page.locator(f"{PANEL} .latent-jump select").select_option(label=start)
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")
+            page.mouse.move(0, 0)
+            ui.wait_idle()
+            ui.root.screenshot(path=str(OUTPUT / "widget_latent_explorer.png"))
         except Exception:
             page.screenshot(path=str(OUTPUT / "browser_sliders_failure.png"), full_page=True)
             print(log_path.read_text()[-3000:])
@@ -224,6 +293,119 @@ def test_sliders_decode_as_they_move(lab_server):
         "date": datetime.date.today().isoformat(), "presses": len(latencies), "median_ms": median, "p95_ms": p95,
         "latencies_ms": latencies}, indent=1))
     assert len(latencies) == LATENCY_PRESSES
+    assert median <= LATENCY_BOUND_MS, f"key press -> new image took a median {median:.0f} ms"
+    shot = Image.open(OUTPUT / "widget_latent_explorer.png").convert("RGB")
+    left, top, right, bottom = ImageChops.difference(shot, Image.new("RGB", shot.size, "white")).getbbox()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shot.crop((0, 0, min(right + 8, shot.width), shot.height)).save(SCREENSHOT, optimize=True)  # no blank right side
+    assert SCREENSHOT.stat().st_size < MAX_SCREENSHOT_BYTES
+
+
+def check_keys_and_drag(page, ui: Explorer) -> None:
+    """Arrow keys move z1 by exactly one step each; a mouse drag moves z2 many steps; both redraw the image."""
+    start_z, start_src = ui.z(), ui.src()
+    ui.handles[0].focus()
+    for _ in range(PRESSES):
+        page.keyboard.press("ArrowRight")
+    expected = [start_z[0] + PRESSES * 0.1, start_z[1]]
+    keys_z = ui.wait_z(expected, "arrow keys on z1", tolerance=1e-6)
+    ui.wait_src_change(start_src)
+    # the readouts move at once in the browser; the label comes from the kernel after the last press's image
+    ui.wait_label(label_text(expected))
+    keys_src = ui.src()
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_2_after_keys.png"))
+
+    (low, high), now = ui.limits()[1], keys_z[1]
+    direction = 1 if high - now >= now - low else -1  # towards the side with more room
+    box = ui.handles[1].bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + direction * 80, y, steps=8)
+    page.mouse.up()
+    deadline = time.monotonic() + 20
+    while ui.z()[1] == keys_z[1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ui.wait_src_change(keys_src)
+    moved = (ui.z()[1] - keys_z[1]) * direction
+    assert moved > 0.5, f"the drag moved z2 from {keys_z[1]} only by {moved:.1f}"
+    assert ui.z()[0] == pytest.approx(keys_z[0])
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_3_after_drag.png"))
+
+
+def check_scatter_click(page, ui: Explorer) -> None:
+    """A click where the scatter draws a training image's mean moves z1, z2 to (about) that mean."""
+    ui.wait_idle()
+    target = ui.kernel("j = explorer.path_ends[1]\n"
+                       "print(json.dumps({'mean': explorer.latent_means[j, :2].tolist(),"
+                       " 'pixel': explorer.marker.pixel(explorer.latent_means[j]),"
+                       " 'size': explorer.marker.base.shape[:2]}))")
+    assert max(abs(a - b) for a, b in zip(ui.z(), target["mean"])) > 0.5, "pick a target away from the sliders"
+    (row, column), (height, width) = target["pixel"], target["size"]
+    before_src, box = ui.src(), ui.scatter.bounding_box()
+    ui.scatter.click(position={"x": (column + 0.5) * box["width"] / width, "y": (row + 0.5) * box["height"] / height})
+    # one pixel of the scatter is about 0.04 latent units here; the readouts add the 0.1 step's rounding
+    ui.wait_z(target["mean"], "click on the scatter", tolerance=0.15)
+    ui.wait_src_change(before_src)
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_4_after_click.png"))
+
+
+def check_menu_and_play(page, ui: Explorer) -> str:
+    """The `image` menu moves the sliders to that image's mean; Play then walks the path to the `path to` image.
+    Returns the name of the image the explorer started at."""
+    ui.wait_idle()
+    info = ui.kernel("import numpy as np\nfrom vae_overlay.widgets import snap\nm = explorer.latent_means\n"
+                     "distance = np.linalg.norm(m - m.mean(axis=0), axis=1)\n"
+                     "distance[list(explorer.path_ends)] = np.inf\n"
+                     "k = int(distance.argmin())  # the image nearest the centre, not an end of the path\n"
+                     "print(json.dumps({'name': explorer.names[k], 'mean': [snap(v) for v in m[k]],"
+                     " 'start': explorer.names[explorer.path_ends[0]]}))")
+    before_src = ui.src()
+    page.locator(f"{PANEL} .latent-jump select").select_option(label=info["name"])
+    ui.wait_z(info["mean"], f"menu: {info['name']}")
+    ui.wait_src_change(before_src)
+    ui.wait_label(label_text(info["mean"]))
+
+    ui.wait_idle()
+    path = ui.kernel("from vae_overlay.widgets import snap\n"
+                     "print(json.dumps([[snap(v) for v in point] for point in explorer.path()]))")
+    seen = []  # indices of the path points the label showed, in order
+    page.locator(f"{PANEL} .latent-play button").first.click()  # the play button
+    deadline = time.monotonic() + 60
+    while (not seen or seen[-1] != len(path) - 1) and time.monotonic() < deadline:
+        shown = ui.label_z()
+        matches = [i for i, point in enumerate(path) if shown and all(abs(a - b) <= NEAR for a, b in zip(shown, point))]
+        assert matches, f"Play: the label shows {shown}, which is no point of the path {path}"
+        if not seen or seen[-1] not in matches:
+            ahead = [i for i in matches if not seen or i > seen[-1]]
+            assert ahead, f"Play went backwards: it showed path points {seen}, then {shown} (points {matches})"
+            seen.append(min(ahead))
+        time.sleep(0.03)
+    assert seen and seen[-1] == len(path) - 1, f"Play did not reach the path's end: {seen}"
+    assert seen == sorted(seen) and len(set(seen)) >= 4, f"Play did not walk the path in order: {seen}"
+    ui.wait_z(path[-1], "Play's last frame")
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_5_after_play.png"))
+    return info["start"]
+
+
+def check_range_switch(page, ui: Explorer) -> None:
+    """The range switch gives the sliders the paper's box, and back the occupied region; the scatter follows."""
+    ui.wait_idle()
+    ranges = ui.kernel("print(json.dumps(explorer.range_sets))")
+    assert ui.limits() == [tuple(r) for r in ranges["occupied"]]
+    before_scatter = ui.src(ui.scatter)
+    page.locator(f"{PANEL} .latent-range button", has_text="paper's box").click()
+    page.wait_for_function("(el) => parseFloat(el.getAttribute('aria-valuemin')) === -15",
+                           arg=ui.handles[0].element_handle(), timeout=20_000)
+    ui.wait_idle()
+    assert ui.limits() == [(-15.0, 15.0), (-10.0, 10.0)]
+    ui.wait_src_change(before_scatter, ui.scatter)
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_6_paper_box.png"))
+    page.locator(f"{PANEL} .latent-range button", has_text="occupied region").click()
+    page.wait_for_function("([el, low]) => parseFloat(el.getAttribute('aria-valuemin')) === low",
+                           arg=[ui.handles[0].element_handle(), ranges["occupied"][0][0]], timeout=20_000)
+    ui.wait_idle()
+    assert ui.limits() == [tuple(r) for r in ranges["occupied"]]
 
 
 def measure_key_latency(page, handle, image) -> list[float]:

@@ -7,7 +7,7 @@ import papermill
 import pytest
 from PIL import Image
 
-from vae_overlay import data
+from vae_overlay import data, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_prepare_dataset.ipynb"
@@ -39,7 +39,8 @@ def test_notebook01_on_a_mixed_broken_folder(tmp_path):
     assert "loaded 4 image(s), skipped 3" in text
     for name in ("broken.png", "readme.txt", "zero.tif"):
         assert f"skipped {name}:" in text
-    images, names = data.load_dataset(tmp_path / "artifacts" / "my_images" / "dataset.npz")
+    images, names = data.load_dataset(runs.run_dir(tmp_path / "artifacts", str(folder)) / "dataset.npz")
+    assert runs.run_name(str(folder)).startswith("my_images-")
     assert images.shape == (4, 32, 32, 1) and names == ["colour.jpg", "ok_0.png", "ok_1.png", "ok_2.png"]
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import synth
+from vae_overlay import runs, synth
 
 
 @pytest.mark.slow
-def test_notebook02_streams_a_folder_without_notebook01(tmp_path, run_notebook):
+def test_notebook02_streams_a_folder_without_notebook01(tmp_path, run_notebook, notebook_text):
     """STREAMING = True: notebook 02 reads a folder itself, through the disk cache, and trains on it."""
     folder = tmp_path / "my images"
     folder.mkdir()
@@ -22,6 +22,10 @@ def test_notebook02_streams_a_folder_without_notebook01(tmp_path, run_notebook):
     summary = json.loads((results / "summary.json").read_text())["02_train_vae"]
     assert summary["epochs"] == 2 and summary["image_size"] == 32 and summary["n_images"] == 24
     assert summary["latent_means_finite"] is True
-    run = tmp_path / "artifacts" / "my_images"
+    run = runs.run_dir(tmp_path / "artifacts", str(folder))
     assert (run / "vae.keras").is_file() and len(list((run / "image-cache").glob("images-*.f32"))) == 1
     assert not (run / "dataset.npz").exists()  # notebook 01 was not needed
+    # notebooks 03 and 04 open the streamed training through an even sample of the stream (here all 24 images)
+    for name, extra in (("03_latent_distribution.ipynb", {}), ("04_sample_latent_space.ipynb", {"FULL_SWEEP": False})):
+        notebook, _ = run_notebook(name, tmp_path, DATASET=str(folder), IMAGE_SIZE=32, **extra)
+        assert "streamed training: analysing an even sample of 24 of 24 images" in notebook_text(notebook)

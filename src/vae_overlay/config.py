@@ -2,7 +2,7 @@
 
 A *run* is the series executed with one set of parameters. The parameters are the names in the notebooks'
 cells tagged ``parameters`` (DATASET, IMAGE_SIZE, LATENT_DIM, SEED, EPOCHS, ...); a name means the same thing in
-every notebook that has it, and papermill injects the whole set into every notebook of the run, so a
+every notebook that has it, and papermill injects the run's value into every notebook that has the name, so a
 notebook cannot silently analyse another dataset or size than the one before it.
 
 - **The default run** (no parameter changed) executes the committed notebooks in place and writes
@@ -154,8 +154,15 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
     for path in run.notebooks:
         print(f"== {path.name}", flush=True)
         output = out_dir / path.name
-        papermill.execute_notebook(str(path), str(output), parameters=run.parameters, cwd=str(notebook_dir),
-                                   progress_bar=progress, kernel_name="python3")
+        own = parameters(path)  # the run's values of the names this notebook has (the others mean nothing to it)
+        try:
+            papermill.execute_notebook(str(path), str(output), cwd=str(notebook_dir),
+                                       parameters={k: v for k, v in run.parameters.items() if k in own},
+                                       progress_bar=progress, kernel_name="python3")
+        except papermill.PapermillExecutionError as error:
+            raise RuntimeError(f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
+                               f"outputs up to the error, is {output}; fix the cause and run the same command "
+                               "again (finished trainings are reloaded).") from None
         report.clean_notebook(output)
     written = report.write_report(results)
     print(f"report: {written}" + ("" if run.is_default else f"\nrun folder: {run.folder}"))
@@ -216,7 +223,7 @@ def main(argv=None) -> None:
     changes.update(parse_assignments(args.assignments))
     try:
         reproduce(changes, args.runs_dir)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         sys.exit(f"make reproduce: {error}")
 
 
