@@ -104,6 +104,24 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                           + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())),
                  "fig4_overlay_sources.png, fig5_overlays_paper_recipe.png, fig5a_overlay_latents.png, "
                  "fig5b_overlay_methods.png, fig5d_latent_plane.png" if s05 in summary else ""))
+    study = (_get(summary, "07_section3_study", "configurations") or {})
+
+    def spread(key):
+        c = study.get(key)
+        if not c:
+            return f"{key.replace('|', ' ')}: no runs yet"
+        counts = {name: f"{c[name]} of {c['runs']} [{_fmt(c[name + '_low'])}, {_fmt(c[name + '_high'])}]"
+                  for name in ("collapsed", "box_reached")}
+        data, size, loss = key.split("|")
+        return (f"{data} {size} px, loss {loss}: collapsed {counts['collapsed']}, reached the box "
+                f"{counts['box_reached']}, largest abs(mean) {_fmt(c['reach_max'], 1)}")
+
+    rows.append(("Latent spread over many trainings (§3)", "one training shown; its means span about ±15 × ±10",
+                 measured("07_section3_study", "the Section 3 study, 95 % Wilson intervals; box: abs(z1) ≥ 10 or abs(z2) ≥ 7. "
+                          + "; ".join(spread(f"elpv-cracks|{size}|{loss}") for loss in ("sum", "keras-io-2020")
+                                      for size in (64, 128))),
+                 "fig7_study_rates.png, fig7_study_reach.png, fig7_study_representatives.png"
+                 if "07_section3_study" in summary else ""))
     dims = _get(summary, s05, "latent_dimension") or {}
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
                  measured(s05, "; ".join(f"dim {d}: latent-sum fidelity {_fmt(r.get('sum'))}, reconstruction error "
