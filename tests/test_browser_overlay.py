@@ -13,13 +13,6 @@ Needs /usr/bin/chromium and the playwright package; trains its own tiny model (n
 import io
 import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -36,38 +29,11 @@ TRIO = [str(ROOT / "data" / "synthetic" / f"{name}.png") for name in ("crack_1",
 NOTEBOOK = "overlay_explorer.ipynb"
 SCREENSHOT = ROOT / os.environ.get("SCREENSHOT_DIR", "test-artifacts/screenshots") / "widget_overlay_explorer.png"
 MAX_SCREENSHOT_BYTES = 300_000
-CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = ROOT / "test-artifacts"
-QUIET_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
-# Kernel status and progress of Run All, read from JupyterLab's application object.
-RUN_STATE_JS = """() => {
-  const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const model = widget && widget.content && widget.content.model;
-  if (!model || !widget.sessionContext) return null;
-  let pending = 0; const errors = [];
-  for (let i = 0; i < model.cells.length; i++) {
-    const cell = model.cells.get(i);
-    if (cell.type !== 'code') continue;
-    if (cell.executionCount === null) pending++;
-    for (let k = 0; k < cell.outputs.length; k++) {
-      const output = cell.outputs.get(k).toJSON();
-      if (output.output_type === 'error') errors.push(output.ename + ': ' + output.evalue);
-    }
-  }
-  const kernel = widget.sessionContext.session && widget.sessionContext.session.kernel;
-  return {pending, errors, status: kernel ? kernel.status : 'none'};
-}"""
 # The PNG bytes behind an <img> (ipywidgets.Image shows them through a blob: URL).
 IMAGE_BYTES_JS = "async (img) => Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()))"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_notebook(folder: Path) -> None:
@@ -85,66 +51,13 @@ def write_notebook(folder: Path) -> None:
 
 
 @pytest.fixture
-def lab_server(tmp_path):
+def lab_server(tmp_path, jupyter_lab):
     """(base URL, token, log path) of a JupyterLab serving the notebook; stopped (with its kernels) afterwards."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install it with `apt-get install -y chromium` (CI does)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     root = tmp_path / "lab"
     root.mkdir()
     write_notebook(root)
-    port, token = free_port(), secrets.token_hex(16)
-    command = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", f"--port={port}",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-               "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}  # the kernel's inline default
-    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "workspaces")  # not ~/.jupyter
-    log_path = tmp_path / "jupyter.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-                              start_new_session=True)  # its own process group: the kernels go with it
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("JupyterLab did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
-        yield base, token, log_path
-    finally:
-        server.terminate()  # SIGTERM: the server shuts its kernels down
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        try:
-            os.killpg(server.pid, signal.SIGKILL)  # anything left in the group we started (a stuck kernel)
-        except ProcessLookupError:
-            pass
-        log.close()
-
-
-def wait_for_run_all(page, timeout_s: float) -> None:
-    """Until every code cell has run and the kernel is idle; fails at once on an error output."""
-    deadline = time.monotonic() + timeout_s
-    state = None
-    while time.monotonic() < deadline:
-        state = page.evaluate(RUN_STATE_JS)
-        if state and state["errors"]:
-            pytest.fail("the explorer notebook raised in JupyterLab: " + "; ".join(state["errors"]))
-        if state and state["pending"] == 0 and state["status"] == "idle":
-            return
-        time.sleep(0.5)
-    pytest.fail(f"Run All did not finish in {timeout_s:.0f} s (last state {state})")
+    with jupyter_lab.serve(root) as server:
+        yield server
 
 
 class Shown:
@@ -173,22 +86,18 @@ class Shown:
         return now
 
 
-def test_method_weight_and_sources_redraw_the_overlay_and_score(lab_server):
+def test_method_weight_and_sources_redraw_the_overlay_and_score(lab_server, jupyter_lab):
     from playwright.sync_api import sync_playwright
 
     base, token, log_path = lab_server
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=QUIET_FLAGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=str(jupyter_lab.CHROMIUM), args=jupyter_lab.FLAGS,
+                                             headless=True)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}")
-            page.wait_for_selector(PANEL, timeout=90_000)
-            page.wait_for_function(
-                "() => (document.querySelector('#jp-main-statusbar') || document.body).innerText.includes('| Idle')",
-                timeout=120_000)
-            page.evaluate("() => window.jupyterapp.commands.execute('runmenu:run-all')")
-            wait_for_run_all(page, timeout_s=300)
+            jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300,
+                                         "the explorer notebook")
 
             explorer = page.locator(f"{PANEL} .overlay-explorer")
             explorer.wait_for(timeout=60_000)
