@@ -21,6 +21,7 @@ once into the study's artifacts folder with their masks).
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,16 @@ def source_paths(name: str, folder) -> list[str]:
 
 def data_fingerprint(config: dict) -> str:
     """The fingerprint of a run's source images (what the run key covers besides its settings)."""
+    return sources_fingerprint(config["sources"], config["image_size"])
+
+
+@lru_cache(maxsize=16)
+def sources_fingerprint(name: str, image_size: int) -> str:
+    """Cached per process: a study keys every configuration, and `distinct` is drawn and written to read it."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        sources, masks, _ = overlay.load_sources(source_paths(config["sources"], folder), config["image_size"])
+        sources, masks, _ = overlay.load_sources(source_paths(name, folder), image_size)
     return runs.fingerprint(np.concatenate([sources.ravel(), masks.ravel().astype(np.float32)]))
 
 
