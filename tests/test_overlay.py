@@ -375,7 +375,7 @@ def test_prepare_and_train_and_check(trio_runs):
 
 
 @pytest.mark.slow
-def test_self_and_sum_fidelity_follow_their_definitions(trio_runs):
+def test_self_fidelity_and_the_latent_sum_follow_their_definitions(trio_runs):
     setup, _, fixed = trio_runs
     decoder, z_mean = fixed["vae"].decoder, fixed["report"]["z_mean"]
     decoded = overlay.decode(decoder, z_mean)
@@ -384,8 +384,7 @@ def test_self_and_sum_fidelity_follow_their_definitions(trio_runs):
     assert experiment.self_fidelity(setup, fixed) == pytest.approx(expected)
     image = overlay.decode(decoder, z_mean[[0, 2]].sum(0))[0]
     expected = overlay.fidelity(image, setup.masks[[0, 2]], setup.background, setup.threshold)["score"]
-    assert experiment.sum_fidelity(setup, fixed, (0, 2)) == pytest.approx(expected)
-    assert 0 <= experiment.sum_fidelity(setup, fixed) <= 1
+    assert experiment.evaluate(setup, experiment.latent_method(setup, fixed, "sum"))["results"][1]["score"] == pytest.approx(expected)
 
 
 @pytest.mark.slow
@@ -420,35 +419,25 @@ def test_overlay_methods_and_their_fidelity_table(trio_runs):
 
 
 @pytest.mark.slow
-def test_sweep_latent_dimensions_verdict_and_summary(trio_runs, tmp_path):
+def test_verdict_and_summary(trio_runs, tmp_path):
     setup, paper, fixed = trio_runs
-    sweep = experiment.run_sweep(setup, ["paper", "beta 0.5"], [42], 4, progress=False)
-    assert sweep["paper"][0]["seconds"] == paper["seconds"]  # the same configuration: loaded, not retrained
-    rows = experiment.sweep_rows(setup, {"paper, 4 copies": [paper], **sweep})
-    assert [row["variant"] for row in rows] == ["paper, 4 copies", "paper", "beta 0.5"]
-    for row in rows:
-        assert row["runs"] == 1 and 0 <= row["collapsed"] <= 1 and len(row["separation"]) == len(row["dead"]) == 1
-        assert 0 <= row["recon_fidelity"] <= 1 and 0 <= row["sum_fidelity"] <= 1 and row["steps"] == 2
-    dims = experiment.latent_dimension_rows(setup, "standardised + leaky", [2, 3], 4, 42, progress=False)
-    assert [row["latent_dim"] for row in dims] == [2, 3] and dims[0]["seconds"] == fixed["seconds"]
-    assert all(1 <= row["clusters"] <= 3 and row["error"] >= 0 and 0 <= row["composite"] <= 1 for row in dims)
     methods = experiment.method_rows(setup, experiment.overlay_methods(setup, paper, fixed, 1.0))
     outcome = experiment.verdict(setup, fixed, methods)
     assert outcome["pixel_compositing"] > outcome["pixel_mean"]
     assert outcome["best_latent"] in {row["method"] for row in methods} - {"fixed: decoded compositing"}
-    seconds = experiment.training_seconds(paper, fixed, sweep, dims)
-    assert seconds["sweep"] == pytest.approx(sweep["paper"][0]["seconds"] + sweep["beta 0.5"][0]["seconds"])
-    summary = experiment.summary(setup, image_size=32, copies=4, paper=paper, fixed=fixed, methods=methods, sweep=rows,
-                                 dims=dims, seconds=seconds, run_minutes=0.5)
+    seconds = experiment.training_seconds(paper, fixed)
+    assert seconds == {"paper": paper["seconds"], "fixed": fixed["seconds"]}
+    studies = {"variants": {"study": "section4", "finished": 0, "planned": 42, "configurations": {}},
+               "dims": {"study": "section4-dims", "finished": 0, "planned": None, "configurations": {}}}
+    summary = experiment.summary(setup, image_size=32, copies=4, paper=paper, fixed=fixed, methods=methods,
+                                 studies=studies, seconds=seconds, run_minutes=0.5)
     assert set(summary) == {"image_size", "copies", "epochs", "latent_dim", "paper_recipe", "fixed_variant",
-                            "defect_threshold", "fidelity_mean_score", "sweep", "latent_dimension", "training_minutes",
-                            "run_minutes"}
-    assert list(summary["sweep"]) == ["paper, 4 copies (2 steps)", "paper (2 steps)", "beta 0.5 (2 steps)"]
-    assert summary["sweep"]["paper (2 steps)"]["collapsed"] in ("0/1", "1/1")
-    assert summary["fixed_variant"]["name"] == "standardised + leaky" and set(summary["latent_dimension"]) == {"2", "3"}
+                            "defect_threshold", "fidelity_mean_score", "studies", "training_minutes", "run_minutes"}
+    assert summary["fixed_variant"]["name"] == "standardised + leaky"
     report.record("05_overlay_defects", summary, tmp_path)
     text = report.write_report(tmp_path).read_text()
-    assert "paper's recipe: " in text and "fixed variant 'standardised + leaky'" in text and "dim 3: " in text
+    assert "paper's recipe: " in text and "fixed variant 'standardised + leaky'" in text
+    assert "0 of 42 runs" in text
 
 
 @pytest.mark.slow
@@ -456,7 +445,7 @@ def test_without_masks_nothing_is_scored(trio_runs):
     setup, paper, fixed = trio_runs
     blind = experiment.Setup(setup.sources, None, setup.names, setup.folder, epochs=1, n_samples=30)
     assert blind.threshold is None and blind.background.shape == (32, 32) and not blind.have_masks
-    assert np.isnan(experiment.self_fidelity(blind, fixed)) and np.isnan(experiment.sum_fidelity(blind, fixed))
+    assert np.isnan(experiment.self_fidelity(blind, fixed))
     scored = experiment.evaluate(blind, experiment.pixel_method(blind, "mean"))
     assert scored["results"] == [None] * 4 and np.isnan(scored["mean_score"])
     assert experiment.method_rows(blind, experiment.overlay_methods(blind, paper, fixed, 1.0)) == []

@@ -79,3 +79,47 @@ def test_latent_plane_covers_the_centres_and_every_sum(crack_images):
         assert (points[:, 0] >= plane["z1"][0]).all() and (points[:, 0] <= plane["z1"][-1]).all()
         assert (points[:, 1] >= plane["z2"][0]).all() and (points[:, 1] <= plane["z2"][-1]).all()
     assert plane["tiles"].shape == (len(plane["z1"]), len(plane["z2"]), 16, 16) and plane["tiles"].dtype == np.uint8
+
+
+def fake_row(seed, variant, sources="paper-trio", verdict="separated", shift=0.0):
+    """A table row as overlay_study.run writes it, with chosen scores: the pixel mean scores 0.5 on every overlay."""
+    row = {"seed": seed, "sources": sources, "variant": variant, "latent_dim": 2, "error": "", "verdict": verdict,
+           "dead_units": 4, "final_reconstruction": 100.0 + seed}
+    for score in overlay_study.SCORES:
+        for method in overlay_study.METHODS:
+            for k, combo in enumerate(("1+2", "1+3", "2+3", "1+2+3")):
+                row[f"{score}|{method}|{combo}"] = 0.5 + (shift + 0.01 * k + 0.002 * seed if method == "offset" else 0.0)
+    return row
+
+
+def test_summarize_pairs_every_method_with_the_pixel_mean_over_seeds_and_overlays():
+    rows = [fake_row(seed, "paper", verdict="collapsed") for seed in range(3)]
+    rows += [fake_row(seed, "free bits", shift=0.1, verdict="separated" if seed else "overlapping") for seed in range(3)]
+    rows.append({**fake_row(9, "paper"), "error": "RuntimeError: boom"})  # failed runs are left out
+    summary = {s["variant"]: s for s in overlay_study.summarize(rows, by=("sources", "variant"))}
+    paper, free = summary["paper"], summary["free bits"]
+    assert (paper["runs"], paper["collapsed"], paper["separated"]) == (3, 3, 0)
+    assert (free["separated"], free["overlapping"]) == (2, 1) and 0 < free["separated_low"] < 2 / 3 < free["separated_high"]
+    assert free["fidelity|pixel mean"] == pytest.approx(0.5) and "fidelity|pixel mean|diff" not in free
+    assert free["fidelity|offset|diff"] == pytest.approx(0.1 + 0.015 + 0.002)  # mean of 12 seed x overlay pairs
+    assert free["fidelity|offset|low"] < free["fidelity|offset|diff"] < free["fidelity|offset|high"] < 0.2
+    assert free["fidelity|offset|seeds_better"] == 3 and free["fidelity|latent sum|seeds_better"] == 0
+    assert free["fidelity|latent sum|diff"] == free["fidelity|latent sum|low"] == 0.0  # no spread: a point
+    row = overlay_study.table_rows([free])[0]
+    assert row["latent"] == "2 / 1 / 0" and row["offset"] == "+0.12 [{:+.2f}, {:+.2f}]".format(
+        free["fidelity|offset|low"], free["fidelity|offset|high"])
+    recorded = overlay_study.record([free], keys=("sources", "variant"))["paper-trio|free bits"]
+    assert recorded["runs"] == 3 and recorded["contrast|offset|diff"] == pytest.approx(0.117, abs=1e-4)
+
+
+def test_load_table_reads_what_a_study_wrote_and_nothing_before(tmp_path):
+    empty = study.load_table("tiny4", tmp_path)
+    assert (empty["done"], empty["failed"], empty["planned"]) == ([], [], None)
+    rows = [{"key": "a", "version": 1, "error": "", **fake_row(0, "paper")},
+            {"key": "b", "version": 1, "error": "boom", "seed": 1}]
+    study.write_table(study.table_path("tiny4", tmp_path), rows)
+    loaded = study.load_table("tiny4", tmp_path)
+    assert [r["key"] for r in loaded["done"]] == ["a"] and [r["key"] for r in loaded["failed"]] == ["b"]
+    study.write_table(study.table_path("tiny4", tmp_path), rows + rows[:1])
+    with pytest.raises(study.StudyError, match="holds a run twice"):
+        study.load_table("tiny4", tmp_path)

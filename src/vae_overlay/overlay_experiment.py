@@ -1,5 +1,6 @@
-"""Notebook 05's experiment drivers: train and check a variant, the variant sweep, the overlay-method table,
-the latent-dimension study, the verdict and the summary that `vae_overlay.report` reads.
+"""Notebook 05's experiment drivers: train and check a variant, the overlay-method table, the latent plane, the
+verdict and the summary that `vae_overlay.report` reads (the variant and latent-dimension grids over seeds are
+studies: `vae_overlay.overlay_study`).
 
 Each driver returns plain values (a run dict, lists of row dicts, dicts of numbers) that the notebook prints
 with `format_rows` and plots, and that the tests check; the pieces they combine are in `vae_overlay.overlay`.
@@ -7,12 +8,9 @@ with `format_rows` and plots, and that the tests check; the pieces they combine 
 * `prepare` / `Setup` — the sources, their masks, the defect-free background and the defect threshold, and
   the folder the experiment's models go to (one run folder per configuration, see `run_folder`).
 * `train_and_check` — train (or load) one variant and check its latent space (`overlay.latent_report`).
-* `run_sweep`, `sweep_rows` — every variant over seeds, and one table row per variant.
-* `self_fidelity`, `sum_fidelity` — how much of its own defect each decoded cluster centre shows, and how much
-  of the defects the paper's latent sum shows.
+* `self_fidelity` — how much of its own defect each decoded cluster centre shows.
 * `latent_method`, `decoded_composite`, `pixel_method`, `evaluate`, `weight_scores`, `overlay_methods`,
   `method_rows` — the overlay methods as functions of a subset of sources, and their fidelity table.
-* `latent_dimension_rows` — the fixed variant at several latent dimensions.
 * `verdict`, `training_seconds`, `summary` — the key numbers the notebook prints and records.
 """
 from __future__ import annotations
@@ -21,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from vae_overlay import data, overlay, runs, train
 
@@ -143,15 +140,6 @@ def train_and_check(setup: Setup, variant, seed: int, copies: int, latent_dim: i
             "vae": vae, "history": history, "report": report, "seconds": seconds, "steps": steps}
 
 
-def run_sweep(setup: Setup, variant_names, seeds, copies: int, progress: bool = True) -> dict[str, list[dict]]:
-    """Every variant of `variant_names` once per seed (`train_and_check`), with a progress bar over the runs."""
-    result = {name: [] for name in variant_names}
-    jobs = [(name, seed) for name in variant_names for seed in seeds]
-    for name, seed in tqdm(jobs, desc="sweep", unit="run", disable=not progress):
-        result[name].append(train_and_check(setup, name, seed, copies))
-    return result
-
-
 def self_fidelity(setup: Setup, run: dict) -> float:
     """Mean over sources of the fidelity of each decoded cluster centre to its own mask (nan without masks)."""
     if not setup.have_masks:
@@ -159,31 +147,6 @@ def self_fidelity(setup: Setup, run: dict) -> float:
     decoded = overlay.decode(run["vae"].decoder, run["report"]["z_mean"])
     return float(np.mean([overlay.fidelity(decoded[i], setup.masks[i:i + 1], setup.background, setup.threshold)["score"]
                           for i in range(setup.k)]))
-
-
-def sum_fidelity(setup: Setup, run: dict, combo=None) -> float:
-    """Fidelity of the paper's overlay (decoded sum of the cluster centres) of `combo` (default: every source)."""
-    if not setup.have_masks:
-        return float("nan")
-    combo = list(range(setup.k) if combo is None else combo)
-    image = latent_method(setup, run, "sum")(combo)
-    return float(overlay.fidelity(image, setup.masks[combo], setup.background, setup.threshold)["score"])
-
-
-def sweep_rows(setup: Setup, runs_by_label: dict) -> list[dict]:
-    """One row per label: steps, runs, collapsed runs, separation and dead units per run, the mean
-    reconstruction and latent-sum fidelity over the runs, and the seconds of training."""
-    rows = []
-    for label, found in runs_by_label.items():
-        reports = [run["report"] for run in found]
-        rows.append({"variant": label, "steps": found[0]["steps"], "runs": len(found),
-                     "collapsed": sum(bool(r["collapsed"]) for r in reports),
-                     "separation": [min(float(r["min_ratio"]), 99.0) for r in reports],
-                     "dead": [int(r["dead"]) for r in reports],
-                     "recon_fidelity": float(np.mean([self_fidelity(setup, run) for run in found])),
-                     "sum_fidelity": float(np.mean([sum_fidelity(setup, run) for run in found])),
-                     "seconds": float(sum(run["seconds"] for run in found))})
-    return rows
 
 
 # ----------------------------------------------------------------------------- overlay methods and their fidelity
@@ -285,27 +248,6 @@ def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 15) -> dict:
     return {"centres": centres, "z_bg": z_bg, "sums": sums, "offsets": offsets, "z1": z1, "z2": z2, "tiles": tiles}
 
 
-# ----------------------------------------------------------------------------- latent dimension
-
-def latent_dimension_rows(setup: Setup, variant, dims, copies: int, seed: int, progress: bool = True) -> list[dict]:
-    """`variant` trained at every latent dimension of `dims`: clusters, separation, mean KL per source, the
-    reconstruction error of the decoded centres (grey levels) and their fidelity ("recon"), and the mean
-    fidelity of the latent sum, the offset sum (z_bg: encoded background) and decoded compositing."""
-    rows = []
-    for dim in tqdm(list(dims), desc="latent dimensions", unit="run", disable=not progress):
-        run = train_and_check(setup, variant, seed, copies, latent_dim=dim)
-        report = run["report"]
-        decoded = overlay.decode(run["vae"].decoder, report["z_mean"])
-        rows.append({"latent_dim": int(dim), "clusters": int(report["n_clusters"]),
-                     "separation": min(float(report["min_ratio"]), 99.0), "kl": float(report["kl"].mean()),
-                     "error": 255 * float(np.abs(decoded - setup.sources).mean()), "recon": self_fidelity(setup, run),
-                     "sum": evaluate(setup, latent_method(setup, run, "sum"))["mean_score"],
-                     "offset": evaluate(setup, latent_method(setup, run, "offset"))["mean_score"],
-                     "composite": evaluate(setup, decoded_composite(run))["mean_score"],
-                     "seconds": run["seconds"], "steps": run["steps"]})
-    return rows
-
-
 # ----------------------------------------------------------------------------- verdict, cost, summary
 
 def verdict(setup: Setup, fixed: dict, rows: list[dict]) -> dict:
@@ -321,11 +263,9 @@ def verdict(setup: Setup, fixed: dict, rows: list[dict]) -> dict:
             "pixel_compositing": score.get(PIXEL_COMPOSITING, nan), "fixed_recon_fidelity": self_fidelity(setup, fixed)}
 
 
-def training_seconds(paper: dict, fixed: dict, sweep: dict, dims: list[dict]) -> dict:
-    """Seconds of training per part, as recorded when each model was trained (a loaded model keeps its time)."""
-    return {"paper": paper["seconds"], "fixed": fixed["seconds"],
-            "sweep": float(sum(run["seconds"] for found in sweep.values() for run in found)),
-            "latent dimensions": float(sum(row["seconds"] for row in dims))}
+def training_seconds(paper: dict, fixed: dict) -> dict:
+    """Seconds of training per model, as recorded when it was trained (a loaded model keeps its time)."""
+    return {"paper": paper["seconds"], "fixed": fixed["seconds"]}
 
 
 def _latent_summary(run: dict) -> dict:
@@ -336,20 +276,14 @@ def _latent_summary(run: dict) -> dict:
 
 
 def summary(setup: Setup, *, image_size: int, copies: int, paper: dict, fixed: dict, methods: list[dict],
-            sweep: list[dict], dims: list[dict], seconds: dict, run_minutes: float) -> dict:
-    """What notebook 05 records in results/summary.json (read by `vae_overlay.report`)."""
+            studies: dict, seconds: dict, run_minutes: float) -> dict:
+    """What notebook 05 records in results/summary.json (read by `vae_overlay.report`); `studies` holds what it
+    read of the study tables (`overlay_study.record`, with the runs finished and planned)."""
     return {
         "image_size": image_size, "copies": copies, "epochs": setup.epochs, "latent_dim": setup.latent_dim,
         "paper_recipe": _latent_summary(paper), "fixed_variant": {"name": fixed["name"], **_latent_summary(fixed)},
         "defect_threshold": setup.threshold,
-        "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods},
-        "sweep": {f"{row['variant']} ({row['steps']:,} steps)": {
-            "collapsed": f"{row['collapsed']}/{row['runs']}",
-            "separation": " / ".join(f"{s:.1f}" for s in row["separation"]),
-            "recon_fidelity": round(row["recon_fidelity"], 4), "sum_fidelity": round(row["sum_fidelity"], 4)}
-            for row in sweep},
-        "latent_dimension": {str(row["latent_dim"]): {key: round(row[key], 4) for key in
-                                                      ("error", "recon", "sum", "offset", "composite")} for row in dims},
+        "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods}, "studies": studies,
         "training_minutes": round(sum(seconds.values()) / 60, 2), "run_minutes": round(run_minutes, 2),
     }
 

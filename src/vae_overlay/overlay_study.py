@@ -151,3 +151,85 @@ def run(config: dict, artifacts_dir: str) -> dict:
             for combo, value in zip(setup.combos, values):
                 row[f"{score}|{method}|{'+'.join(str(i + 1) for i in combo)}"] = round(float(value), 5)
     return row
+
+
+# ----------------------------------------------------------------------------- the table, summarized
+
+def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baseline: str = "pixel mean") -> list[dict]:
+    """One dict per configuration (`by`) over its finished runs (seeds):
+
+    * `runs`; `separated`, `overlapping`, `collapsed` counts (the latent check's verdict), with the 95 % Wilson
+      interval of the separated share (`separated_low`, `separated_high`); median dead units; mean final
+      reconstruction term;
+    * per score (`SCORES`) and method (`METHODS`): `<score>|<method>` the mean over seeds and overlays, and for every
+      method but `baseline`, `<score>|<method>|diff` the mean paired difference from `baseline` over the
+      seed x overlay pairs with its 95 % t interval (`|low`, `|high`; the overlays of one seed share a model, so
+      the interval is narrower than one over seeds alone) and `<score>|<method>|seeds_better`, the seeds whose
+      mean over the overlays beats the baseline's.
+    """
+    from scipy import stats
+
+    groups: dict = {}
+    for row in rows:
+        if not row.get("error"):
+            groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    summary = []
+    for values, group in sorted(groups.items()):
+        verdicts = [r["verdict"] for r in group]
+        interval = stats.binomtest(verdicts.count("separated"), len(group)).proportion_ci(method="wilson")
+        entry = {**dict(zip(by, values)), "runs": len(group), "separated_low": float(interval.low),
+                 "separated_high": float(interval.high), "dead_units_median": float(np.median([r["dead_units"] for r in group])),
+                 "reconstruction_mean": float(np.mean([r["final_reconstruction"] for r in group]))}
+        entry.update({name: verdicts.count(name) for name in ("separated", "overlapping", "collapsed")})
+        for score in SCORES:
+            columns = {m: sorted(c for c in group[0] if c.startswith(f"{score}|{m}|")) for m in METHODS}
+            table = {m: np.array([[r[c] for c in cols] for r in group], np.float64) for m, cols in columns.items()}
+            for method, values_ in table.items():
+                entry[f"{score}|{method}"] = float(np.nanmean(values_))
+                if method == baseline:
+                    continue
+                diff = (values_ - table[baseline]).ravel()
+                diff = diff[np.isfinite(diff)]
+                low = high = float("nan")
+                if len(diff) >= 2 and diff.std() > 0:
+                    ci = stats.ttest_1samp(diff, 0.0).confidence_interval(0.95)
+                    low, high = float(ci.low), float(ci.high)
+                elif len(diff):
+                    low = high = float(diff.mean())
+                entry.update({f"{score}|{method}|diff": float(diff.mean()) if len(diff) else float("nan"),
+                              f"{score}|{method}|low": low, f"{score}|{method}|high": high,
+                              f"{score}|{method}|seeds_better": int((np.nanmean(values_ - table[baseline], axis=1) > 0).sum())})
+        summary.append(entry)
+    return summary
+
+
+SHOWN = ("latent sum", "offset", "decoded composite", "pixel darkest")  # the methods the notebook tables show
+
+
+def table_rows(summary: list[dict], score: str = "fidelity", methods=SHOWN, keys=("sources", "variant")) -> list[dict]:
+    """Printable rows (overlay_experiment.format_rows) of `summarize`'s output: the configuration, runs, the latent
+    check's separated / overlapping / collapsed counts, median dead units, the pixel mean's score, then per method
+    its mean paired difference from the pixel mean with the 95 % interval."""
+    rows = []
+    for s in summary:
+        row = {key: s[key] for key in keys}
+        row.update(runs=s["runs"], latent=f"{s['separated']} / {s['overlapping']} / {s['collapsed']}",
+                   dead=s["dead_units_median"], baseline=s[f"{score}|pixel mean"])
+        for method in methods:
+            row[method] = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(s[f"{score}|{method}|{end}"] for end in ("diff", "low", "high")))
+        rows.append(row)
+    return rows
+
+
+def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> dict:
+    """What notebook 05 records of a study summary: per configuration the counts and, per score and method, the mean,
+    the paired difference from the pixel mean and its interval (rounded)."""
+    out = {}
+    for s in summary:
+        entry = {name: s[name] for name in ("runs", "separated", "overlapping", "collapsed")}
+        entry.update({name: round(s[name], 4) for name in ("separated_low", "separated_high", "dead_units_median",
+                                                            "reconstruction_mean")})
+        entry.update({key: round(value, 4) for key, value in s.items() if key.count("|") in (1, 2)
+                      and not key.endswith("seeds_better")})
+        out["|".join(str(s[key]) for key in keys)] = entry
+    return out

@@ -96,14 +96,30 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                           "(1.0 = perfectly even)"), ""))
     paper, fixed = _get(summary, s05, "paper_recipe") or {}, _get(summary, s05, "fixed_variant") or {}
     fidelity = _get(summary, s05, "fidelity_mean_score") or {}
+    studies = _get(summary, s05, "studies") or {}
+
+    def over(part):
+        found = studies.get(part) or {}
+        return f"{found.get('finished', 0)} of {found.get('planned') or '?'} runs of study {found.get('study', part)!r}"
+
+    def diff(entry, method, score="fidelity"):
+        values = [entry.get(f"{score}|{method}|{end}", float("nan")) for end in ("diff", "low", "high")]
+        return f"{method} {_fmt(values[0])} [{_fmt(values[1])}, {_fmt(values[2])}]"
+
+    variants = (studies.get("variants") or {}).get("configurations", {})
     rows.append(("Figs. 4–5 — overlay", "one cluster per source, far apart; decode(sum) holds all defects",
-                 measured(s05, f"paper's recipe: {paper.get('verdict')} ({paper.get('n_clusters')} cluster(s), separation "
-                          f"{_fmt(paper.get('min_separation'))} sd, {paper.get('dead_units')}/16 dead units); "
+                 measured(s05, f"default run — paper's recipe: {paper.get('verdict')} ({paper.get('n_clusters')} cluster(s), "
+                          f"separation {_fmt(paper.get('min_separation'))} sd, {paper.get('dead_units')}/16 dead units); "
                           f"fixed variant '{fixed.get('name')}': {fixed.get('verdict')} (separation "
                           f"{_fmt(fixed.get('min_separation'))} sd). Fidelity (1 = every defect, nothing spurious): "
-                          + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())),
+                          + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())
+                          + f". Over {over('variants')} (fidelity minus the pixel mean's, 95 % interval over seeds × "
+                          "overlays): " + ("; ".join(
+                              f"{key.replace('|', ', ')}: separated {c['separated']} of {c['runs']}, "
+                              + ", ".join(diff(c, m) for m in ("latent sum", "offset", "decoded composite"))
+                              for key, c in variants.items()) or "no runs yet")),
                  "fig4_overlay_sources.png, fig5_overlays_paper_recipe.png, fig5a_overlay_latents.png, "
-                 "fig5b_overlay_methods.png, fig5d_latent_plane.png" if s05 in summary else ""))
+                 "fig5b_overlay_methods.png, fig5c_variant_study.png, fig5d_latent_plane.png" if s05 in summary else ""))
     study = (_get(summary, "07_section3_study", "configurations") or {})
 
     def spread(key):
@@ -122,12 +138,13 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                                       for size in (64, 128))),
                  "fig7_study_rates.png, fig7_study_reach.png, fig7_study_representatives.png"
                  if "07_section3_study" in summary else ""))
-    dims = _get(summary, s05, "latent_dimension") or {}
+    dims = (studies.get("dims") or {}).get("configurations", {})
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
-                 measured(s05, "; ".join(f"dim {d}: latent-sum fidelity {_fmt(r.get('sum'))}, reconstruction error "
-                                         f"{_fmt(r.get('error'), 2)} grey levels"
-                                         for d, r in sorted(dims.items(), key=lambda item: int(item[0])))),
-                 "fig5c_overlay_latent_dimension.png" if s05 in summary else ""))
+                 measured(s05, f"over {over('dims')}, fidelity minus the pixel mean's [95 % interval]: " + ("; ".join(
+                     f"dim {d}: {diff(r, 'latent sum')}, {diff(r, 'offset')}; reconstruction term "
+                     f"{_fmt(r.get('reconstruction_mean'), 0)}" for d, r in sorted(dims.items(), key=lambda i: int(i[0])))
+                     or "no runs yet")),
+                 "fig5e_latent_dimension_study.png" if s05 in summary else ""))
     paired = _get(summary, s06, "paired_vs_original") or {}
 
     def gain(result):

@@ -82,6 +82,8 @@ GRIDS = {  # study name -> (kind, grid)
     "section4-dims": ("section4", {"seed": [0, 1, 2], "variant": ["standardised + leaky"], "latent_dim": [2, 4, 8, 16]}),
     "tiny4": ("section4", {"seed": [0], "variant": ["paper", "free bits"], "image_size": [32], "copies": [4],
                            "epochs": [2], "sources": ["paper-trio", "distinct"]}),
+    "tiny4-dims": ("section4", {"seed": [0], "variant": ["standardised + leaky"], "latent_dim": [2, 3], "image_size": [32],
+                                "copies": [4], "epochs": [2]}),
     "classifier": ("classifier", {"seed": list(range(20)), "n_train": [20, 40, 80]}),
     "tiny-classifier": ("classifier", {"seed": [0, 1], "n_train": [6], "n_val": [4], "image_size": [32], "epochs": [1],
                                        "classifier_steps": [10]}),
@@ -181,6 +183,20 @@ def read_table(path: str | Path, kind: str = "section3") -> list[dict]:
                          f"{version}: its rows are not comparable. Move it away (or delete it) and run the "
                          "study again.")
     return rows
+
+
+def load_table(name: str, results_dir: str | Path, kind: str | None = None) -> dict:
+    """Study `name`'s table as the notebooks read it: {"path", "planned" (runs in the grid; None before the study
+    first ran), "done" (finished rows), "failed" (rows with an error)}; empty lists if there is no table yet."""
+    path = table_path(name, results_dir)
+    grid = path.with_suffix(".grid.json")
+    meta = json.loads(grid.read_text()) if grid.is_file() else {}
+    kind = kind or meta.get("kind") or (GRIDS[name][0] if name in GRIDS else "section3")
+    rows = read_table(path, kind)
+    if len({row["key"] for row in rows}) != len(rows):
+        raise StudyError(f"{path} holds a run twice: it was not written by run_study; run the study again")
+    return {"path": path, "planned": meta.get("runs"), "done": [row for row in rows if not row.get("error")],
+            "failed": [row for row in rows if row.get("error")]}
 
 
 def write_table(path: str | Path, rows: list[dict]) -> None:
