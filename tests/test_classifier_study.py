@@ -1,4 +1,6 @@
 """classifier_study.py and the study's extra conditions: copy-paste cracks, decoded composites, dropped VAEs."""
+import json
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,66 @@ def test_summarize_pairs_each_condition_with_the_original_and_tests_equivalence(
     same = summary["(7) + copy-paste cracks"]
     assert same["ci_low"] < 0 < same["ci_high"] and same["tost_p"] < 0.001 and same["mde"] < 0.01
     assert summary["(3) + VAE samples"]["runs"] == 17 and summary["(3) + VAE samples"]["dropped"] == 3
+
+
+def entry(mean, low, high, tost_p, margin=0.02):
+    return {"n_train": 80, "condition": "(2) classical augmentation", "runs": 20, "dropped": 0, "margin": margin,
+            "mean": mean, "ci_low": low, "ci_high": high, "p": 0.5, "improved": 10, "mde": 0.01, "tost_p": tost_p}
+
+
+def test_verdict_words():
+    assert classifier_study.verdict(entry(0.05, 0.03, 0.07, 0.9)) == "better"
+    assert classifier_study.verdict(entry(-0.05, -0.07, -0.03, 0.9)) == "worse"
+    assert classifier_study.verdict(entry(0.001, -0.01, 0.012, 0.001)) == "equivalent within ±2 pp"
+    assert classifier_study.verdict(entry(0.01, -0.02, 0.04, 0.3)) == "undecided"
+    assert classifier_study.verdict(entry(0.01, 0.005, 0.015, 0.001)) == "better, but within ±2 pp"
+    assert classifier_study.verdict(entry(-0.01, -0.015, -0.005, 0.001)) == "worse, but within ±2 pp"
+    assert classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.04, margin=0.05)) == "equivalent within ±5 pp"
+    assert classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.05)) == "undecided"  # p = alpha is not below it
+    assert classifier_study.verdict(entry(0.0, float("nan"), float("nan"), float("nan"))) == "undecided"
+    assert classifier_study.verdict({"n_train": 6, "condition": "(3) + VAE samples", "runs": 1, "dropped": 1}) \
+        == "too few runs"
+
+
+def test_summarize_gives_every_entry_its_verdict_and_a_degenerate_interval_without_spread():
+    rows = [{"seed": seed, "n_train": 6, "error": "", "balanced_accuracy|(1) original": 0.5,
+             **{f"balanced_accuracy|{c}": 0.5 for c in list(classifier_study.experiment.STUDY_CONDITIONS)[1:]}}
+            for seed in range(2)]
+    rows[0]["balanced_accuracy|(3) + VAE samples"] = float("nan")  # dropped in one run: too few pairs
+    rows[1]["balanced_accuracy|(2) classical augmentation"] = 0.6
+    rows.append({"seed": 2, "n_train": 6, "error": "RuntimeError: boom"})  # a failed run is left out
+    summary = {e["condition"]: e for e in classifier_study.summarize(rows)}
+    same = summary["(7) + copy-paste cracks"]  # the same score in every run: no spread
+    assert (same["mean"], same["ci_low"], same["ci_high"], same["p"], same["tost_p"], same["mde"]) == (0, 0, 0, 1, 0, 0)
+    assert same["verdict"] == "equivalent within ±2 pp"
+    assert summary["(3) + VAE samples"]["verdict"] == "too few runs" and summary["(3) + VAE samples"]["dropped"] == 1
+    assert summary["(2) classical augmentation"]["verdict"] == "undecided"  # two runs, +0 and +10 points
+    text = classifier_study.summary_table(list(summary.values()), "balanced acc.")
+    assert len(text.splitlines()) == 2 + 6 and "too few runs" in text and "+5.0 [" in text
+    means = {m["condition"]: m for m in classifier_study.condition_means(rows)}
+    assert list(means) == list(classifier_study.experiment.STUDY_CONDITIONS)
+    assert means["(2) classical augmentation"]["mean"] == pytest.approx(0.55) and means["(1) original"]["runs"] == 2
+    assert means["(3) + VAE samples"]["runs"] == 1 and np.isnan(means["(3) + VAE samples"]["ci_low"])
+
+
+def test_read_study_handles_a_missing_table_and_refuses_other_kinds(tmp_path):
+    table = classifier_study.read_study("classifier", tmp_path)
+    assert table["path"] == tmp_path / "studies" / "classifier.csv" and not table["path"].exists()
+    assert (table["done"], table["failed"], table["planned"]) == ([], [], 60)
+    assert 1 < table["hours"] < 10
+    # a partial table: its grid file says how many runs are planned; a failed run is counted apart
+    config = study.configurations(study.GRIDS["classifier"][1], "classifier")[0]
+    study.write_table(table["path"], [{"key": "a", **config, "version": 1, "error": "", "balanced_accuracy|(1) original": 0.7},
+                                      {"key": "b", **config, "seed": 1, "version": 1, "error": "ValueError: x"}])
+    table["path"].with_suffix(".grid.json").write_text(json.dumps({"kind": "classifier", "grid": {"seed": [0, 1]},
+                                                                   "runs": 2}))
+    partial = classifier_study.read_study("classifier", tmp_path)
+    assert (len(partial["done"]), len(partial["failed"]), partial["planned"]) == (1, 1, 2)
+    assert partial["done"][0]["balanced_accuracy|(1) original"] == 0.7
+    with pytest.raises(study.StudyError, match="not a classifier study.*'tiny-classifier'"):
+        classifier_study.read_study("tiny", tmp_path)
+    with pytest.raises(study.StudyError, match="not a classifier study"):
+        classifier_study.read_study("no-such-study", tmp_path)
 
 
 def test_classifier_grid_is_checked():

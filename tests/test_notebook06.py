@@ -1,6 +1,7 @@
-"""Notebook 06 end to end through papermill with small parameters (its defaults take ~20 min).
+"""Notebook 06 end to end through papermill with small parameters, its study section included: it runs the tiny
+classifier study (2 runs) on a LocalCluster of one worker, reads the table and records the paired summary.
 
-Checks the structured results: summary.json, the saved cell lists and VAE folders, the figures.
+Checks the structured results: summary.json, the saved cell lists and VAE folders, the study table, the figures.
 """
 import csv
 import json
@@ -10,7 +11,8 @@ import pytest
 from vae_overlay import classifier_experiment as experiment
 
 SMALL_06 = {"N_SEEDS": 2, "N_TRAIN_PER_CLASS": 20, "N_VAL_PER_CLASS": 10, "N_GENERATED_PER_CLASS": 20, "EPOCHS": 2,
-            "CLASSIFIER_STEPS": 30, "CHECK_EVERY": 15, "SEED": 7}
+            "CLASSIFIER_STEPS": 30, "CHECK_EVERY": 15, "SEED": 7, "STUDY": "tiny-classifier", "RUN_STUDY": True,
+            "WORKERS": 1}
 
 
 def cell_names(path) -> set[str]:
@@ -22,8 +24,9 @@ def cell_names(path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_notebook06_small(tmp_path, run_notebook):
-    _, results = run_notebook("06_augment_classifier.ipynb", tmp_path, **SMALL_06)
+def test_notebook06_small(tmp_path, run_notebook, notebook_text):
+    executed, results = run_notebook("06_augment_classifier.ipynb", tmp_path, RESULTS_DIR=str(tmp_path / "results"),
+                                     **SMALL_06)
     summary = json.loads((results / "summary.json").read_text())["06_augment_classifier"]
     assert summary["seeds"] == [7, 8] and summary["test_cells"] == 450
     assert (summary["train_per_class"], summary["validation_per_class"], summary["generated_per_class"]) == (20, 10, 20)
@@ -55,5 +58,32 @@ def test_notebook06_small(tmp_path, run_notebook):
         assert not (train | val) & test_cells and vae_cells <= train
         assert (seed_dir / "vae-functional" / "vae.keras").is_file()
     assert len((experiment_dir / "results_table.txt").read_text().splitlines()) == 2 + len(experiment.CONDITIONS)
-    for name in ("fig6_classifier_conditions", "fig6_training_examples"):
+    for name in ("fig6_classifier_conditions", "fig6_training_examples", "fig6_accuracy_forest", "fig6_study_curve",
+                 "fig6_study_forest"):
         assert (results / "figures" / f"{name}.png").is_file()
+
+    # the study section: the tiny study ran (2 runs), its table was read and summarized, paired with "(1) original"
+    assert "tiny-classifier.csv: 2 of 2 runs finished, 0 failed" in notebook_text(executed)
+    assert len((results / "studies" / "tiny-classifier.csv").read_text().splitlines()) == 1 + 2
+    recorded = summary["study"]
+    assert (recorded["name"], recorded["table"]) == ("tiny-classifier", "tiny-classifier.csv")
+    assert recorded["runs_finished"] == recorded["runs_planned"] == 2 and recorded["runs_failed"] == 0
+    assert recorded["primary_metric"] == "balanced_accuracy" and recorded["equivalence_margin"] == 0.02
+    extensions = list(experiment.STUDY_CONDITIONS)[1:]
+    for metric in ("balanced_accuracy", "roc_auc"):
+        entries = recorded["paired_vs_original"][metric]
+        assert [(e["n_train"], e["condition"]) for e in entries] == [(6, condition) for condition in extensions]
+        for e in entries:
+            assert e["runs"] + e["dropped"] == 2 and e["verdict"]
+            if e["runs"] == 2:
+                assert e["ci_low"] <= e["mean"] <= e["ci_high"] and 0 <= e["tost_p"] <= 1 and e["mde"] >= 0
+            else:  # a run whose VAE collapsed in every attempt leaves its VAE conditions out
+                assert e["condition"] in ("(3) + VAE samples", "(4) + VAE overlays", "(5) classical + overlays",
+                                          "(6) + VAE composites") and e["verdict"] == "too few runs"
+        by_condition = {e["condition"]: e for e in entries}
+        assert by_condition["(2) classical augmentation"]["runs"] == by_condition["(7) + copy-paste cracks"]["runs"] == 2
+        means = recorded["condition_means"][metric]
+        assert [m["condition"] for m in means] == list(experiment.STUDY_CONDITIONS)
+        for m in means:
+            assert m["runs"] == 0 or 0 <= m["mean"] <= 1
+            assert m["runs"] < 2 or m["ci_low"] <= m["mean"] <= m["ci_high"]

@@ -182,3 +182,15 @@ def test_committed_notebooks_hold_no_log_noise_and_no_machine_paths(path):
     paths = [text[max(0, m.start() - 40):m.end() + 40] for text in texts for m in MACHINE_PATH.finditer(text)]
     paths += [folder for folder in MACHINE_PATHS for text in texts if folder in text]
     assert (noise, paths) == ([], []), f"run: python -m vae_overlay.report --clean notebooks/{path.name}"
+
+
+def test_the_classifier_row_states_the_study_at_its_largest_training_set(tmp_path):
+    entry = {"condition": "(7) + copy-paste cracks", "mean": 0.012, "ci_low": -0.004, "ci_high": 0.028,
+             "verdict": "equivalent within ±2 pp"}
+    report.record("06_augment_classifier", {"seeds": [42, 43], "paired_vs_original": {}, "study": {
+        "runs_finished": 59, "runs_planned": 60, "paired_vs_original": {"balanced_accuracy": [
+            {**entry, "n_train": 20, "mean": 0.5}, {**entry, "n_train": 80}]}}}, tmp_path)
+    text = report.write_report(tmp_path).read_text()
+    assert ("the classifier study, 59 of 60 runs; balanced accuracy minus the original set's at 80 real cells per "
+            "class, pp [95 % CI]: (7) + copy-paste cracks: +1.2 [-0.4, +2.8] (equivalent within ±2 pp). This run (2 seeds)"
+            in text) and "+50.0" not in text

@@ -11,16 +11,19 @@ conditions that need it are dropped from that run (NaN, `dropped`), never traine
 The primary metric, stated before the study ran, is the **balanced accuracy** on the run's test cells (the test set
 is imbalanced, so plain accuracy depends on the threshold); ROC AUC is the threshold-free second. `summarize` pairs
 every condition with the original set over the runs of one `n_train`: mean difference with its 95 % CI, the
-minimum detectable effect (80 % power, two-sided 5 %) and a TOST equivalence test against +-2 points.
+minimum detectable effect (80 % power, two-sided 5 %) and a TOST equivalence test against +-2 points, and names
+the verdict (`verdict`). Notebook 06 reads the table with `read_study` (missing, partial or complete), prints
+`summary_table` and plots `condition_means`.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import runs
 from vae_overlay import classifier_experiment as experiment
+from vae_overlay import runs, study
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
@@ -70,17 +73,90 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
         for condition in list(experiment.STUDY_CONDITIONS)[1:]:
             pairs = np.array([(r[f"{metric}|{baseline}"], r[f"{metric}|{condition}"]) for r in group
                               if np.isfinite(r.get(f"{metric}|{condition}", np.nan))])
-            entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs)}
+            entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs),
+                     "margin": margin}
             if len(pairs) >= 2:
                 diff = pairs[:, 1] - pairs[:, 0]
-                sd, n = float(diff.std(ddof=1)), len(diff)
-                test = stats.ttest_1samp(diff, 0.0)
-                ci = test.confidence_interval(0.95)
-                lower = stats.ttest_1samp(diff, -margin, alternative="greater").pvalue
-                upper = stats.ttest_1samp(diff, margin, alternative="less").pvalue
-                entry.update(mean=float(diff.mean()), ci_low=float(ci.low), ci_high=float(ci.high),
-                             p=float(test.pvalue), improved=int((diff > 0).sum()),
-                             mde=float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)),
-                             tost_p=float(max(lower, upper)))
+                sd, n, mean = float(diff.std(ddof=1)), len(diff), float(diff.mean())
+                if sd == 0:  # every run the same difference: a degenerate interval (as classifier.paired_comparison)
+                    low = high = mean
+                    p, tost_p = (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
+                else:
+                    test = stats.ttest_1samp(diff, 0.0)
+                    (low, high), p = test.confidence_interval(0.95), test.pvalue
+                    tost_p = max(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue,
+                                 stats.ttest_1samp(diff, margin, alternative="less").pvalue)
+                entry.update(mean=mean, ci_low=float(low), ci_high=float(high), p=float(p),
+                             improved=int((diff > 0).sum()), tost_p=float(tost_p),
+                             mde=float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)))
+            entry["verdict"] = verdict(entry)
             out.append(entry)
     return out
+
+
+def verdict(entry: dict, alpha: float = 0.05) -> str:
+    """The word for one `summarize` entry: "better" (95 % CI above 0), "worse" (below 0), "equivalent within
+    +-m pp" (TOST p < `alpha` against the entry's margin m; a CI off zero that is also inside the margin says so),
+    "undecided" otherwise, "too few runs" (fewer than two pairs)."""
+    if "mean" not in entry:
+        return "too few runs"
+    within = f"within ±{100 * entry.get('margin', EQUIVALENCE_MARGIN):g} pp"
+    equivalent = entry["tost_p"] < alpha
+    if entry["ci_low"] > 0 or entry["ci_high"] < 0:
+        word = "better" if entry["ci_low"] > 0 else "worse"
+        return f"{word}, but {within}" if equivalent else word
+    return f"equivalent {within}" if equivalent else "undecided"
+
+
+def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
+    """Per n_train and condition (the original set too): the runs that trained it, the mean of `metric` over them
+    and its 95 % t interval (NaN with fewer than two runs). Unpaired: for a figure, not for a verdict."""
+    from scipy import stats
+
+    out = []
+    for n_train in sorted({row["n_train"] for row in rows if not row.get("error")}):
+        group = [row for row in rows if row["n_train"] == n_train and not row.get("error")]
+        for condition in experiment.STUDY_CONDITIONS:
+            values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
+            values = values[np.isfinite(values)]
+            low = high = float("nan")
+            if len(values) >= 2:
+                half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+                low, high = values.mean() - half, values.mean() + half
+            out.append({"n_train": n_train, "condition": condition, "runs": len(values),
+                        "mean": float(values.mean()) if len(values) else float("nan"),
+                        "ci_low": float(low), "ci_high": float(high)})
+    return out
+
+
+def summary_table(entries: list[dict], label: str) -> str:
+    """`summarize`'s entries as text: per n_train and condition the runs (dropped), the mean paired difference in
+    percentage points with its 95 % CI, runs improved, MDE, TOST p and the verdict."""
+    header = (f"{label + ' minus (1) original':<44}{'runs (dropped)':>15}{'Δ pp [95 % CI]':>24}{'better in':>11}"
+              f"{'MDE pp':>8}{'TOST p':>8}   verdict")
+    lines = [header, "-" * (len(header) + 20)]
+    for e in entries:
+        name, runs_ = f"n_train {e['n_train']:>3}: {e['condition']}", f"{e['runs']} ({e['dropped']})"
+        if "mean" not in e:
+            lines.append(f"{name:<44}{runs_:>15}{'—':>24}{'—':>11}{'—':>8}{'—':>8}   {e['verdict']}")
+            continue
+        interval = f"{100 * e['mean']:+.1f} [{100 * e['ci_low']:+.1f}, {100 * e['ci_high']:+.1f}]"
+        lines.append(f"{name:<44}{runs_:>15}{interval:>24}{e['improved']:>6}/{e['runs']:<4}"
+                     f"{100 * e['mde']:>8.1f}{e['tost_p']:>8.3f}   {e['verdict']}")
+    return "\n".join(lines)
+
+
+def read_study(name: str, results_dir) -> dict:
+    """A classifier study's table `results_dir/studies/<name>.csv`, missing, partial or complete: `study.load_table`'s
+    {"path", "done" (finished runs), "failed" (runs with an error), "planned" (runs in its grid)} and "hours" (expected
+    training hours of the whole grid on one idle 2-core machine). A missing table has no runs; another kind of study
+    is refused, naming the classifier studies."""
+    grid_file = study.table_path(name, results_dir).with_suffix(".grid.json")
+    saved = json.loads(grid_file.read_text()) if grid_file.is_file() else {}
+    kind, grid = (saved["kind"], saved["grid"]) if saved else study.GRIDS.get(name, (None, None))
+    known = sorted(n for n, (k, _) in study.GRIDS.items() if k == "classifier")
+    if kind != "classifier":
+        raise study.StudyError(f"{name!r} is not a classifier study ({'kind ' + repr(kind) if kind else 'unknown'}):"
+                               f" notebook 06 reads one of {known} (STUDY = ...)")
+    table, configs = study.load_table(name, results_dir, kind), study.configurations(grid, kind)
+    return {**table, "planned": table["planned"] or len(configs), "hours": study.estimated_seconds(configs, kind) / 3600}
