@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # Cheap at the paper's settings: nbval re-runs them and compares the checked outputs.
-# 05 and 06 take 15-20 min at their defaults: tests/test_notebook05.py and test_notebook06.py run them with smaller parameters.
+# 05 and 06 train for minutes at their defaults (05: two 3,000-step models; 06: 2 seeds x 2 VAEs and 7 classifiers)
+# and 07 needs the study's models: tests/test_notebook05.py, 06 and 07 run them with smaller parameters and tiny studies.
 NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06% notebooks/07%,$(NOTEBOOKS))
 # Any notebook parameter on the command line makes a run of its own under runs/<name>/ (make reproduce
 # DATASET=data/mine IMAGE_SIZE=128), as does RUN_CONFIG=runs/<name>/run.yaml; without one, the default run
@@ -45,6 +46,7 @@ test: $(STAMP)
 
 # A study: a grid of trainings on Dask (LocalCluster by default; DASK_SCHEDULER_ADDRESS=host:port scales out).
 # Resumable: re-running it computes only the runs results/studies/<name>.csv lacks. Background: nohup make study &
+# Several, one after another: make study STUDY="section4 section4-dims classifier"
 STUDY ?= section3
 STUDY_ARGS ?=
 study: $(STAMP)

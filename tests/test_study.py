@@ -157,3 +157,9 @@ def test_summarize_counts_rates_and_wilson_intervals():
     assert s["collapsed_rate"] == 0.25 and s["collapsed_low"] < 0.25 < s["collapsed_high"] < 1
     assert s["reach_median"] == 3.0 and s["reach_max"] == 12.0
     assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1  # 0 of 1: an interval, not 0
+
+
+def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys):
+    with pytest.raises(SystemExit):
+        study.main(["tiny", "section5"])
+    assert "invalid choice: 'section5'" in capsys.readouterr().err

@@ -295,19 +295,21 @@ def run_study(name: str, results_dir="results", artifacts_dir="artifacts/studies
 def main(argv=None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Run (or resume) a study; its table goes to results/studies/.")
-    parser.add_argument("name", choices=sorted(GRIDS))
+    parser = argparse.ArgumentParser(description="Run (or resume) studies, one after another; each table goes to "
+                                                 "results/studies/<name>.csv.")
+    parser.add_argument("names", nargs="+", choices=sorted(GRIDS), metavar="name", help=f"one of {sorted(GRIDS)}")
     parser.add_argument("--results", default="results")
     parser.add_argument("--artifacts", default="artifacts/studies")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
     args = parser.parse_args(argv)
-    rows = run_study(args.name, args.results, args.artifacts, scheduler=args.scheduler, n_workers=args.workers,
-                     threads_per_worker=args.threads)
-    failed = [row for row in rows if row.get("error")]
-    print(f"{len(rows) - len(failed)} runs in {table_path(args.name, args.results)}, {len(failed)} failed"
-          + "".join(f"\n  {row['key']}: {row['error']}" for row in failed[:10]))
+    for name in args.names:
+        rows = run_study(name, args.results, args.artifacts, scheduler=args.scheduler, n_workers=args.workers,
+                         threads_per_worker=args.threads)
+        failed = [row for row in rows if row.get("error")]
+        print(f"{len(rows) - len(failed)} runs in {table_path(name, args.results)}, {len(failed)} failed"
+              + "".join(f"\n  {row['key']}: {row['error']}" for row in failed[:10]))
 
 
 if __name__ == "__main__":
