@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import overlay, runs, synth
+from vae_overlay import overlay, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
@@ -169,16 +169,12 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
     """
     from scipy import stats
 
-    groups: dict = {}
-    for row in rows:
-        if not row.get("error"):
-            groups.setdefault(tuple(row[key] for key in by), []).append(row)
     summary = []
-    for values, group in sorted(groups.items()):
+    for values, group in study.grouped(rows, by):
         verdicts = [r["verdict"] for r in group]
-        interval = stats.binomtest(verdicts.count("separated"), len(group)).proportion_ci(method="wilson")
-        entry = {**dict(zip(by, values)), "runs": len(group), "separated_low": float(interval.low),
-                 "separated_high": float(interval.high), "dead_units_median": float(np.median([r["dead_units"] for r in group])),
+        low, high = study.wilson(verdicts.count("separated"), len(group))
+        entry = {**values, "runs": len(group), "separated_low": low, "separated_high": high,
+                 "dead_units_median": float(np.median([r["dead_units"] for r in group])),
                  "reconstruction_mean": float(np.mean([r["final_reconstruction"] for r in group]))}
         entry.update({name: verdicts.count(name) for name in ("separated", "overlapping", "collapsed")})
         for score in SCORES:

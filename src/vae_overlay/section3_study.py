@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import runs
+from vae_overlay import runs, study
 from vae_overlay.study import run_key
 
 TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
@@ -99,21 +99,14 @@ def summarize(rows: list[dict], by=("data", "image_size", "loss")) -> list[dict]
     """One dict per configuration (`by`): finished runs; collapse, one-axis, two-axis and box-reached counts with
     their rates and 95 % Wilson intervals (scipy.stats.binomtest); median and largest reach; median crack-region
     fractions. Failed runs are left out."""
-    from scipy import stats
-
-    groups: dict = {}
-    for row in rows:
-        if not row.get("error"):
-            groups.setdefault(tuple(row[key] for key in by), []).append(row)
     summary = []
-    for values, group in sorted(groups.items()):
-        entry = {**dict(zip(by, values)), "runs": len(group)}
+    for values, group in study.grouped(rows, by):
+        entry = {**values, "runs": len(group)}
         flags = {"collapsed": [r["collapsed"] for r in group], "one_axis": [r["active_units"] == 1 for r in group],
                  "two_axes": [r["active_units"] == 2 for r in group], "box_reached": [r["box_reached"] for r in group]}
         for name, hits in flags.items():
-            interval = stats.binomtest(sum(hits), len(hits)).proportion_ci(method="wilson")
-            entry.update({name: sum(hits), f"{name}_rate": sum(hits) / len(hits), f"{name}_low": float(interval.low),
-                          f"{name}_high": float(interval.high)})
+            low, high = study.wilson(sum(hits), len(hits))
+            entry.update({name: sum(hits), f"{name}_rate": sum(hits) / len(hits), f"{name}_low": low, f"{name}_high": high})
         reaches = [reach(r) for r in group]
         entry.update(reach_median=float(np.median(reaches)), reach_max=float(max(reaches)))
         for region in ("box", "occupied"):

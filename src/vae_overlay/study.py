@@ -199,6 +199,23 @@ def load_table(name: str, results_dir: str | Path, kind: str | None = None) -> d
             "failed": [row for row in rows if row.get("error")]}
 
 
+def grouped(rows: list[dict], by) -> list[tuple[dict, list[dict]]]:
+    """The finished rows (no error) grouped by their values of the keys `by`, sorted: [({key: value}, rows)]."""
+    groups: dict = {}
+    for row in rows:
+        if not row.get("error"):
+            groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    return [(dict(zip(by, values)), group) for values, group in sorted(groups.items())]
+
+
+def wilson(hits: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson interval of a share `hits` of `n` (scipy.stats.binomtest)."""
+    from scipy import stats
+
+    interval = stats.binomtest(int(hits), int(n)).proportion_ci(method="wilson")
+    return float(interval.low), float(interval.high)
+
+
 def write_table(path: str | Path, rows: list[dict]) -> None:
     """All rows, one per key, sorted like the grid, written atomically (a crash leaves the old table)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
