@@ -14,8 +14,9 @@ The expected latent points (a mean, where the scatter draws it, the path) are as
 go to `test-artifacts/`; on success the explorer's screenshot too, and with SCREENSHOT_DIR=results/figures it
 also replaces the committed one (the suite itself never writes tracked files).
 
-Needs /usr/bin/chromium and the trained model from notebook 02 (`artifacts/elpv-cracks/vae.keras`);
-trains nothing itself. VAE_OVERLAY_ARTIFACTS_DIR points it at another artifacts folder.
+Needs /usr/bin/chromium and the trained model from notebook 02 at its default DATASET
+(`artifacts/elpv-crack-patches/vae.keras`; the folder is read from notebook 02's parameters); trains nothing
+itself. VAE_OVERLAY_ARTIFACTS_DIR points it at another artifacts folder.
 """
 import datetime
 import json
@@ -29,11 +30,15 @@ import nbformat
 import pytest
 from PIL import Image, ImageChops
 
+from vae_overlay import config, runs
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "04_sample_latent_space.ipynb"
 ARTIFACTS = Path(os.environ.get("VAE_OVERLAY_ARTIFACTS_DIR", ROOT / "artifacts"))
+# notebook 04 opens the model notebook 02 trains at its default DATASET (the series' default image set)
+MODEL = ARTIFACTS / runs.run_name(config.parameters(ROOT / "notebooks" / "02_train_vae.ipynb")["DATASET"]) / "vae.keras"
 OUTPUT = ROOT / "test-artifacts"
 SCREENSHOT = ROOT / os.environ.get("SCREENSHOT_DIR", "test-artifacts/screenshots") / "widget_latent_explorer.png"
 MAX_SCREENSHOT_BYTES = 300_000
@@ -77,8 +82,8 @@ def copy_notebook(folder: Path) -> None:
 @pytest.fixture
 def lab_server(tmp_path, jupyter_lab):
     """(base URL, token) of a JupyterLab serving the copied notebook; stopped (with its kernels) afterwards."""
-    if not (ARTIFACTS / "elpv-cracks" / "vae.keras").exists():
-        pytest.skip(f"{ARTIFACTS / 'elpv-cracks' / 'vae.keras'} not found: run notebooks 01 and 02 first "
+    if not MODEL.exists():
+        pytest.skip(f"{MODEL} not found: run notebooks 01 and 02 first "
                     "(make test runs them through nbval before this test)")
     root = tmp_path / "lab"
     copy_notebook(root)

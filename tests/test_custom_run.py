@@ -37,7 +37,11 @@ def image_folder(folder: Path, count: int = 12, seed: int = 1) -> Path:
 
 
 def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
-    assert config.plan({}).is_default and config.plan({"DATASET": "elpv-cracks", "IMAGE_SIZE": 64}).is_default
+    # the series' default image set is the ELPV crack patches (notebook 01's DATASET); the whole cells are a run
+    assert config.plan({}).is_default and config.plan({"DATASET": "elpv-crack-patches", "IMAGE_SIZE": 64}).is_default
+    cells = config.plan({"DATASET": "elpv-cracks"}, tmp_path / "runs")
+    assert not cells.is_default and cells.name.startswith("elpv-cracks-")
+    assert [p.name[:2] for p in cells.notebooks] == ["01", "02", "03", "04", "05", "06"]  # 06: the ELPV cells apply
     first = config.plan({"DATASET": str(image_folder(tmp_path / "a" / "mine"))}, tmp_path / "runs")
     second = config.plan({"DATASET": str(image_folder(tmp_path / "b" / "mine"))}, tmp_path / "runs")
     assert first.name.startswith("mine-") and second.name.startswith("mine-") and first.name != second.name
@@ -48,7 +52,9 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
     edited = config.plan({"DATASET": str(tmp_path / "a" / "mine")}, tmp_path / "runs")
     assert edited.name != first.name  # an edited folder is a new run: the old one is kept
     same_size = config.plan({"IMAGE_SIZE": 128}, tmp_path / "runs")
-    assert same_size.name.startswith("elpv-cracks-") and len(same_size.notebooks) == 6  # 06 applies, 07 does not
+    assert same_size.name.startswith("elpv-crack-patches-") and len(same_size.notebooks) == 6  # 06 applies, 07 not
+    synthetic = config.plan({"DATASET": "synthetic"}, tmp_path / "runs")
+    assert set(synthetic.skipped) == {"06_augment_classifier.ipynb", "07_section3_study.ipynb"}
     with pytest.raises(ValueError, match="unknown parameter.*IMAGE_SIZ\\b.*IMAGE_SIZE"):
         config.plan({"IMAGE_SIZ": 32})
     with pytest.raises(FileNotFoundError, match="no such folder"):

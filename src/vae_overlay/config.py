@@ -35,9 +35,13 @@ from vae_overlay.runs import RunMismatch, atomic_write_text, fingerprint, run_di
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
-# Notebooks that do not apply to every run: 06 needs the ELPV cells' labels; 07 reads the committed study table.
-ONLY_IF = {"06": ("DATASET is not elpv-cracks: it needs the ELPV cells labelled defective and functional",
-                  lambda dataset: dataset == "elpv-cracks"),
+# Notebooks that do not apply to every run: 06 uses the labelled ELPV cells itself, whatever DATASET is, so it runs
+# with the ELPV built-ins (the default run's crack patches included) and is skipped for synthetic images or a folder
+# (a run about other images); 07 reads the committed study table.
+ELPV_DATASETS = ("elpv-crack-patches", "elpv-cracks")
+ONLY_IF = {"06": ("DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): notebook 06 classifies the "
+                  "ELPV cells labelled defective and functional, which a run on other images is not about",
+                  lambda dataset: dataset in ELPV_DATASETS),
            "07": ("it shows the committed Section 3 study (make study extends it), not this run",
                   lambda dataset: False)}
 FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
@@ -108,7 +112,8 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
                if any(k in d and v != (list(d[k]) if isinstance(d[k], tuple) else d[k]) for d in defaults.values())}
     if not differs:
         return Run("default", None, series, {})
-    dataset = str(changes.get("DATASET", "elpv-cracks"))
+    series_dataset = next((d["DATASET"] for d in defaults.values() if "DATASET" in d), ELPV_DATASETS[0])  # 01's
+    dataset = str(changes.get("DATASET", series_dataset))
     custom_data = dataset not in data.BUILT_IN
     if custom_data:
         folder = data.resolve_folder(dataset).resolve()
