@@ -16,9 +16,8 @@ from PIL import Image
 from vae_overlay import config, data, runs, stream, synth, train
 
 ROOT = Path(__file__).resolve().parents[1]
-# Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's sweep cut to one variant.
-SMALL = {"IMAGE_SIZE": 32, "EPOCHS": 2, "FULL_SWEEP": False, "COPIES": 8, "OVERLAY_EPOCHS": 2, "SWEEP_COPIES": 4,
-         "DIM_COPIES": 4, "SWEEP_VARIANTS": ["paper"], "SWEEP_SEEDS": [42], "LATENT_DIMS": [2],
+# Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's two models on 8 copies for 2 epochs.
+SMALL = {"IMAGE_SIZE": 32, "EPOCHS": 2, "FULL_SWEEP": False, "COPIES": 8, "OVERLAY_EPOCHS": 2,
          "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5], "PATH_STEPS": 5}
 
 
@@ -59,8 +58,8 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
         config.plan({"IMAGE_SIZ": 32})
     with pytest.raises(FileNotFoundError, match="no such folder"):
         config.plan({"DATASET": str(tmp_path / "missing")})
-    assert config.parse_assignments(["LEARNING_RATE=2e-3", "DATASET=data/x y", "SWEEP_SEEDS=[1, 2]", "RETRAIN=True"]) \
-        == {"LEARNING_RATE": 0.002, "DATASET": "data/x y", "SWEEP_SEEDS": [1, 2], "RETRAIN": True}
+    assert config.parse_assignments(["LEARNING_RATE=2e-3", "DATASET=data/x y", "WEIGHTS=[1, 2]", "RETRAIN=True"]) \
+        == {"LEARNING_RATE": 0.002, "DATASET": "data/x y", "WEIGHTS": [1, 2], "RETRAIN": True}
 
 
 @pytest.mark.slow
