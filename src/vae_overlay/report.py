@@ -130,12 +130,13 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                   for name in ("collapsed", "box_reached")}
         data, size, loss = key.split("|")
         return (f"{data} {size} px, loss {loss}: collapsed {counts['collapsed']}, reached the box "
-                f"{counts['box_reached']}, largest abs(mean) {_fmt(c['reach_max'], 1)}")
+                f"{counts['box_reached']}, largest abs(mean) {_fmt(c['reach_max'], 1)}, crack-like decodes over the "
+                f"occupied region (median) {_fmt(c.get('crack_fraction_occupied_median'))}")
 
     rows.append(("Latent spread over many trainings (§3)", "one training shown; its means span about ±15 × ±10",
                  measured("07_section3_study", "the Section 3 study, 95 % Wilson intervals; box: abs(z1) ≥ 10 or abs(z2) ≥ 7. "
-                          + "; ".join(spread(f"elpv-cracks|{size}|{loss}") for loss in ("sum", "keras-io-2020")
-                                      for size in (64, 128))),
+                          + "; ".join(spread(f"{data}|{size}|{loss}") for data in ("elpv-crack-patches", "elpv-cracks")
+                                      for loss in ("sum", "keras-io-2020") for size in (64, 128))),
                  "fig7_study_rates.png, fig7_study_reach.png, fig7_study_representatives.png"
                  if "07_section3_study" in summary else ""))
     dims = (studies.get("dims") or {}).get("configurations", {})
