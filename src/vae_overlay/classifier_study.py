@@ -68,8 +68,8 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
 
     baseline = next(iter(experiment.STUDY_CONDITIONS))
     out = []
-    for n_train in sorted({row["n_train"] for row in rows if not row.get("error")}):
-        group = [row for row in rows if row["n_train"] == n_train and not row.get("error")]
+    for values, group in study.grouped(rows, ("n_train",)):
+        n_train = values["n_train"]
         for condition in list(experiment.STUDY_CONDITIONS)[1:]:
             pairs = np.array([(r[f"{metric}|{baseline}"], r[f"{metric}|{condition}"]) for r in group
                               if np.isfinite(r.get(f"{metric}|{condition}", np.nan))])
@@ -114,8 +114,8 @@ def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
     from scipy import stats
 
     out = []
-    for n_train in sorted({row["n_train"] for row in rows if not row.get("error")}):
-        group = [row for row in rows if row["n_train"] == n_train and not row.get("error")]
+    for values, group in study.grouped(rows, ("n_train",)):
+        n_train = values["n_train"]
         for condition in experiment.STUDY_CONDITIONS:
             values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
             values = values[np.isfinite(values)]
