@@ -25,7 +25,7 @@ def cell_names(path) -> set[str]:
 
 @pytest.mark.slow
 def test_notebook06_small(tmp_path, run_notebook, notebook_text):
-    executed, results = run_notebook("06_augment_classifier.ipynb", tmp_path, RESULTS_DIR=str(tmp_path / "results"),
+    executed, results = run_notebook("06_augment_classifier.ipynb", tmp_path, STUDY_RESULTS_DIR=str(tmp_path / "results"),
                                      **SMALL_06)
     summary = json.loads((results / "summary.json").read_text())["06_augment_classifier"]
     assert summary["seeds"] == [7, 8] and summary["test_cells"] == 450

@@ -113,8 +113,10 @@ def test_summarize_pairs_every_method_with_the_pixel_mean_over_seeds_and_overlay
 
 
 def test_load_table_reads_what_a_study_wrote_and_nothing_before(tmp_path):
-    empty = study.load_table("tiny4", tmp_path)
-    assert (empty["done"], empty["failed"], empty["planned"]) == ([], [], None)
+    empty = study.load_table("tiny4", tmp_path)  # before the study first ran: its grid from GRIDS
+    assert (empty["done"], empty["failed"], empty["kind"]) == ([], [], "section4")
+    assert empty["planned"] == len(study.configurations(study.GRIDS["tiny4"][1], "section4")) == 4
+    assert study.load_table("no-such-study", tmp_path)["planned"] is None
     rows = [{"key": "a", "version": 1, "error": "", **fake_row(0, "paper")},
             {"key": "b", "version": 1, "error": "boom", "seed": 1}]
     study.write_table(study.table_path("tiny4", tmp_path), rows)

@@ -17,7 +17,6 @@ the verdict (`verdict`). Notebook 06 reads the table with `read_study` (missing,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -151,12 +150,11 @@ def read_study(name: str, results_dir) -> dict:
     {"path", "done" (finished runs), "failed" (runs with an error), "planned" (runs in its grid)} and "hours" (expected
     training hours of the whole grid on one idle 2-core machine). A missing table has no runs; another kind of study
     is refused, naming the classifier studies."""
-    grid_file = study.table_path(name, results_dir).with_suffix(".grid.json")
-    saved = json.loads(grid_file.read_text()) if grid_file.is_file() else {}
-    kind, grid = (saved["kind"], saved["grid"]) if saved else study.GRIDS.get(name, (None, None))
+    table = study.load_table(name, results_dir)
     known = sorted(n for n, (k, _) in study.GRIDS.items() if k == "classifier")
-    if kind != "classifier":
+    if table["kind"] != "classifier":
+        kind = table["kind"]
         raise study.StudyError(f"{name!r} is not a classifier study ({'kind ' + repr(kind) if kind else 'unknown'}):"
                                f" notebook 06 reads one of {known} (STUDY = ...)")
-    table, configs = study.load_table(name, results_dir, kind), study.configurations(grid, kind)
-    return {**table, "planned": table["planned"] or len(configs), "hours": study.estimated_seconds(configs, kind) / 3600}
+    configs = study.configurations(table["grid"], "classifier")
+    return {**table, "hours": study.estimated_seconds(configs, "classifier") / 3600}

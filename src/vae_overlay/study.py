@@ -186,17 +186,20 @@ def read_table(path: str | Path, kind: str = "section3") -> list[dict]:
 
 
 def load_table(name: str, results_dir: str | Path, kind: str | None = None) -> dict:
-    """Study `name`'s table as the notebooks read it: {"path", "planned" (runs in the grid; None before the study
-    first ran), "done" (finished rows), "failed" (rows with an error)}; empty lists if there is no table yet."""
+    """Study `name`'s table as the notebooks read it, missing, partial or complete: {"path", "kind" and "grid" (from
+    its grid file, else from GRIDS; None for an unknown study without one), "planned" (runs in the grid), "done"
+    (finished rows), "failed" (rows with an error)}; empty lists if there is no table yet."""
     path = table_path(name, results_dir)
-    grid = path.with_suffix(".grid.json")
-    meta = json.loads(grid.read_text()) if grid.is_file() else {}
-    kind = kind or meta.get("kind") or (GRIDS[name][0] if name in GRIDS else "section3")
-    rows = read_table(path, kind)
+    grid_file = path.with_suffix(".grid.json")
+    meta = json.loads(grid_file.read_text()) if grid_file.is_file() else {}
+    known_kind, grid = (meta["kind"], meta["grid"]) if meta else GRIDS.get(name, (None, None))
+    kind = kind or known_kind
+    rows = read_table(path, kind or "section3")
     if len({row["key"] for row in rows}) != len(rows):
         raise StudyError(f"{path} holds a run twice: it was not written by run_study; run the study again")
-    return {"path": path, "planned": meta.get("runs"), "done": [row for row in rows if not row.get("error")],
-            "failed": [row for row in rows if row.get("error")]}
+    planned = meta.get("runs") or (len(configurations(grid, kind)) if grid is not None and kind else None)
+    return {"path": path, "kind": kind, "grid": grid, "planned": planned,
+            "done": [row for row in rows if not row.get("error")], "failed": [row for row in rows if row.get("error")]}
 
 
 def grouped(rows: list[dict], by) -> list[tuple[dict, list[dict]]]:
