@@ -163,3 +163,12 @@ def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys)
     with pytest.raises(SystemExit):
         study.main(["tiny", "section5"])
     assert "invalid choice: 'section5'" in capsys.readouterr().err
+
+
+def test_a_local_cluster_has_no_heartbeat_limit_so_a_paused_study_keeps_its_runs():
+    client, cluster = study.connect(n_workers=1)
+    try:
+        assert cluster.scheduler.worker_ttl is None
+    finally:
+        client.close()
+        cluster.close()

@@ -251,6 +251,7 @@ def connect(scheduler: str | None = None, n_workers: int | None = None, threads_
     """(Dask client, the LocalCluster it started or None). `scheduler` (or DASK_SCHEDULER_ADDRESS): the address of
     a running scheduler, whose workers must see the same artifacts folder; otherwise a LocalCluster of
     `n_workers` processes (default: the machine's cores / `threads_per_worker`), one task at a time each."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
@@ -258,9 +259,12 @@ def connect(scheduler: str | None = None, n_workers: int | None = None, threads_
         return Client(address), None
     n_workers = n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
     threads = str(threads_per_worker)
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env={"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
-                                "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": threads})
+    # No heartbeat limit: a local study's processes pause together (a laptop asleep, `kill -STOP`), and after a pause
+    # over the default 5 minutes the scheduler would restart its workers and throw away their runs in progress.
+    with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+                                    "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": threads})
     return Client(cluster), cluster
 
 
