@@ -164,6 +164,26 @@ class JupyterLab:
 
     PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front
 
+    @__import__("contextlib").contextmanager
+    def browser_page(self, width: int, height: int, failure_shot, log_path):
+        """A page of a headless Chromium, `width` x `height`; if the block raises, a full-page screenshot goes to
+        `failure_shot` and the server log's tail is printed first; the browser closes either way."""
+        from pathlib import Path
+
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(self.CHROMIUM), args=self.FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            try:
+                yield page
+            except Exception:
+                page.screenshot(path=str(failure_shot), full_page=True)
+                print(Path(log_path).read_text()[-3000:])
+                raise
+            finally:
+                browser.close()
+
     def open_and_run_all(self, page, url: str, timeout_s: float, what: str = "the notebook") -> None:
         """Open a notebook URL, wait for its kernel, Run All, and wait until every cell has run."""
         page.goto(url)

@@ -87,49 +87,37 @@ class Shown:
 
 
 def test_method_weight_and_sources_redraw_the_overlay_and_score(lab_server, jupyter_lab):
-    from playwright.sync_api import sync_playwright
-
     base, token, log_path = lab_server
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(jupyter_lab.CHROMIUM), args=jupyter_lab.FLAGS,
-                                             headless=True)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        try:
-            jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300,
-                                         "the explorer notebook")
+    with jupyter_lab.browser_page(1300, 900, OUTPUT / "browser_overlay_failure.png", log_path) as page:
+        jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300,
+                                     "the explorer notebook")
 
-            explorer = page.locator(f"{PANEL} .overlay-explorer")
-            explorer.wait_for(timeout=60_000)
-            explorer.scroll_into_view_if_needed()
-            shown = Shown(page)
-            page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=shown.image.element_handle())
-            start = shown.now()
-            assert start["score"].startswith("fidelity score") and "pore" in start["score"]
+        explorer = page.locator(f"{PANEL} .overlay-explorer")
+        explorer.wait_for(timeout=60_000)
+        explorer.scroll_into_view_if_needed()
+        shown = Shown(page)
+        page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=shown.image.element_handle())
+        start = shown.now()
+        assert start["score"].startswith("fidelity score") and "pore" in start["score"]
 
-            page.locator(f"{PANEL} .overlay-method select").select_option(label=METHODS["weighted"])
-            weighted = shown.after(start, "method: latent sum -> weighted offset")
+        page.locator(f"{PANEL} .overlay-method select").select_option(label=METHODS["weighted"])
+        weighted = shown.after(start, "method: latent sum -> weighted offset")
 
-            readout = page.locator(f"{PANEL} .overlay-weight .widget-readout")
-            assert readout.inner_text().strip() == "1.00"
-            page.locator(f"{PANEL} .overlay-weight .noUi-handle").focus()
-            page.keyboard.press("End")  # the slider's maximum, w = 3
-            page.wait_for_function("(el) => el.innerText.trim() === '3.00'", arg=readout.element_handle(),
-                                   timeout=20_000)
-            heavier = shown.after(weighted, "weight: 1 -> 3")
+        readout = page.locator(f"{PANEL} .overlay-weight .widget-readout")
+        assert readout.inner_text().strip() == "1.00"
+        page.locator(f"{PANEL} .overlay-weight .noUi-handle").focus()
+        page.keyboard.press("End")  # the slider's maximum, w = 3
+        page.wait_for_function("(el) => el.innerText.trim() === '3.00'", arg=readout.element_handle(),
+                               timeout=20_000)
+        heavier = shown.after(weighted, "weight: 1 -> 3")
 
-            page.locator(f"{PANEL} .overlay-source-1 input[type=checkbox]").uncheck()
-            fewer = shown.after(heavier, "sources: crack_2 unticked")
-            assert "crack_2" not in fewer["score"] and "crack_1" in fewer["score"] and "pore" in fewer["score"]
-            caption = page.locator(f"{PANEL} .overlay-caption").inner_text()
-            assert re.match(r"crack_1 \+ pore · weighted offset.*w = 3\.00", caption), caption
-            explorer.screenshot(path=str(OUTPUT / "widget_overlay_explorer.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "browser_overlay_failure.png"), full_page=True)
-            print(log_path.read_text()[-3000:])
-            raise
-        finally:
-            browser.close()
+        page.locator(f"{PANEL} .overlay-source-1 input[type=checkbox]").uncheck()
+        fewer = shown.after(heavier, "sources: crack_2 unticked")
+        assert "crack_2" not in fewer["score"] and "crack_1" in fewer["score"] and "pore" in fewer["score"]
+        caption = page.locator(f"{PANEL} .overlay-caption").inner_text()
+        assert re.match(r"crack_1 \+ pore · weighted offset.*w = 3\.00", caption), caption
+        explorer.screenshot(path=str(OUTPUT / "widget_overlay_explorer.png"))
 
     shot = Image.open(OUTPUT / "widget_overlay_explorer.png")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -168,39 +168,27 @@ class Explorer:
 
 
 def test_explorer_sliders_click_menu_play_and_range(lab_server, jupyter_lab):
-    from playwright.sync_api import sync_playwright
-
     base, token, log_path = lab_server
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(jupyter_lab.CHROMIUM), args=jupyter_lab.FLAGS,
-                                             headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/notebooks/{NOTEBOOK}?reset&token={token}", 600,
-                                         "notebook 04")
-            ui = Explorer(page)
-            ui.sliders[0].wait_for(timeout=60_000)
-            ui.root.scroll_into_view_if_needed()
-            page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=ui.image.element_handle())
-            ui.root.screenshot(path=str(OUTPUT / "browser_sliders_1_before.png"))
-            check_keys_and_drag(page, ui)
-            latencies = measure_key_latency(page, ui.handles[0], ui.image)
-            check_scatter_click(page, ui)
-            start = check_menu_and_play(page, ui)
-            check_range_switch(page, ui)
-            # the screenshot's state: the path's start (the menu's default), the occupied region, nothing focused
-            page.locator(f"{PANEL} .latent-jump select").select_option(label=start)
-            page.evaluate("() => document.activeElement && document.activeElement.blur()")
-            page.mouse.move(0, 0)
-            ui.wait_idle()
-            ui.root.screenshot(path=str(OUTPUT / "widget_latent_explorer.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "browser_sliders_failure.png"), full_page=True)
-            print(log_path.read_text()[-3000:])
-            raise
-        finally:
-            browser.close()
+    with jupyter_lab.browser_page(1400, 1000, OUTPUT / "browser_sliders_failure.png", log_path) as page:
+        jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/notebooks/{NOTEBOOK}?reset&token={token}", 600,
+                                     "notebook 04")
+        ui = Explorer(page)
+        ui.sliders[0].wait_for(timeout=60_000)
+        ui.root.scroll_into_view_if_needed()
+        page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')", arg=ui.image.element_handle())
+        ui.root.screenshot(path=str(OUTPUT / "browser_sliders_1_before.png"))
+        check_keys_and_drag(page, ui)
+        latencies = measure_key_latency(page, ui.handles[0], ui.image)
+        check_scatter_click(page, ui)
+        start = check_menu_and_play(page, ui)
+        check_range_switch(page, ui)
+        # the screenshot's state: the path's start (the menu's default), the occupied region, nothing focused
+        page.locator(f"{PANEL} .latent-jump select").select_option(label=start)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.mouse.move(0, 0)
+        ui.wait_idle()
+        ui.root.screenshot(path=str(OUTPUT / "widget_latent_explorer.png"))
 
     median, p95 = statistics.median(latencies), sorted(latencies)[int(round(0.95 * (len(latencies) - 1)))]
     print(f"key press -> new decoded image src: median {median:.0f} ms, p95 {p95:.0f} ms "
