@@ -113,10 +113,12 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                           f"fixed variant '{fixed.get('name')}': {fixed.get('verdict')} (separation "
                           f"{_fmt(fixed.get('min_separation'))} sd). Fidelity (1 = every defect, nothing spurious): "
                           + "; ".join(f"{k} {_fmt(v)}" for k, v in fidelity.items())
-                          + f". Over {over('variants')} (fidelity minus the pixel mean's, 95 % interval over seeds × "
-                          "overlays): " + ("; ".join(
-                              f"{key.replace('|', ', ')}: separated {c['separated']} of {c['runs']}, "
-                              + ", ".join(diff(c, m) for m in ("latent sum", "offset", "decoded composite"))
+                          + f". Over {over('variants')} (each method minus the pixel mean, 95 % interval over seeds × "
+                          "overlays; contrast retention needs no threshold and no common background): " + ("; ".join(
+                              f"{key.replace('|', ', ')}: separated {c['separated']} of {c['runs']}; " + "; ".join(
+                                  f"{score} " + ", ".join(diff(c, m, score) for m in ("latent sum", "offset",
+                                                                                      "decoded composite"))
+                                  for score in ("fidelity", "contrast"))
                               for key, c in variants.items()) or "no runs yet")),
                  "fig4_overlay_sources.png, fig5_overlays_paper_recipe.png, fig5a_overlay_latents.png, "
                  "fig5b_overlay_methods.png, fig5c_variant_study.png, fig5d_latent_plane.png" if s05 in summary else ""))
