@@ -152,8 +152,7 @@ def read_study(name: str, results_dir) -> dict:
     is refused, naming the classifier studies."""
     table = study.load_table(name, results_dir)
     known = sorted(n for n, (k, _) in study.GRIDS.items() if k == "classifier")
-    if table["kind"] != "classifier":
-        kind = table["kind"]
+    if (kind := table["kind"]) != "classifier":
         raise study.StudyError(f"{name!r} is not a classifier study ({'kind ' + repr(kind) if kind else 'unknown'}):"
                                f" notebook 06 reads one of {known} (STUDY = ...)")
     configs = study.configurations(table["grid"], "classifier")
