@@ -105,6 +105,7 @@ def test_summarize_pairs_every_method_with_the_pixel_mean_over_seeds_and_overlay
     assert free["fidelity|offset|low"] < free["fidelity|offset|diff"] < free["fidelity|offset|high"] < 0.2
     assert free["fidelity|offset|seeds_better"] == 3 and free["fidelity|latent sum|seeds_better"] == 0
     assert free["fidelity|latent sum|diff"] == free["fidelity|latent sum|low"] == 0.0  # no spread: a point
+    assert free["reconstruction_mean"] == 101.0 and free["reconstruction_low"] < 101.0 < free["reconstruction_high"]
     row = overlay_study.table_rows([free])[0]
     assert row["latent"] == "2 / 1 / 0" and row["offset"] == "+0.12 [{:+.2f}, {:+.2f}]".format(
         free["fidelity|offset|low"], free["fidelity|offset|high"])
@@ -125,3 +126,16 @@ def test_load_table_reads_what_a_study_wrote_and_nothing_before(tmp_path):
     study.write_table(study.table_path("tiny4", tmp_path), rows + rows[:1])
     with pytest.raises(study.StudyError, match="holds a run twice"):
         study.load_table("tiny4", tmp_path)
+
+
+def test_reconstruction_floor_is_the_sources_own_entropy_below_any_other_decode():
+    sources = overlay_study.load_set("paper-trio", 16)[0].astype(np.float64)
+    floor = overlay_study.reconstruction_floor("paper-trio", 16)
+
+    def bce(target, decoded):
+        decoded = np.clip(decoded, 1e-7, 1 - 1e-7)
+        return float(-(target * np.log(decoded) + (1 - target) * np.log(1 - decoded)).reshape(len(target), -1).sum(1).mean())
+
+    assert floor == pytest.approx(bce(sources, sources))
+    assert 0 < floor < bce(sources, np.broadcast_to(sources.mean(0), sources.shape))  # a collapsed decoder pays more
+    assert floor < 16 * 16 * np.log(2)

@@ -194,3 +194,16 @@ def test_the_classifier_row_states_the_study_at_its_largest_training_set(tmp_pat
     assert ("the classifier study, 59 of 60 runs; balanced accuracy minus the original set's at 80 real cells per "
             "class, pp [95 % CI]: (7) + copy-paste cracks: +1.2 [-0.4, +2.8] (equivalent within ±2 pp). This run (2 seeds)"
             in text) and "+50.0" not in text
+
+
+def test_the_latent_dimension_row_states_each_dimension_with_its_intervals(tmp_path):
+    entry = {"runs": 3, "separated": 1, "reconstruction_mean": 3200.4, "reconstruction_low": 3100.2,
+             "reconstruction_high": 3300.9}
+    entry.update({f"{score}|{method}|{end}": value for score in ("fidelity", "contrast")
+                  for method in ("latent sum", "offset") for end, value in (("diff", -0.1), ("low", -0.2), ("high", 0.0))})
+    report.record("05_overlay_defects", {"studies": {"dims": {"study": "section4-dims", "finished": 6, "planned": 12,
+                                                             "configurations": {"16": entry, "2": entry}}}}, tmp_path)
+    text = report.write_report(tmp_path).read_text()
+    assert ("over 6 of 12 runs of study 'section4-dims', each method minus the pixel mean [95 % interval]: dim 2: "
+            "separated 1 of 3; fidelity latent sum -0.10 [-0.20, 0.00], offset -0.10 [-0.20, 0.00]; contrast latent "
+            "sum -0.10 [-0.20, 0.00], offset -0.10 [-0.20, 0.00]; reconstruction term 3200 [3100, 3301]; dim 16:") in text

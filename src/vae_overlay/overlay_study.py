@@ -67,11 +67,25 @@ def data_fingerprint(config: dict) -> str:
 @lru_cache(maxsize=16)
 def sources_fingerprint(name: str, image_size: int) -> str:
     """Cached per process: a study keys every configuration, and `distinct` is drawn and written to read it."""
+    sources, masks = load_set(name, image_size)
+    return runs.fingerprint(np.concatenate([sources.ravel(), masks.ravel().astype(np.float32)]))
+
+
+def load_set(name: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A source set's images and masks at `image_size` (`distinct` drawn into a temporary folder)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
         sources, masks, _ = overlay.load_sources(source_paths(name, folder), image_size)
-    return runs.fingerprint(np.concatenate([sources.ravel(), masks.ravel().astype(np.float32)]))
+    return sources, masks
+
+
+def reconstruction_floor(name: str, image_size: int = 64) -> float:
+    """The smallest final reconstruction term a decoder can reach on source set `name`: the mean over its sources of
+    their summed pixel entropy (the binary cross-entropy of an image with itself; Keras clips at 1e-7 as here). A
+    run's `final_reconstruction` minus this is what its decoder still misses: near 0, it reproduces the sources."""
+    x = np.clip(load_set(name, image_size)[0].astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-(x * np.log(x) + (1 - x) * np.log1p(-x)).reshape(len(x), -1).sum(axis=1).mean())
 
 
 def seconds(config: dict) -> float:
@@ -159,8 +173,9 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
     """One dict per configuration (`by`) over its finished runs (seeds):
 
     * `runs`; `separated`, `overlapping`, `collapsed` counts (the latent check's verdict), with the 95 % Wilson
-      interval of the separated share (`separated_low`, `separated_high`); median dead units; mean final
-      reconstruction term;
+      interval of the separated share (`separated_low`, `separated_high`); median dead units; the final
+      reconstruction term's mean over the runs with its 95 % t interval (`reconstruction_low`, `_high`; NaN for
+      one run);
     * per score (`SCORES`) and method (`METHODS`): `<score>|<method>` the mean over seeds and overlays, and for every
       method but `baseline`, `<score>|<method>|diff` the mean paired difference from `baseline` over the
       seed x overlay pairs with its 95 % t interval (`|low`, `|high`; the overlays of one seed share a model, so
@@ -173,9 +188,14 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
     for values, group in study.grouped(rows, by):
         verdicts = [r["verdict"] for r in group]
         low, high = study.wilson(verdicts.count("separated"), len(group))
+        recon = np.array([r["final_reconstruction"] for r in group], np.float64)
         entry = {**values, "runs": len(group), "separated_low": low, "separated_high": high,
                  "dead_units_median": float(np.median([r["dead_units"] for r in group])),
-                 "reconstruction_mean": float(np.mean([r["final_reconstruction"] for r in group]))}
+                 "reconstruction_mean": float(recon.mean())}
+        low, high = (float("nan"),) * 2
+        if len(recon) >= 2:
+            low, high = stats.ttest_1samp(recon, 0.0).confidence_interval(0.95) if recon.std() > 0 else (recon[0],) * 2
+        entry.update(reconstruction_low=float(low), reconstruction_high=float(high))
         entry.update({name: verdicts.count(name) for name in ("separated", "overlapping", "collapsed")})
         for score in SCORES:
             columns = {m: sorted(c for c in group[0] if c.startswith(f"{score}|{m}|")) for m in METHODS}
@@ -224,7 +244,7 @@ def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> di
     for s in summary:
         entry = {name: s[name] for name in ("runs", "separated", "overlapping", "collapsed")}
         entry.update({name: round(s[name], 4) for name in ("separated_low", "separated_high", "dead_units_median",
-                                                            "reconstruction_mean")})
+                                                            "reconstruction_mean", "reconstruction_low", "reconstruction_high")})
         entry.update({key: round(value, 4) for key, value in s.items() if key.count("|") in (1, 2)
                       and not key.endswith("seeds_better")})
         out["|".join(str(s[key]) for key in keys)] = entry

@@ -143,10 +143,13 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                  if "07_section3_study" in summary else ""))
     dims = (studies.get("dims") or {}).get("configurations", {})
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
-                 measured(s05, f"over {over('dims')}, fidelity minus the pixel mean's [95 % interval]: " + ("; ".join(
-                     f"dim {d}: {diff(r, 'latent sum')}, {diff(r, 'offset')}; reconstruction term "
-                     f"{_fmt(r.get('reconstruction_mean'), 0)}" for d, r in sorted(dims.items(), key=lambda i: int(i[0])))
-                     or "no runs yet")),
+                 measured(s05, f"over {over('dims')}, each method minus the pixel mean [95 % interval]: " + ("; ".join(
+                     f"dim {d}: separated {r.get('separated')} of {r.get('runs')}; " + "; ".join(
+                         f"{score} {diff(r, 'latent sum', score)}, {diff(r, 'offset', score)}"
+                         for score in ("fidelity", "contrast"))
+                     + f"; reconstruction term {_fmt(r.get('reconstruction_mean'), 0)} "
+                       f"[{_fmt(r.get('reconstruction_low'), 0)}, {_fmt(r.get('reconstruction_high'), 0)}]"
+                     for d, r in sorted(dims.items(), key=lambda i: int(i[0]))) or "no runs yet")),
                  "fig5e_latent_dimension_study.png" if s05 in summary else ""))
     own = _get(summary, s06, "paired_vs_original") or {}
     found = _get(summary, s06, "study") or {}
