@@ -202,8 +202,47 @@ def test_the_latent_dimension_row_states_each_dimension_with_its_intervals(tmp_p
     entry.update({f"{score}|{method}|{end}": value for score in ("fidelity", "contrast")
                   for method in ("latent sum", "offset") for end, value in (("diff", -0.1), ("low", -0.2), ("high", 0.0))})
     report.record("05_overlay_defects", {"studies": {"dims": {"study": "section4-dims", "finished": 6, "planned": 12,
-                                                             "configurations": {"16": entry, "2": entry}}}}, tmp_path)
+                                                             "configurations": {"16": entry, "2": entry},
+                                                             "reconstruction_floor": 3200.0}}}, tmp_path)
     text = report.write_report(tmp_path).read_text()
     assert ("over 6 of 12 runs of study 'section4-dims', each method minus the pixel mean [95 % interval]: dim 2: "
             "separated 1 of 3; fidelity latent sum -0.10 [-0.20, 0.00], offset -0.10 [-0.20, 0.00]; contrast latent "
-            "sum -0.10 [-0.20, 0.00], offset -0.10 [-0.20, 0.00]; reconstruction term 3200 [3100, 3301]; dim 16:") in text
+            "sum -0.10 [-0.20, 0.00], offset -0.10 [-0.20, 0.00]; reconstruction term above a perfect one +0.40 [-99.80, "
+            "+100.90]; dim 16:") in text
+
+
+def test_the_verdicts_name_each_claim_with_its_word_and_say_interim_until_a_study_is_complete(tmp_path):
+    def config(separated, runs, sum_low, composite_low):
+        return {"separated": separated, "runs": runs, "separated_low": 0.1, "separated_high": 0.9,
+                "contrast|latent sum|diff": sum_low + 0.05, "contrast|latent sum|low": sum_low,
+                "contrast|latent sum|high": sum_low + 0.1, "contrast|decoded composite|low": composite_low}
+
+    def dim(mean, half):
+        return {"reconstruction_mean": 100 + mean, "reconstruction_low": 100 + mean - half,
+                "reconstruction_high": 100 + mean + half}
+
+    variants = {"distinct|paper": config(3, 3, -0.02, 0.3), "trio|paper": config(0, 3, -0.1, -0.1),
+                "trio|leaky": config(1, 3, -0.05, 0.2)}
+    studies = {"variants": {"finished": 40, "planned": 42, "configurations": variants},
+               "dims": {"finished": 12, "planned": 12, "reconstruction_floor": 100.0,
+                        "configurations": {"2": dim(0.7, 0.01), "16": dim(0.3, 0.05), "4": dim(0.5, 0.1)}}}
+    entry = {"n_train": 80, "mean": 0.004, "ci_low": -0.01, "ci_high": 0.018}
+    record = {"runs_finished": 60, "runs_planned": 60, "paired_vs_original": {"balanced_accuracy": [
+        {**entry, "condition": "(2)", "verdict": "equivalent within ±2 pp"},
+        {**entry, "condition": "(3)", "verdict": "worse, but within ±2 pp"},
+        {**entry, "n_train": 20, "condition": "(3)", "verdict": "better"}]}}
+    report.record("05_overlay_defects", {"studies": studies}, tmp_path)
+    report.record("06_augment_classifier", {"study": record}, tmp_path)
+    text = report.write_report(tmp_path).read_text()
+    assert ("own latent cluster (§4)** (40 of 42 runs, interim): **holds** on distinct (the paper's recipe separated 3 "
+            "of 3 seeds [0.10, 0.90]); **fails** on trio") in text
+    assert ("**fails**: the latent sum retains more defect contrast than the pixel mean (95 % interval above 0) in 0 of "
+            "3 configurations (best: distinct, paper, +0.03 [-0.02, +0.08]); decoding each source and compositing does "
+            "in 2 of 3") in text
+    assert ("(12 of 12 runs): **holds**: reconstruction above a perfect one +0.70 [+0.69, +0.71] at dimension 2, "
+            "+0.30 [+0.25, +0.35] at 16") in text
+    assert "(60 of 60 runs): **fails**: balanced accuracy minus" in text and "(3) +0.4 [-1.0, +1.8] (worse, but" in text
+    assert text.index("## Verdicts from the study tables") < text.index("| claim | the paper |")
+    record["runs_finished"] = 30
+    report.record("06_augment_classifier", {"study": record}, tmp_path)
+    assert "(30 of 60 runs, interim): **pending (fails so far)**" in report.write_report(tmp_path).read_text()
