@@ -224,15 +224,18 @@ def _verdicts(summary: dict) -> list[str]:
     if entries:
         largest = max(e["n_train"] for e in entries)
         shown = [e for e in entries if e["n_train"] == largest]
-        word = ("holds" if any(e["verdict"].startswith("better") and "within" not in e["verdict"] for e in shown)
-                else "fails" if all(e["verdict"].startswith(("equivalent", "worse")) or "within" in e["verdict"] for e in shown)
+        generated = [e for e in shown if e["condition"] in found.get("vae_conditions", [e["condition"] for e in shown])]
+        word = ("holds" if any(e["verdict"].startswith("better") and "within" not in e["verdict"] for e in generated)
+                else "fails" if all(e["verdict"].startswith(("equivalent", "worse")) or "within" in e["verdict"]
+                                    for e in generated)
                 else "undecided")
         done = found.get("runs_finished", 0)
         if done < (found.get("runs_planned") or 0):
             word = f"pending ({word} so far)"
-        lines.append(f"- **A training set extended with generated images gives a better classifier (§5, proposed)** "
-                     f"({runs(found)}): **{word}**: balanced accuracy minus the original set's at {largest} real cells "
-                     "per class, points [95 % CI]: " + "; ".join(
+        lines.append(f"- **A training set extended with VAE-generated images gives a better classifier (§5, proposed)** "
+                     f"({runs(found)}): **{word}** (from the conditions with VAE images: "
+                     f"{', '.join(e['condition'] for e in generated)}): balanced accuracy minus the original set's at "
+                     f"{largest} real cells per class, points [95 % CI]: " + "; ".join(
                          f"{e['condition']} {100 * e['mean']:+.1f} [{100 * e['ci_low']:+.1f}, {100 * e['ci_high']:+.1f}] "
                          f"({e['verdict']})" for e in shown))
     return lines
