@@ -141,15 +141,14 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                                       for loss in ("sum", "keras-io-2020") for size in (64, 128))),
                  "fig7_study_rates.png, fig7_study_reach.png, fig7_study_representatives.png"
                  if "07_section3_study" in summary else ""))
-    dims = (studies.get("dims") or {}).get("configurations", {})
-    floor = (studies.get("dims") or {}).get("reconstruction_floor")  # a perfect reconstruction's term
+    dims, floor = (studies.get("dims") or {}).get("configurations", {}), _get(studies, "dims", "reconstruction_floor")
 
-    def dimension(d, r):
-        scores = "; ".join(f"{score} {diff(r, 'latent sum', score)}, {diff(r, 'offset', score)}"
-                           for score in ("fidelity", "contrast"))
+    def dimension(d, r):  # floor: a perfect reconstruction's term
         recon = [r.get(f"reconstruction_{end}", float("nan")) - (floor or 0.0) for end in ("mean", "low", "high")]
-        recon_text = ("above a perfect one {:+.2f} [{:+.2f}, {:+.2f}]" if floor else "{:.0f} [{:.0f}, {:.0f}]").format(*recon)
-        return f"dim {d}: separated {r.get('separated')} of {r.get('runs')}; {scores}; reconstruction term {recon_text}"
+        return (f"dim {d}: separated {r.get('separated')} of {r.get('runs')}; " + "; ".join(
+            f"{score} {diff(r, 'latent sum', score)}, {diff(r, 'offset', score)}" for score in ("fidelity", "contrast"))
+            + "; reconstruction term " + ("above a perfect one {:+.2f} [{:+.2f}, {:+.2f}]" if floor
+                                          else "{:.0f} [{:.0f}, {:.0f}]").format(*recon))
 
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
                  measured(s05, f"over {over('dims')}, each method minus the pixel mean [95 % interval]: " + (
@@ -178,60 +177,48 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _interval(c: dict, key: str) -> str:
-    return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(c.get(f"{key}|{end}", float("nan")) for end in ("diff", "low", "high")))
-
-
 def _verdicts(summary: dict) -> list[str]:
-    """One line per claim the studies decide, with its word (holds / fails / not supported / undecided / pending)
-    derived from the recorded study summaries; a study that is not complete makes its line interim."""
-    s05, s06 = "05_overlay_defects", "06_augment_classifier"
-    studies, lines = _get(summary, s05, "studies") or {}, []
+    """Per claim the studies decide, a line with its word (holds, fails, not supported, undecided; interim, pending)."""
+    studies, lines = _get(summary, "05_overlay_defects", "studies") or {}, []
+    nan, ci = float("nan"), "{:+.2f} [{:+.2f}, {:+.2f}]".format
 
     def runs(found):
         done, planned = found.get("finished", found.get("runs_finished", 0)), found.get("planned", found.get("runs_planned"))
         return f"{done} of {planned or '?'} runs" + ("" if planned and done >= planned else ", interim")
 
-    variants = (studies.get("variants") or {}).get("configurations") or {}
-    if variants:
-        paper = {key.split("|")[0]: c for key, c in variants.items() if key.endswith("|paper")}
-        words = "; ".join(f"**{'holds' if c['separated'] == c['runs'] else 'fails' if not c['separated'] else 'undecided'}**"
-                          f" on {name} (the paper's recipe separated {c['separated']} of {c['runs']} seeds "
-                          f"[{c['separated_low']:.2f}, {c['separated_high']:.2f}])" for name, c in sorted(paper.items()))
-        lines.append(f"- **Each source image gets its own latent cluster (§4)** ({runs(studies['variants'])}): "
-                     + words)
-        above = [key for key, c in variants.items() if c.get("contrast|latent sum|low", float("nan")) > 0]
-        best = max(variants.items(), key=lambda item: item[1].get("contrast|latent sum|diff", float("-inf")))
-        composite = sum(c.get("contrast|decoded composite|low", float("nan")) > 0 for c in variants.values())
+    if variants := (studies.get("variants") or {}).get("configurations"):
+        paper = sorted((key.split("|")[0], c) for key, c in variants.items() if key.endswith("|paper"))
+        lines.append(f"- **Each source image gets its own latent cluster (§4)** ({runs(studies['variants'])}): " + "; ".join(
+            f"**{'holds' if c['separated'] == c['runs'] else 'fails' if not c['separated'] else 'undecided'}** on {name} "
+            f"(the paper's recipe separated {c['separated']} of {c['runs']} seeds [{c['separated_low']:.2f}, "
+            f"{c['separated_high']:.2f}])" for name, c in paper))
+        above = sum(c.get("contrast|latent sum|low", nan) > 0 for c in variants.values())
+        key, best = max(variants.items(), key=lambda item: item[1].get("contrast|latent sum|diff", -np.inf))
+        best_ci = ci(*(best.get(f"contrast|latent sum|{end}", nan) for end in ("diff", "low", "high")))
+        composite = sum(c.get("contrast|decoded composite|low", nan) > 0 for c in variants.values())
         lines.append(f"- **Decoding the sum of latent vectors overlays the defects (§4)** ({runs(studies['variants'])}): "
                      f"**{'holds' if above else 'fails'}**: the latent sum retains more defect contrast than the pixel "
-                     f"mean (95 % interval above 0) in {len(above)} of {len(variants)} configurations (best: "
-                     f"{best[0].replace('|', ', ')}, {_interval(best[1], 'contrast|latent sum')}); decoding each source "
-                     f"and compositing does in {composite} of {len(variants)}")
-    dims = (studies.get("dims") or {}).get("configurations") or {}
-    floor = (studies.get("dims") or {}).get("reconstruction_floor")
+                     f"mean (95 % interval above 0) in {above} of {len(variants)} configurations (best: "
+                     f"{key.replace('|', ', ')}, {best_ci}); decoding each source and compositing does in {composite} of "
+                     f"{len(variants)}")
+    dims, floor = (studies.get("dims") or {}).get("configurations") or {}, _get(studies, "dims", "reconstruction_floor")
     if len(dims) >= 2 and floor:
-        (low_dim, first), (high_dim, last) = (sorted(dims.items(), key=lambda item: int(item[0]))[i] for i in (0, -1))
-        better, worse = last["reconstruction_high"] < first["reconstruction_low"], last["reconstruction_low"] > first["reconstruction_high"]
-        recon = {d: "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(c[f"reconstruction_{e}"] - floor for e in ("mean", "low", "high")))
-                 for d, c in ((low_dim, first), (high_dim, last))}
+        (d0, first), (d1, last) = (sorted(dims.items(), key=lambda item: int(item[0]))[i] for i in (0, -1))
+        (mean0, low0, high0), (mean1, low1, high1) = [[c[f"reconstruction_{e}"] - floor for e in ("mean", "low", "high")]
+                                                      for c in (first, last)]
+        better, worse = high1 < low0, low1 > high0
         lines.append(f"- **A higher latent dimension makes the images more realistic (§4)** ({runs(studies['dims'])}): "
                      f"**{'holds' if better else 'fails' if worse else 'not supported'}**: reconstruction above a perfect "
-                     f"one {recon[low_dim]} at dimension {low_dim}, {recon[high_dim]} at {high_dim}"
+                     f"one {ci(mean0, low0, high0)} at dimension {d0}, {ci(mean1, low1, high1)} at {d1}"
                      + ("" if better or worse else " (the intervals overlap)"))
-    found = _get(summary, s06, "study") or {}
-    entries = [e for e in (found.get("paired_vs_original") or {}).get("balanced_accuracy") or [] if "mean" in e]
-    if entries:
+    found = _get(summary, "06_augment_classifier", "study") or {}
+    if entries := [e for e in (found.get("paired_vs_original") or {}).get("balanced_accuracy") or [] if "mean" in e]:
         largest = max(e["n_train"] for e in entries)
         shown = [e for e in entries if e["n_train"] == largest]
         generated = [e for e in shown if e["condition"] in found.get("vae_conditions", [e["condition"] for e in shown])]
-        word = ("holds" if any(e["verdict"].startswith("better") and "within" not in e["verdict"] for e in generated)
-                else "fails" if all(e["verdict"].startswith(("equivalent", "worse")) or "within" in e["verdict"]
-                                    for e in generated)
-                else "undecided")
-        done = found.get("runs_finished", 0)
-        if done < (found.get("runs_planned") or 0):
-            word = f"pending ({word} so far)"
+        word = ("holds" if any(e["verdict"] == "better" for e in generated) else "fails" if all(
+            e["verdict"].startswith(("equivalent", "worse")) or "within" in e["verdict"] for e in generated) else "undecided")
+        word = f"pending ({word} so far)" if found.get("runs_finished", 0) < (found.get("runs_planned") or 0) else word
         lines.append(f"- **A training set extended with VAE-generated images gives a better classifier (§5, proposed)** "
                      f"({runs(found)}): **{word}** (from the conditions with VAE images: "
                      f"{', '.join(e['condition'] for e in generated)}): balanced accuracy minus the original set's at "
@@ -249,8 +236,7 @@ def write_report(results_dir: str | Path = "results") -> Path:
     lines = ["# Reproduction report", "",
              "Generated by `make reproduce` from `results/summary.json` (the numbers each notebook recorded).",
              "Figures are in `results/figures/`.", ""]
-    verdicts = _verdicts(summary)
-    if verdicts:
+    if verdicts := _verdicts(summary):
         lines += ["## Verdicts from the study tables", "",
                   "Each measured over many trainings (`make study`; the tables are in `results/studies/`).", "",
                   *verdicts, "", "## Every claim", ""]
