@@ -52,13 +52,14 @@ def test_notebook05_small(tmp_path, run_notebook, notebook_text):
         assert len(summary[key]["kl_per_source"]) == 3
     assert summary["fixed_variant"]["name"] == "standardised + leaky"
     studies = summary["studies"]
-    assert (studies["variants"]["study"], studies["variants"]["finished"], studies["variants"]["planned"]) == ("tiny4", 4, 4)
+    variants = studies["variants"]
+    assert (variants["study"], variants["runs_finished"], variants["runs_planned"]) == ("tiny4", 4, 4)
     assert set(studies["variants"]["configurations"]) == {f"{s}|{v}" for s in ("paper-trio", "distinct")
                                                           for v in ("paper", "free bits")}
     for entry in studies["variants"]["configurations"].values():
         assert entry["runs"] == 1 and entry["separated"] + entry["overlapping"] + entry["collapsed"] == 1
         assert entry["fidelity|latent sum|low"] <= entry["fidelity|latent sum|diff"] <= entry["fidelity|latent sum|high"]
-    assert set(studies["dims"]["configurations"]) == {"2", "3"} and studies["dims"]["finished"] == 2
+    assert set(studies["dims"]["configurations"]) == {"2", "3"} and studies["dims"]["runs_finished"] == 2
     assert "tiny4.csv: 4 of 4 runs finished, 0 failed" in text and "tiny4-dims.csv: 2 of 2 runs finished, 0 failed" in text
     scores = summary["fidelity_mean_score"]
     assert len(scores) == 10 and {"pixel mean (baseline)", "pixel compositing (darkest)", "paper: latent sum",
@@ -85,7 +86,7 @@ def test_notebook05_small_on_two_images_without_masks(tmp_path, run_notebook, no
     assert "sources: ['crack_1', 'pore'] (2, 32, 32, 1) float32" in text
     assert "masks: none (fidelity cannot be measured)" in text and "no masks: no fidelity table" in text
     summary = json.loads((results / "summary.json").read_text())["05_overlay_defects"]
-    assert summary["studies"]["variants"]["finished"] == 0 and "no table yet: make study STUDY=tiny4" in text
+    assert summary["studies"]["variants"]["runs_finished"] == 0 and "no table yet: make study STUDY=tiny4" in text
     assert summary["fidelity_mean_score"] == {} and summary["defect_threshold"] is None
     assert summary["paper_recipe"]["n_clusters"] in (1, 2) and len(summary["paper_recipe"]["kl_per_source"]) == 2
     assert [p.name[:5] for p in (tmp_path / "artifacts").iterdir()] == ["mine-"]  # its own artifacts folder

@@ -201,7 +201,7 @@ def test_the_latent_dimension_row_states_each_dimension_with_its_intervals(tmp_p
              "reconstruction_high": 3300.9}
     entry.update({f"{score}|{method}|{end}": value for score in ("fidelity", "contrast")
                   for method in ("latent sum", "offset") for end, value in (("diff", -0.1), ("low", -0.2), ("high", 0.0))})
-    report.record("05_overlay_defects", {"studies": {"dims": {"study": "section4-dims", "finished": 6, "planned": 12,
+    report.record("05_overlay_defects", {"studies": {"dims": {"study": "section4-dims", "runs_finished": 6, "runs_planned": 12,
                                                              "configurations": {"16": entry, "2": entry},
                                                              "reconstruction_floor": 3200.0}}}, tmp_path)
     text = report.write_report(tmp_path).read_text()
@@ -223,8 +223,8 @@ def test_the_verdicts_name_each_claim_with_its_word_and_say_interim_until_a_stud
 
     variants = {"distinct|paper": config(3, 3, -0.02, 0.3), "trio|paper": config(0, 3, -0.1, -0.1),
                 "trio|leaky": config(1, 3, -0.05, 0.2)}
-    studies = {"variants": {"finished": 40, "planned": 42, "configurations": variants},
-               "dims": {"finished": 12, "planned": 12, "reconstruction_floor": 100.0,
+    studies = {"variants": {"runs_finished": 40, "runs_planned": 42, "configurations": variants},
+               "dims": {"runs_finished": 12, "runs_planned": 12, "reconstruction_floor": 100.0,
                         "configurations": {"2": dim(0.7, 0.01), "16": dim(0.3, 0.05), "4": dim(0.5, 0.1)}}}
     entry = {"n_train": 80, "mean": 0.004, "ci_low": -0.01, "ci_high": 0.018}
     record = {"runs_finished": 60, "runs_planned": 60, "vae_conditions": ["(3)", "(4)"], "paired_vs_original": {

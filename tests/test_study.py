@@ -159,6 +159,16 @@ def test_summarize_counts_rates_and_wilson_intervals():
     assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1  # 0 of 1: an interval, not 0
 
 
+def test_t_interval_is_scipys_t_interval_a_point_without_spread_and_nan_below_two_values():
+    from scipy import stats
+
+    values = [0.1, 0.4, -0.2, 0.3, float("nan")]  # the NaN is left out, as a dropped run
+    expected = stats.ttest_1samp(values[:4], 0.0).confidence_interval(0.9)
+    assert study.t_interval(values, 0.9) == pytest.approx((expected.low, expected.high))
+    assert study.t_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2))
+    assert all(v != v for v in study.t_interval([0.3])) and all(v != v for v in study.t_interval([]))
+
+
 def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys):
     with pytest.raises(SystemExit):
         study.main(["tiny", "section5"])

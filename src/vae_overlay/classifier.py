@@ -21,6 +21,7 @@ from sklearn import metrics
 from vae_overlay.data import elpv_image, elpv_labels, square_resize
 from vae_overlay.model import encode_mean
 from vae_overlay.runs import atomic_write_text
+from vae_overlay.study import t_interval
 
 DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
 MODULE_TYPES = ("mono", "poly", "both")
@@ -345,12 +346,12 @@ def paired_comparison(baseline, other, confidence: float = 0.95) -> dict:
         raise ValueError("need two 1-D arrays of the same length >= 2 (one value per seed)")
     differences = other - baseline
     mean, std = float(differences.mean()), float(differences.std(ddof=1))
+    low, high = t_interval(differences, confidence)
     if std == 0:
         t_value = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
-        p_value, low, high = (1.0 if mean == 0 else 0.0), mean, mean
+        p_value = 1.0 if mean == 0 else 0.0
     else:
         test = stats.ttest_rel(other, baseline)
-        interval = test.confidence_interval(confidence)
-        t_value, p_value, low, high = float(test.statistic), float(test.pvalue), interval.low, interval.high
+        t_value, p_value = float(test.statistic), float(test.pvalue)
     return {"n": len(differences), "mean_difference": mean, "std_difference": std, "ci_low": float(low),
             "ci_high": float(high), "t": t_value, "p_value": p_value, "improved": int((differences > 0).sum())}

@@ -77,12 +77,11 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
             if len(pairs) >= 2:
                 diff = pairs[:, 1] - pairs[:, 0]
                 sd, n, mean = float(diff.std(ddof=1)), len(diff), float(diff.mean())
+                low, high = study.t_interval(diff)
                 if sd == 0:  # every run the same difference: a degenerate interval (as classifier.paired_comparison)
-                    low = high = mean
                     p, tost_p = (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
                 else:
-                    test = stats.ttest_1samp(diff, 0.0)
-                    (low, high), p = test.confidence_interval(0.95), test.pvalue
+                    p = stats.ttest_1samp(diff, 0.0).pvalue
                     tost_p = max(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue,
                                  stats.ttest_1samp(diff, margin, alternative="less").pvalue)
                 entry.update(mean=mean, ci_low=float(low), ci_high=float(high), p=float(p),
@@ -110,18 +109,13 @@ def verdict(entry: dict, alpha: float = 0.05) -> str:
 def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
     """Per n_train and condition (the original set too): the runs that trained it, the mean of `metric` over them
     and its 95 % t interval (NaN with fewer than two runs). Unpaired: for a figure, not for a verdict."""
-    from scipy import stats
-
     out = []
     for values, group in study.grouped(rows, ("n_train",)):
         n_train = values["n_train"]
         for condition in experiment.STUDY_CONDITIONS:
             values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
             values = values[np.isfinite(values)]
-            low = high = float("nan")
-            if len(values) >= 2:
-                half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-                low, high = values.mean() - half, values.mean() + half
+            low, high = study.t_interval(values)
             out.append({"n_train": n_train, "condition": condition, "runs": len(values),
                         "mean": float(values.mean()) if len(values) else float("nan"),
                         "ci_low": float(low), "ci_high": float(high)})

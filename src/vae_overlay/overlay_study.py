@@ -182,8 +182,6 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
       the interval is narrower than one over seeds alone) and `<score>|<method>|seeds_better`, the seeds whose
       mean over the overlays beats the baseline's.
     """
-    from scipy import stats
-
     summary = []
     for values, group in study.grouped(rows, by):
         verdicts = [r["verdict"] for r in group]
@@ -192,10 +190,7 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
         entry = {**values, "runs": len(group), "separated_low": low, "separated_high": high,
                  "dead_units_median": float(np.median([r["dead_units"] for r in group])),
                  "reconstruction_mean": float(recon.mean())}
-        low, high = (float("nan"),) * 2
-        if len(recon) >= 2:
-            low, high = stats.ttest_1samp(recon, 0.0).confidence_interval(0.95) if recon.std() > 0 else (recon[0],) * 2
-        entry.update(reconstruction_low=float(low), reconstruction_high=float(high))
+        entry.update(zip(("reconstruction_low", "reconstruction_high"), study.t_interval(recon)))
         entry.update({name: verdicts.count(name) for name in ("separated", "overlapping", "collapsed")})
         for score in SCORES:
             columns = {m: sorted(c for c in group[0] if c.startswith(f"{score}|{m}|")) for m in METHODS}
@@ -206,12 +201,7 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
                     continue
                 diff = (values_ - table[baseline]).ravel()
                 diff = diff[np.isfinite(diff)]
-                low = high = float("nan")
-                if len(diff) >= 2 and diff.std() > 0:
-                    ci = stats.ttest_1samp(diff, 0.0).confidence_interval(0.95)
-                    low, high = float(ci.low), float(ci.high)
-                elif len(diff):
-                    low = high = float(diff.mean())
+                low, high = study.t_interval(diff)
                 entry.update({f"{score}|{method}|diff": float(diff.mean()) if len(diff) else float("nan"),
                               f"{score}|{method}|low": low, f"{score}|{method}|high": high,
                               f"{score}|{method}|seeds_better": int((np.nanmean(values_ - table[baseline], axis=1) > 0).sum())})

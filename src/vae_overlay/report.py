@@ -80,9 +80,8 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
                           f"{_fmt(_get(summary, s02, 'final_reconstruction'), 1)} + KL "
                           f"{_fmt(_get(summary, s02, 'final_kl'), 2)}"),
                  ", ".join(_get(summary, s02, "figures", []))))
-    rows.append(("Latent spread (Fig. 2)", "means spread to about ±15 (z₁) and ±10 (z₂)",
-                 measured(s02, f"z min {_fmt(_get(summary, s02, 'latent_min'))}, max {_fmt(_get(summary, s02, 'latent_max'))}"),
-                 ""))
+    rows.append(("Latent spread (Fig. 2)", "means spread to about ±15 (z₁) and ±10 (z₂)", measured(
+        s02, f"z min {_fmt(_get(summary, s02, 'latent_min'))}, max {_fmt(_get(summary, s02, 'latent_max'))}"), ""))
     rows.append(("Fig. 2 — distribution", "resembles a normal distribution with zero expectation",
                  measured(s03, f"mean {_fmt(_get(summary, s03, 'mean'))}, std {_fmt(_get(summary, s03, 'std'))}, "
                           f"Shapiro–Wilk p {_fmt(_get(summary, s03, 'shapiro_p'), 3)}"),
@@ -100,7 +99,7 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
 
     def over(part):
         found = studies.get(part) or {}
-        return f"{found.get('finished', 0)} of {found.get('planned') or '?'} runs of study {found.get('study', part)!r}"
+        return f"{found.get('runs_finished', 0)} of {found.get('runs_planned') or '?'} runs of study {found.get('study', part)!r}"
 
     def diff(entry, method, score="fidelity"):
         values = [entry.get(f"{score}|{method}|{end}", float("nan")) for end in ("diff", "low", "high")]
@@ -144,11 +143,10 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
     dims, floor = (studies.get("dims") or {}).get("configurations", {}), _get(studies, "dims", "reconstruction_floor")
 
     def dimension(d, r):  # floor: a perfect reconstruction's term
-        recon = [r.get(f"reconstruction_{end}", float("nan")) - (floor or 0.0) for end in ("mean", "low", "high")]
         return (f"dim {d}: separated {r.get('separated')} of {r.get('runs')}; " + "; ".join(
             f"{score} {diff(r, 'latent sum', score)}, {diff(r, 'offset', score)}" for score in ("fidelity", "contrast"))
             + "; reconstruction term " + ("above a perfect one {:+.2f} [{:+.2f}, {:+.2f}]" if floor
-                                          else "{:.0f} [{:.0f}, {:.0f}]").format(*recon))
+                                          else "{:.0f} [{:.0f}, {:.0f}]").format(*_reconstruction(r, floor or 0.0)))
 
     rows.append(("Higher latent dimension (§4)", "realism grows with the latent dimension",
                  measured(s05, f"over {over('dims')}, each method minus the pixel mean [95 % interval]: " + (
@@ -177,13 +175,17 @@ def _claims(summary: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _reconstruction(entry: dict, floor: float) -> list[float]:  # a dims entry's term (mean, low, high) above `floor`
+    return [entry.get(f"reconstruction_{end}", float("nan")) - floor for end in ("mean", "low", "high")]
+
+
 def _verdicts(summary: dict) -> list[str]:
     """Per claim the studies decide, a line with its word (holds, fails, not supported, undecided; interim, pending)."""
     studies, lines = _get(summary, "05_overlay_defects", "studies") or {}, []
     nan, ci = float("nan"), "{:+.2f} [{:+.2f}, {:+.2f}]".format
 
     def runs(found):
-        done, planned = found.get("finished", found.get("runs_finished", 0)), found.get("planned", found.get("runs_planned"))
+        done, planned = found.get("runs_finished", 0), found.get("runs_planned")
         return f"{done} of {planned or '?'} runs" + ("" if planned and done >= planned else ", interim")
 
     if variants := (studies.get("variants") or {}).get("configurations"):
@@ -204,8 +206,7 @@ def _verdicts(summary: dict) -> list[str]:
     dims, floor = (studies.get("dims") or {}).get("configurations") or {}, _get(studies, "dims", "reconstruction_floor")
     if len(dims) >= 2 and floor:
         (d0, first), (d1, last) = (sorted(dims.items(), key=lambda item: int(item[0]))[i] for i in (0, -1))
-        (mean0, low0, high0), (mean1, low1, high1) = [[c[f"reconstruction_{e}"] - floor for e in ("mean", "low", "high")]
-                                                      for c in (first, last)]
+        (mean0, low0, high0), (mean1, low1, high1) = (_reconstruction(c, floor) for c in (first, last))
         better, worse = high1 < low0, low1 > high0
         lines.append(f"- **A higher latent dimension makes the images more realistic (§4)** ({runs(studies['dims'])}): "
                      f"**{'holds' if better else 'fails' if worse else 'not supported'}**: reconstruction above a perfect "
@@ -218,7 +219,7 @@ def _verdicts(summary: dict) -> list[str]:
         generated = [e for e in shown if e["condition"] in found.get("vae_conditions", [e["condition"] for e in shown])]
         word = ("holds" if any(e["verdict"] == "better" for e in generated) else "fails" if all(
             e["verdict"].startswith(("equivalent", "worse")) or "within" in e["verdict"] for e in generated) else "undecided")
-        word = f"pending ({word} so far)" if found.get("runs_finished", 0) < (found.get("runs_planned") or 0) else word
+        word = f"pending ({word} so far)" if runs(found).endswith("interim") else word
         lines.append(f"- **A training set extended with VAE-generated images gives a better classifier (§5, proposed)** "
                      f"({runs(found)}): **{word}** (from the conditions with VAE images: "
                      f"{', '.join(e['condition'] for e in generated)}): balanced accuracy minus the original set's at "
@@ -375,8 +376,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_overlay.report",
                                      description="Write results/REPORT.md, or clean executed notebooks (--clean).")
     parser.add_argument("paths", nargs="*", help="the results folder (default: results); with --clean, the notebooks")
-    parser.add_argument("--clean", action="store_true", help="remove TensorFlow log lines and machine paths from the "
-                        "notebooks' outputs, in place")
+    parser.add_argument("--clean", action="store_true", help="remove TensorFlow log lines and machine paths from outputs")
     parser.add_argument("--root", help="the repository, for --clean (default: the parent of each notebook's folder)")
     args = parser.parse_args(argv)
     if not args.clean:

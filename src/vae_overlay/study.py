@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 
 from vae_overlay import runs
 from vae_overlay.data import BUILT_IN as DATA_SOURCES
@@ -217,6 +218,20 @@ def wilson(hits: int, n: int) -> tuple[float, float]:
 
     interval = stats.binomtest(int(hits), int(n)).proportion_ci(method="wilson")
     return float(interval.low), float(interval.high)
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """The `confidence` t interval of the mean of the finite `values`: NaN for fewer than two, the mean itself at both
+    ends when they do not spread (every run the same)."""
+    from scipy import stats
+
+    values = np.asarray(values, np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / np.sqrt(len(values)) if sd > 0 else 0.0
+    return mean - half, mean + half
 
 
 def write_table(path: str | Path, rows: list[dict]) -> None:
