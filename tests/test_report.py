@@ -242,9 +242,17 @@ def test_the_verdicts_name_each_claim_with_its_word_and_say_interim_until_a_stud
             "in 2 of 3") in text
     assert ("(12 of 12 runs): **holds**: reconstruction above a perfect one +0.70 [+0.69, +0.71] at dimension 2, "
             "+0.30 [+0.25, +0.35] at 16") in text
-    assert ("(60 of 60 runs): **fails** (from the conditions with VAE images: (4), (3)): balanced accuracy minus" in text
+    assert ("(60 of 60 runs): **fails** (from the conditions with VAE images, (4), (3); fails if every interval ends "
+            "below +2): balanced accuracy minus" in text
             and "(3) +0.4 [-1.0, +1.8] (worse, but" in text and "(7) +0.4 [-1.0, +1.8] (better)" in text)
     assert text.index("## Verdicts from the study tables") < text.index("| claim | the paper |")
     record["runs_finished"] = 30
     report.record("06_augment_classifier", {"study": record}, tmp_path)
     assert "(30 of 60 runs, interim): **pending (fails so far)**" in report.write_report(tmp_path).read_text()
+    # an undecided condition whose interval still ends below +2 rules out the claimed gain; one reaching +2 does not
+    record["runs_finished"], record["paired_vs_original"]["balanced_accuracy"][0]["verdict"] = 60, "undecided"
+    report.record("06_augment_classifier", {"study": record}, tmp_path)
+    assert "(60 of 60 runs): **fails**" in report.write_report(tmp_path).read_text()
+    record["paired_vs_original"]["balanced_accuracy"][0]["ci_high"] = 0.02
+    report.record("06_augment_classifier", {"study": record}, tmp_path)
+    assert "(60 of 60 runs): **undecided**" in report.write_report(tmp_path).read_text()
