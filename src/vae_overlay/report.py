@@ -220,7 +220,7 @@ def _verdicts(summary: dict) -> list[str]:
         word = ("holds" if any(e["verdict"] == "better" for e in generated) else "fails"  # fails: no gain >= the margin
                 if all(e["ci_high"] < margin for e in generated) else "undecided")
         word = f"pending ({word} so far)" if runs(found).endswith("interim") else word
-        lines.append(f"- **A training set extended with VAE-generated images gives a better classifier (§5, proposed)** "
+        lines.append(f"- **A training set extended with VAE-generated images gives a better classifier (§4, proposed)** "
                      f"({runs(found)}): **{word}** (from the conditions with VAE images, "
                      f"{', '.join(e['condition'] for e in generated)}; fails if every interval ends below +{100 * margin:g}): "
                      f"balanced accuracy minus the original's at {largest} real cells per class, points [95 % CI]: " + "; ".join(
