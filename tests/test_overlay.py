@@ -427,8 +427,8 @@ def test_verdict_and_summary(trio_runs, tmp_path):
     assert outcome["best_latent"] in {row["method"] for row in methods} - {"fixed: decoded compositing"}
     seconds = experiment.training_seconds(paper, fixed)
     assert seconds == {"paper": paper["seconds"], "fixed": fixed["seconds"]}
-    studies = {"variants": {"study": "section4", "finished": 0, "planned": 42, "configurations": {}},
-               "dims": {"study": "section4-dims", "finished": 0, "planned": None, "configurations": {}}}
+    studies = {"variants": {"study": "section4", "runs_finished": 0, "runs_planned": 42, "configurations": {}},
+               "dims": {"study": "section4-dims", "runs_finished": 0, "runs_planned": None, "configurations": {}}}
     summary = experiment.summary(setup, image_size=32, copies=4, paper=paper, fixed=fixed, methods=methods,
                                  studies=studies, seconds=seconds, run_minutes=0.5)
     assert set(summary) == {"image_size", "copies", "epochs", "latent_dim", "paper_recipe", "fixed_variant",
