@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_overlay import classifier, runs, study
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import runs, study
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
@@ -75,17 +75,15 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
             entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs),
                      "margin": margin}
             if len(pairs) >= 2:
-                diff = pairs[:, 1] - pairs[:, 0]
-                sd, n, mean = float(diff.std(ddof=1)), len(diff), float(diff.mean())
-                low, high = study.t_interval(diff)
-                if sd == 0:  # every run the same difference: a degenerate interval (as classifier.paired_comparison)
-                    p, tost_p = (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
+                paired = classifier.paired_comparison(pairs[:, 0], pairs[:, 1])  # mean, 95 % CI, p, runs improved
+                diff, n, mean, sd = pairs[:, 1] - pairs[:, 0], paired["n"], paired["mean_difference"], paired["std_difference"]
+                if sd == 0:  # every run the same difference: equivalent exactly when it lies inside the margin
+                    tost_p = 0.0 if abs(mean) < margin else 1.0
                 else:
-                    p = stats.ttest_1samp(diff, 0.0).pvalue
                     tost_p = max(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue,
                                  stats.ttest_1samp(diff, margin, alternative="less").pvalue)
-                entry.update(mean=mean, ci_low=float(low), ci_high=float(high), p=float(p),
-                             improved=int((diff > 0).sum()), tost_p=float(tost_p),
+                entry.update(mean=mean, ci_low=paired["ci_low"], ci_high=paired["ci_high"], p=paired["p_value"],
+                             improved=paired["improved"], tost_p=float(tost_p),
                              mde=float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)))
             entry["verdict"] = verdict(entry)
             out.append(entry)
