@@ -11,7 +11,7 @@ NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06% notebooks/07%,$(NOTE
 # Any notebook parameter on the command line makes a run of its own under runs/<name>/ (make reproduce
 # DATASET=data/mine IMAGE_SIZE=128), as does RUN_CONFIG=runs/<name>/run.yaml; without one, the default run
 # re-executes the committed notebooks in place and writes results/.
-MAKE_OWN := PYTHON STUDY STUDY_ARGS RUN_CONFIG
+MAKE_OWN := PYTHON STUDY STUDY_ARGS RUN_CONFIG PYTEST_WORKERS
 RUN_ARGS = $(foreach v,$(filter-out $(MAKE_OWN),$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),'$(v)=$($(v))'))
 # make test runs nbval on copies of the notebooks here (their results/ and figures land beside them, ignored)
 NBVAL_DIR := test-artifacts/nbval
@@ -32,14 +32,19 @@ reproduce: $(STAMP)
 	$(BIN)/python -m vae_overlay.config $(if $(RUN_CONFIG),--config "$(RUN_CONFIG)") $(RUN_ARGS)
 
 # Notebooks first (nbval, in order 01 -> 04, on copies whose ../artifacts is this checkout's): they leave the
-# trained model that the browser test uses. Then every test; last, a check that the suite changed no tracked file.
+# trained model that the browser test uses. Then the unit and notebook tests on both cores (pytest-xdist, one test
+# file per worker at a time, so a file's module fixtures are built once), then the browser tests alone (they time
+# key presses, which a busy second core would distort); last, a check that the suite changed no tracked file.
+# PYTEST_WORKERS=1 runs the middle part in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	@git status --porcelain --untracked-files=all > $(VENV)/status-before.txt 2>/dev/null || true
 	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)/notebooks artifacts
 	cp $(NBVAL_NOTEBOOKS) $(NBVAL_DIR)/notebooks/ && ln -s ../../artifacts $(NBVAL_DIR)/artifacts
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  $(addprefix $(NBVAL_DIR)/,$(NBVAL_NOTEBOOKS))
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not browser" tests
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m browser tests
 	@git status --porcelain --untracked-files=all > $(VENV)/status-after.txt 2>/dev/null || true
 	@diff $(VENV)/status-before.txt $(VENV)/status-after.txt \
 	  || (echo "make test changed files in the repository (above): tests must write to temporary or ignored paths"; exit 1)

@@ -5,6 +5,10 @@ there for Keras 3: a Model subclass with a GradientTape `train_step`, trained by
 this one process, alternately, on the same images, so machine load affects them alike; wall time and
 the process's CPU time are both reported (CPU time is less sensitive to other users of the machine).
 Usage: python benchmarks/train_speed.py [--epochs 100] [--image-size 64] [--repeats 2]
+
+`--guard-cost` times instead the NaN guard alone: train_vae's compiled step with the guard (loss, gradients and
+every state variable checked after each update) against the same step without it, in one process, alternating
+blocks of one epoch's steps, wall and CPU time per step.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae_overlay.train import train_vae
+from vae_overlay import checkpoint
+from vae_overlay.train import make_train_step, run_settings, train_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,12 +143,40 @@ def load_images(image_size, count=80):
     return noise, f"synthetic uniform noise ({count} images; no {path.relative_to(ROOT)} at {image_size} px)"
 
 
+def guard_cost(images, epochs, batch_size, repeats):
+    """Seconds (wall, CPU) per step of the guarded and the unguarded step, each on its own model with the same
+    settings, alternating blocks of one epoch's minibatches so that machine load affects both alike."""
+    settings = run_settings(images, batch_size=batch_size)
+    batches = [tf.constant(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    steps = {}
+    for guard in (True, False):
+        vae = checkpoint.new_vae(settings, images)
+        steps[guard] = make_train_step(vae, guard=guard)
+        for batch in batches:  # trace and warm up (one untimed epoch) before timing
+            steps[guard](batch).numpy()
+    spent = {guard: [0.0, 0.0, 0] for guard in steps}
+    for block in range(epochs * repeats):
+        for guard in ((True, False) if block % 2 == 0 else (False, True)):
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            for batch in batches:
+                steps[guard](batch).numpy()
+            spent[guard][0] += time.perf_counter() - wall
+            spent[guard][1] += cpu_seconds() - cpu
+            spent[guard][2] += len(batches)
+    for guard, (wall, cpu, count) in spent.items():
+        print(f"  {'with' if guard else 'without'} the guard: {1000 * wall / count:6.2f} ms wall, "
+              f"{1000 * cpu / count:6.2f} ms CPU per step ({count} steps)")
+    print(f"ratio with/without the guard: wall {spent[True][0] / spent[False][0]:.3f}, "
+          f"CPU {spent[True][1] / spent[False][1]:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100, help="paper: 100")
     parser.add_argument("--image-size", type=int, default=64, help="notebook default: 64")
     parser.add_argument("--batch-size", type=int, default=10, help="paper: 10")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating order")
+    parser.add_argument("--guard-cost", action="store_true", help="time the NaN guard alone (see above)")
     args = parser.parse_args()
 
     # train_vae switches op determinism on for the whole process; switch it on first, so that every
@@ -154,6 +187,10 @@ def main():
           f"TF {tf.__version__}  Keras {keras.__version__}")
     print(f"data: {source}, {args.image_size} px; {args.epochs} epochs, minibatch {args.batch_size}")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
+    if args.guard_cost:
+        guard_cost(images, args.epochs, args.batch_size, args.repeats)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     times = {"reference": [], "ours": []}
     cpu = {"reference": [], "ours": []}
     for repeat in range(args.repeats):

@@ -63,6 +63,40 @@ def test_one_tiny_section4_run_records_every_method_and_score(tmp_path):
     assert study.run_one(configs[0], str(tmp_path), kind=kind)["key"] == rows[0]["key"]  # same key: loaded
 
 
+def test_drawn_source_sets_follow_their_seeded_rule_with_masks_that_mark_the_defects():
+    sets = study.GRIDS["section4-sets"][1]["sources"]
+    arms = [overlay_study.arm(name) for name in sets]
+    assert arms.count("same-surface") >= 10 and arms.count("distinct") >= 10 and arms.count("elpv") >= 3
+    assert len(study.configurations(study.GRIDS["section4-sets"][1], "section4")) == 2 * 2 * len(sets)
+    for name in ("same-surface/3", "distinct/3", "elpv/3"):
+        drawn = overlay_study.draw_set(name)
+        again = overlay_study.draw_set(name)  # the rule is seeded: the same set every time
+        assert [stem for stem, *_ in drawn] == [stem for stem, *_ in again] and len(drawn) == 3
+        for (_, image, mask), (_, image_again, _) in zip(drawn, again):
+            np.testing.assert_array_equal(image, image_again)
+            assert image.shape == mask.shape == (128, 128) and 0.001 < mask.mean() < 0.3
+            ring = overlay_study.ring(mask)
+            assert image[mask].mean() < image[ring].mean()  # the mask marks darker pixels than its surroundings
+    def differing(name):  # the share of pixels that differ visibly between a set's first and last source
+        drawn = overlay_study.draw_set(name)
+        return float((np.abs(drawn[0][1] - drawn[2][1]) > 0.02).mean())
+
+    assert differing("same-surface/3") < 0.05 < 0.5 < differing("distinct/3")  # one surface against three
+    with pytest.raises(ValueError, match="unknown source set 'elpv/99'"):
+        overlay_study.source_paths("elpv/99", "unused")
+
+
+@pytest.mark.slow
+def test_tiny_runs_over_drawn_source_sets_write_their_sets_once(tmp_path):
+    kind, grid = study.GRIDS["tiny4-sets"]
+    rows = [study.run_one(config, str(tmp_path), kind=kind) for config in study.configurations(grid, kind)]
+    assert [row["error"] for row in rows] == ["", "", ""]
+    assert all(np.isfinite(row["contrast|latent sum|1+2+3"]) for row in rows)
+    written = sorted(p.name for p in (tmp_path / "section4" / "source-sets").iterdir())
+    assert written == ["distinct-0", "elpv-0", "same-surface-0"]
+    assert len(list((tmp_path / "section4" / "source-sets" / "elpv-0").glob("*_mask.png"))) == 3
+
+
 def test_latent_plane_covers_the_centres_and_every_sum(crack_images):
     from vae_overlay import model
     from vae_overlay import overlay_experiment as experiment

@@ -182,3 +182,47 @@ def test_a_local_cluster_has_no_heartbeat_limit_so_a_paused_study_keeps_its_runs
     finally:
         client.close()
         cluster.close()
+
+
+def test_a_diverged_run_is_recorded_as_failed_with_its_reason_never_as_collapsed(tmp_path, monkeypatch):
+    """A training whose state becomes NaN (here every gradient, the loss staying finite) fails the run."""
+    import tensorflow as tf
+
+    from vae_overlay import model
+
+    original = model.VAE.loss_terms
+
+    def nan_gradients(self, data, training=False):
+        reconstruction, kl = original(self, data, training=training)
+
+        @tf.custom_gradient
+        def poisoned(x):
+            return tf.identity(x), lambda dy: dy * float("nan")
+
+        return poisoned(reconstruction), kl
+
+    monkeypatch.setattr(model.VAE, "loss_terms", nan_gradients)
+    config = study.configurations(TINY, "section3")[0]
+    row = study.run_one(config, str(tmp_path), kind="section3")
+    assert row["error"].startswith("TrainingDiverged: Training diverged: the gradients became non-finite")
+    assert "at epoch 1, batch 1" in row["error"] and "collapsed" not in row
+
+
+def test_a_run_another_table_finished_is_copied_not_recomputed(tmp_path, capsys):
+    studies = tmp_path / "results" / "studies"
+    studies.mkdir(parents=True)
+    configs = study.configurations(TINY, "section3")
+    done = [{"key": study.run_key(config, "section3"), **config, "version": study.STUDY_VERSION, "error": "",
+             "collapsed": False} for config in configs]
+    done[1]["error"] = "TrainingDiverged: ..."  # a failed run is not copied: it runs again
+    study.write_table(studies / "earlier.csv", done)
+    grid = {**TINY, "seed": [0]}  # two of its runs are finished in earlier.csv
+    keys = [study.run_key(config, "section3") for config in study.configurations(grid, "section3")]
+    copied = study.finished_elsewhere(studies / "new.csv", set(keys), "section3")
+    assert sorted(copied) == sorted(row["key"] for row in done if not row["error"] and row["key"] in keys)
+    rows = study.run_study("new", tmp_path / "results", tmp_path / "art", grid={**grid, "loss": ["sum"]},
+                           progress=False)
+    printed = capsys.readouterr().out
+    assert "1 finished runs with the same keys taken" in printed and "0 to run" in printed  # nothing trained
+    assert [row["key"] for row in rows] == keys[:1] and rows[0]["collapsed"] is False
+    assert study.read_table(studies / "new.csv") == rows

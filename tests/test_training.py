@@ -7,8 +7,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from vae_overlay import model, runs, train
+from vae_overlay import checkpoint, model, runs, train
 
 SETTINGS = dict(latent_dim=2, epochs=4, batch_size=8, learning_rate=2e-3, seed=3, verbose=0)
 
@@ -131,32 +132,114 @@ def test_other_settings_or_data_are_refused(images, reference, tmp_path):
         train.train_vae(images, run_dir, **{**SETTINGS, "epochs": 2})
 
 
-class PoisonWeights(keras.callbacks.Callback):
-    """Writes NaN into the first encoder kernel after epoch index `epoch` (after its checkpoint)."""
+# ---- the NaN guard: NaN injected into the weights, the loss or the gradients at a known step. None of these
+# relies on how a kernel passes NaN on (a fused Conv2D + ReLU turns it into 0 on some CPUs): the guard reads the
+# loss, the gradients and the variables themselves.
 
-    def __init__(self, epoch):
+class PoisonVariable(keras.callbacks.Callback):
+    """Writes NaN into one state variable after epoch index `epoch` (after its checkpoint is written):
+    the first encoder kernel, or the optimizer's moment of the decoder's last kernel (a variable that no
+    forward pass reads, so only a guard on the state can see it)."""
+
+    def __init__(self, epoch, target):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.target = epoch, target
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            kernel = self.model.encoder.get_layer("conv_1").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+        if epoch != self.epoch:
+            return
+        if self.target == "weights":
+            variable = self.model.encoder.get_layer("conv_1").kernel
+        else:
+            variable = [v for v in self.model.optimizer.variables if "float" in str(v.dtype) and v.ndim == 4][-1]
+        variable.assign(np.full(variable.shape, np.nan, np.float32))
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_state(images, reference, tmp_path):
-    run_dir = tmp_path / "nan"
-    with pytest.raises(train.TrainingDiverged, match=r"nan at epoch 3, batch 1.*after epoch 2") as caught:
-        train.train_vae(images, run_dir, **SETTINGS, callbacks=[PoisonWeights(1)])
-    assert (caught.value.epoch, caught.value.batch) == (3, 1)
+def poison_step(monkeypatch, at_step: int, target: str) -> None:
+    """Make the VAE's loss ("loss") or its gradients ("gradients", the loss itself finite) NaN at optimizer
+    step `at_step` (0-based), and exact everywhere else (x + 0 and dy * 1)."""
+    original = model.VAE.loss_terms
+
+    def loss_terms(self, data, training=False):
+        reconstruction, kl = original(self, data, training=training)
+        hit = tf.equal(self.optimizer.iterations, at_step)
+        if target == "loss":
+            return reconstruction + tf.stop_gradient(tf.where(hit, np.float32(np.nan), 0.0)), kl
+
+        @tf.custom_gradient
+        def nan_gradient(x):
+            return tf.identity(x), lambda dy: dy * tf.where(hit, np.float32(np.nan), 1.0)
+
+        return nan_gradient(reconstruction), kl
+
+    monkeypatch.setattr(model.VAE, "loss_terms", loss_terms)
+
+
+# 24 images in batches of 8: 3 steps an epoch, so step 7 (0-based) is epoch 3, batch 2.
+@pytest.mark.parametrize("target, what, epoch, batch", [
+    ("weights", "state", 3, 1), ("optimizer", "state", 3, 1), ("loss", "loss", 3, 2),
+    ("gradients", "gradients", 3, 2)])
+def test_nan_anywhere_stops_training_keeps_the_last_good_state_and_resumes_exactly(
+        images, reference, tmp_path, monkeypatch, target, what, epoch, batch):
+    run_dir = tmp_path / target
+    callbacks = []
+    if target in ("weights", "optimizer"):
+        callbacks = [PoisonVariable(1, target)]
+    else:
+        poison_step(monkeypatch, 7, target)
+    with pytest.raises(train.TrainingDiverged, match=rf"{what}\b.* became .*at epoch {epoch}, batch {batch}\b"
+                       rf".*after epoch {epoch - 1}") as caught:
+        train.train_vae(images, run_dir, **SETTINGS, callbacks=callbacks)
+    assert (caught.value.epoch, caught.value.batch, caught.value.what) == (epoch, batch, what)
     assert not (run_dir / "vae.keras").exists()
     with np.load(run_dir / "checkpoint.npz") as stored:
-        assert json.loads(str(stored["meta"]))["epoch"] == 2
+        assert json.loads(str(stored["meta"]))["epoch"] == epoch - 1
         assert all(np.isfinite(stored[name]).all() for name in stored.files if name != "meta")
+    assert json.loads((run_dir / "history.json").read_text())["finished"] is False
     # The state on disk is the good one: resuming from it ends exactly where the clean run ended.
+    monkeypatch.undo()
     vae, history = train.train_vae(images, run_dir, **SETTINGS)
     assert history == reference[2]
     assert_same_weights(weights_of(vae), reference[1])
+
+
+def test_the_step_reports_nonfinite_state_whatever_the_loss_says(images):
+    """A NaN in a variable the forward pass multiplies by zero leaves the loss finite: the step still says so."""
+    vae = checkpoint.new_vae(train.run_settings(images), images)
+    step = train.make_train_step(vae)
+    clean = step(images[:8]).numpy()
+    assert clean.shape == (len(train.STEP_COLUMNS),) and np.isfinite(clean).all() and (clean[2:] == 0).all()
+    velocity = [v for v in vae.optimizer.variables if "float" in str(v.dtype) and v.ndim == 4][-1]
+    velocity.assign(np.full(velocity.shape, np.inf, np.float32))
+    row = step(images[:8]).numpy()
+    assert np.isfinite(row[:2]).all() and row[3] >= 1
+
+
+def test_nonfinite_models_and_checkpoints_are_never_written_nor_loaded(images, reference, tmp_path):
+    vae = model.load_vae(reference[0] / "vae.keras")
+    kernel = vae.decoder.get_layer(index=-1).kernel
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    target = tmp_path / "vae.keras"
+    with pytest.raises(runs.NonFiniteState, match=r"vae\.keras: refusing to write a model: 1 of its arrays.*"
+                                                  r"train it again"):
+        model.save_vae(target, vae)
+    assert list(tmp_path.iterdir()) == []
+    vae.save(tmp_path / "bypassed.keras")  # written around the guard, as by another tool
+    with pytest.raises(runs.NonFiniteState, match=r"bypassed\.keras: not loaded: .*RETRAIN = True"):
+        model.load_vae(tmp_path / "bypassed.keras")
+    # a checkpoint with NaN (written by hand) is refused on resume, naming the file
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train.train_vae(images, run_dir, **SETTINGS, callbacks=[StopAfter(0)])
+    with np.load(run_dir / "checkpoint.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["v0000"] = np.full_like(arrays["v0000"], np.nan)
+    with open(run_dir / "checkpoint.npz", "wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(runs.NonFiniteState, match=r"checkpoint\.npz: not resumed.*retrain=True"):
+        train.train_vae(images, run_dir, **SETTINGS)
+    with pytest.raises(runs.NonFiniteState, match="refusing to write a checkpoint"):
+        checkpoint.checkpoint_bytes([arrays["v0000"]], 1, {}, {}, run_dir / "checkpoint.npz")
 
 
 def test_bad_images_are_refused_before_training(images, tmp_path):

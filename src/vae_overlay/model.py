@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from vae_overlay.runs import atomic_path
+from vae_overlay.runs import atomic_path, check_finite
 
 LOSSES = ("sum", "keras-io-2020")
 KERAS_IO_2020_PIXELS = 28 * 28  # the MNIST image area the 2020 example multiplies the mean BCE by
@@ -181,8 +181,18 @@ def build_vae(image_size: int = 64, latent_dim: int = 2, seed: int | None = 42, 
     return VAE(encoder, decoder, loss=loss, name="vae")
 
 
+RETRAIN_NOTE = "Delete it, or re-run notebooks/02_train_vae.ipynb with RETRAIN = True."
+
+
+def _named_weights(vae) -> list:
+    return [(weight.path, weight.numpy()) for weight in vae.weights]
+
+
 def save_vae(path: str | Path, vae: VAE) -> Path:
-    """Save to a temporary `.keras` file beside `path`, fsync, then rename over `path` (atomic)."""
+    """Save to a temporary `.keras` file beside `path`, fsync, then rename over `path` (atomic). A model
+    with NaN or infinite weights is refused (runs.NonFiniteState) and nothing is written."""
+    check_finite(_named_weights(vae), path, "refusing to write a model",
+                 "The training that made it diverged: train it again (a lower learning rate may help).")
     with atomic_path(path, suffix=".keras") as tmp:
         vae.save(tmp)
     return Path(path)
@@ -198,10 +208,11 @@ def load_vae(path: str | Path) -> VAE:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # corrupt zip, truncated weights, foreign classes, ...
         raise ValueError(f"{path} could not be loaded as a VAE ({type(error).__name__}: {error}). "
-                         "Delete it, or re-run notebooks/02_train_vae.ipynb with RETRAIN = True.") from error
+                         f"{RETRAIN_NOTE}") from error
     if not isinstance(model, VAE):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a vae_overlay VAE: re-run "
                          "notebooks/02_train_vae.ipynb with RETRAIN = True.")
+    check_finite(_named_weights(model), path, "not loaded", f"Its training diverged. {RETRAIN_NOTE}")
     return model
 
 

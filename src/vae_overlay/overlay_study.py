@@ -17,7 +17,18 @@ minibatch holding every source) through `overlay_experiment.train_and_check`, th
 Source sets (`SOURCE_SETS`): `paper-trio`, the committed synthetic trio (two cracks and a pore on one surface,
 differing in about 130 of 4,096 pixels at 64 px: nearly a worst case for the paper's premise of "significantly
 different images"), and `distinct`, three defects on three different surfaces (`synth.make_sample`, written
-once into the study's artifacts folder with their masks).
+once into the study's artifacts folder with their masks). Because the source set, not the seed, decides the
+claim, three families of drawn sets replicate them (`ARMS`; each set written once into the artifacts folder):
+
+* `same-surface/K`: two cracks and a pore on one surface, `synth.make_overlay_trio(seed=SAME_SURFACE_SEED + K)`
+  (the paper trio's own rule with another seed);
+* `distinct/K`: a crack, a pore and a crack, each on its own surface, `synth.make_sample` with seeds
+  `DISTINCT_SEED + 3 K + j` for j = 0, 1, 2;
+* `elpv/K`: three real crack patches (128 px crops around each cell's crack, `data.load_elpv_patches`) of three
+  different ELPV cells, drawn without replacement by `numpy.random.default_rng(ELPV_SEED + K)` among the
+  `ELPV_POOL` patches with the clearest crack (highest `data.crack_score`); their masks are
+  the pixels of each patch's strongest thin-dark-line response (`elpv_mask`), since ELPV has no defect masks.
+  These images are the ELPV dataset's (CC BY-NC-SA 4.0) and stay in the ignored artifacts folder.
 """
 from __future__ import annotations
 
@@ -30,33 +41,84 @@ from vae_overlay import overlay, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
-SOURCE_SETS = ("paper-trio", "distinct")
+SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
+FAMILY_SIZE = 20  # drawn sets K = 0 .. 19 of each family are valid names
+ELPV_POOL = 40  # elpv/K draws among the 40 of the 80 crack patches with the highest data.crack_score
+ELPV_MASK_LEVEL = 0.4  # an ELPV patch's mask: ridge response >= 0.4 x its 99.5th percentile (elpv_mask)
+ARMS = {"same-surface": ("paper-trio", "same-surface"), "distinct": ("distinct", "distinct"), "elpv": ("elpv",)}
+SOURCE_SETS = ("paper-trio", "distinct", *(f"{family}/{k}" for family in ("same-surface", "distinct", "elpv")
+                                           for k in range(FAMILY_SIZE)))
 METHODS = ("pixel mean", "pixel darkest", "latent sum", "latent mean", "offset", "decoded composite")
 SCORES = ("fidelity", "contrast", "ssim")
 SECONDS_PER_STEP = 0.11  # measured: 3,000 steps of batch 10 at 64 px in 169-348 s on 2 shared cores
 
 
+def arm(name: str) -> str:
+    """The arm of the design a source set belongs to: "same-surface", "distinct" or "elpv" (`ARMS`)."""
+    family = name.split("/")[0]
+    return next(arm_ for arm_, members in ARMS.items() if family in members)
+
+
+def elpv_mask(patch: np.ndarray, level: float = ELPV_MASK_LEVEL, smallest: int = 20) -> np.ndarray:
+    """A crack patch's defect mask: the pixels whose `data.ridge_map` response (thin dark lines across the
+    busbars' direction) reaches `level` times the patch's 99.5th percentile, in connected pieces of at least
+    `smallest` pixels, dilated by one pixel."""
+    from scipy import ndimage
+
+    from vae_overlay import data
+
+    ridge = data.ridge_map(patch)
+    strong = ridge >= level * np.quantile(ridge, 0.995)
+    pieces, count = ndimage.label(strong, structure=np.ones((3, 3), bool))
+    sizes = ndimage.sum(strong, pieces, index=np.arange(1, count + 1))
+    kept = np.isin(pieces, 1 + np.flatnonzero(sizes >= smallest))
+    return ndimage.binary_dilation(kept, structure=np.ones((3, 3), bool))
+
+
+def draw_set(name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(stem, image (128, 128) float32, mask bool) of each source of a drawn or the `distinct` set."""
+    family, _, index = name.partition("/")
+    if name == "distinct" or family == "distinct":
+        draws = DISTINCT if name == "distinct" else [(kind, DISTINCT_SEED + 3 * int(index) + j)
+                                                     for j, kind in enumerate(("crack", "pore", "crack"))]
+        return [(f"{kind}_{seed}", *synth.make_sample(kind, size=128, seed=seed)) for kind, seed in draws]
+    if family == "same-surface":
+        trio = synth.make_overlay_trio(size=128, seed=SAME_SURFACE_SEED + int(index))
+        return [(stem, image, mask) for stem, (image, mask) in trio.items()]
+    if family == "elpv":
+        from vae_overlay import data
+
+        patches = data.load_elpv_patches(128)
+        scores = [data.crack_score(patch[..., 0], border=8) for patch in patches.images]
+        pool = np.argsort(scores, kind="stable")[::-1][:ELPV_POOL]  # the clearest cracks: a mask can find them
+        chosen = pool[np.random.default_rng(ELPV_SEED + int(index)).choice(ELPV_POOL, 3, replace=False)]
+        return [(runs.safe_name(patches.names[i]), patches.images[i, ..., 0], elpv_mask(patches.images[i, ..., 0]))
+                for i in chosen]
+    raise ValueError(f"unknown source set {name!r}; known: paper-trio, distinct, same-surface/K, distinct/K, elpv/K")
+
+
 def source_paths(name: str, folder) -> list[str]:
-    """Image paths of a source set (masks beside them as `<stem>_mask.png`); `distinct` is written into `folder`."""
+    """Image paths of a source set (masks beside them as `<stem>_mask.png`); all but `paper-trio` are drawn
+    (`draw_set`) and written once into `folder`."""
+    if name not in SOURCE_SETS:
+        raise ValueError(f"unknown source set {name!r}; known: paper-trio, distinct, and K = 0 .. "
+                         f"{FAMILY_SIZE - 1} of same-surface/K, distinct/K, elpv/K")
     if name == "paper-trio":
         return experiment.choose_sources(None, "synthetic")[0]
-    if name != "distinct":
-        raise ValueError(f"unknown source set {name!r}; known: {list(SOURCE_SETS)}")
     from PIL import Image
 
-    folder = Path(folder) / "distinct-sources"
+    folder = Path(folder) / ("distinct-sources" if name == "distinct" else f"source-sets/{name.replace('/', '-')}")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for kind, seed in DISTINCT:
-        image, mask = synth.make_sample(kind, size=128, seed=seed)
-        path = folder / f"{kind}_{seed}.png"
-        if not path.is_file():
-            with runs.atomic_path(folder / f"{kind}_{seed}_mask.png", ".png") as tmp:
+    for stem, image, mask in draw_set(name):
+        path = folder / f"{stem}.png"
+        if not path.is_file():  # the mask first: an image without its mask is never left behind
+            with runs.atomic_path(folder / f"{stem}_mask.png", ".png") as tmp:
                 Image.fromarray(mask.astype(np.uint8) * 255).save(tmp)
             with runs.atomic_path(path, ".png") as tmp:
                 Image.fromarray(synth.to_uint8(image)).save(tmp)
-        paths.append(str(path))
-    return paths
+        paths.append(path)
+    return [str(path) for path in paths]
 
 
 def data_fingerprint(config: dict) -> str:

@@ -29,6 +29,21 @@ class DiskError(ValueError):
     """A folder that cannot take the files a step is about to write, with what to do about it."""
 
 
+class NonFiniteState(ValueError):
+    """Weights or optimizer variables holding NaN or infinity, refused on writing and on loading."""
+
+
+def check_finite(named_arrays, path, what: str, hint: str) -> None:
+    """Raise NonFiniteState naming `path` and the arrays among `named_arrays` ((name, array) pairs) that hold a
+    NaN or an infinity; `what` says what was being done ("refusing to write", ...), `hint` what to do."""
+    bad = [name for name, array in named_arrays
+           if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all()]
+    if bad:
+        shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+        raise NonFiniteState(f"{path}: {what}: {len(bad)} of its arrays hold NaN or infinite values ({shown}). "
+                             f"{hint}")
+
+
 def fingerprint(value) -> str:
     """16 hex digits of SHA-256: of an array's bytes (C order), of bytes, of an iterator of byte blocks
     (a file read in pieces hashes as the array it holds), or of a JSON-able value (keys sorted)."""

@@ -7,7 +7,8 @@ settings (`GRIDS`). `run_study(name)`:
 
 * expands the grid; unknown keys or values are refused before anything runs;
 * keys every run by the fingerprint of its full configuration and of its training data, so a finished run is
-  never recomputed, whichever grid asks for it;
+  never recomputed, whichever grid asks for it (one that another table of the results folder holds is copied
+  from there);
 * runs the missing ones on Dask: a `LocalCluster` of worker processes sized to the machine by default, or any
   running scheduler (`scheduler=` or `DASK_SCHEDULER_ADDRESS`) to scale out over many machines;
 * writes each finished run into `results/studies/<name>.csv` (rewritten atomically after every run) and the grid
@@ -69,7 +70,7 @@ KINDS = {"section3": Kind({"data": "elpv-cracks", "image_size": 64, "loss": "sum
          "section4": Kind({"sources": "paper-trio", "variant": "paper", "seed": 0, "image_size": 64, "latent_dim": 2,
                            "copies": 500, "epochs": 20}, "vae_overlay.overlay_study:run",
                           "vae_overlay.overlay_study:data_fingerprint", "vae_overlay.overlay_study:seconds",
-                          {"sources": ("paper-trio", "distinct"), "variant": "vae_overlay.overlay:VARIANTS"}),
+                          {"sources": "vae_overlay.overlay_study:SOURCE_SETS", "variant": "vae_overlay.overlay:VARIANTS"}),
          "classifier": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
                              "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
                             "vae_overlay.classifier_study:run", "vae_overlay.classifier_study:data_fingerprint",
@@ -80,9 +81,16 @@ GRIDS = {  # study name -> (kind, grid)
     "tiny": ("section3", {"seed": [0, 1], "image_size": [16], "loss": list(LOSSES), "data": ["synthetic"], "epochs": [2]}),
     "section4": ("section4", {"seed": [0, 1, 2], "sources": ["paper-trio", "distinct"], "variant": [
         "paper", "beta 0.5", "free bits", "Adam 1e-3", "RMSprop 5e-4", "leaky ReLU", "standardised + leaky"]}),
+    # Section 4 over source sets (the unit of its claims): 10 drawn sets per synthetic arm, 6 real ELPV crack
+    # triples, the committed trio and distinct set; the paper's recipe and the best variant; 2 seeds each.
+    "section4-sets": ("section4", {"seed": [0, 1], "variant": ["paper", "standardised + leaky"], "sources": [
+        "paper-trio", *(f"same-surface/{k}" for k in range(10)), "distinct", *(f"distinct/{k}" for k in range(10)),
+        *(f"elpv/{k}" for k in range(6))]}),
     "section4-dims": ("section4", {"seed": [0, 1, 2], "variant": ["standardised + leaky"], "latent_dim": [2, 4, 8, 16]}),
     "tiny4": ("section4", {"seed": [0], "variant": ["paper", "free bits"], "image_size": [32], "copies": [4],
                            "epochs": [2], "sources": ["paper-trio", "distinct"]}),
+    "tiny4-sets": ("section4", {"seed": [0], "variant": ["paper"], "image_size": [32], "copies": [4], "epochs": [2],
+                                "sources": ["same-surface/0", "distinct/0", "elpv/0"]}),
     "tiny4-dims": ("section4", {"seed": [0], "variant": ["standardised + leaky"], "latent_dim": [2, 3], "image_size": [32],
                                 "copies": [4], "epochs": [2]}),
     "classifier": ("classifier", {"seed": list(range(20)), "n_train": [20, 40, 80]}),
@@ -184,6 +192,21 @@ def read_table(path: str | Path, kind: str = "section3") -> list[dict]:
                          f"{version}: its rows are not comparable. Move it away (or delete it) and run the "
                          "study again.")
     return rows
+
+
+def finished_elsewhere(path: Path, keys: set, kind: str) -> dict:
+    """{key: row} of the finished runs with one of `keys` in the other study tables beside `path`: a key is the
+    fingerprint of the whole configuration, its data and its kind's version, so such a row is the same run."""
+    found = {}
+    for other in sorted(Path(path).parent.glob("*.csv")):
+        if other == Path(path) or not keys:
+            continue
+        try:
+            rows = read_table(other, kind)
+        except StudyError:  # another version: not the same run
+            continue
+        found.update({row["key"]: row for row in rows if row.get("key") in keys and not row.get("error")})
+    return found
 
 
 def load_table(name: str, results_dir: str | Path, kind: str | None = None) -> dict:
@@ -295,6 +318,12 @@ def run_study(name: str, results_dir="results", artifacts_dir="artifacts/studies
     path, artifacts_dir = table_path(name, results_dir), str(Path(artifacts_dir).resolve())
     rows = {row["key"]: row for row in read_table(path, kind)}
     keyed = {run_key(config, kind): config for config in configs}
+    borrowed = finished_elsewhere(path, set(keyed) - set(rows), kind)
+    rows.update(borrowed)
+    if borrowed:
+        write_table(path, [rows[key] for key in keyed if key in rows])
+        print(f"study {name!r}: {len(borrowed)} finished runs with the same keys taken from the other tables in "
+              f"{path.parent}", flush=True)
     todo = [(key, config) for key, config in keyed.items() if key not in rows or rows[key].get("error")]
     runs.atomic_write_text(path.with_suffix(".grid.json"), json.dumps(
         {"name": name, "kind": kind, "grid": grid, "defaults": kind_of(kind).defaults,

@@ -5,16 +5,18 @@ models of notebook 05 and their variants, the VAEs of notebook 06's classifier e
 with `make_train_step`, the one step function, on one device or under a tf.distribute strategy, with an
 optional KL weight (`KLWeight`: beta, a linear warm-up, free bits). After every epoch the state (weights,
 sampling-noise state, optimizer state, history) is written atomically, so a killed run resumes where it
-stopped and ends bit for bit where an uninterrupted one would. The one caching rule: a run folder with a
-finished model made with the same settings is loaded, not retrained; one made with other settings is
-refused (`runs.RunMismatch`, naming the differences) unless `retrain=True`.
+stopped and ends bit for bit where an uninterrupted one would (the files: `checkpoint.py`). The one caching
+rule: a run folder with a finished model made with the same settings is loaded, not retrained; one made with
+other settings is refused (`runs.RunMismatch`, naming the differences) unless `retrain=True`.
+
+The NaN guard watches the state, not only the loss: every step also counts the non-finite gradients and the
+non-finite model and optimizer variables after its update, so a NaN that a CPU's fused kernels hide from the
+loss (a Conv2D + ReLU that turns NaN into 0) still stops the run, with `TrainingDiverged` naming the epoch,
+the batch and the variables, and the last good checkpoint kept. Nothing non-finite is written or loaded.
 """
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,27 +27,32 @@ import tensorflow as tf
 from keras import ops
 from tqdm.auto import tqdm
 
+from vae_overlay import checkpoint
 from vae_overlay import model as vae_model
 from vae_overlay.batches import epoch_batches, mixed_batches, shuffled_batches  # noqa: F401 (mixed_batches: re-exported)
+from vae_overlay.checkpoint import (  # noqa: F401 (the files' names and read_history: re-exported)
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    LOSS_KEYS,
+    MODEL_FILE,
+    OPTIMIZERS,
+    RETRAIN_HINT,
+    read_history,
+)
 from vae_overlay.data import check_images
 from vae_overlay.runs import atomic_write_bytes, atomic_write_text, check_same_settings, check_writable, fingerprint
 from vae_overlay.stream import batch_dataset
 
-MODEL_FILE = "vae.keras"
-HISTORY_FILE = "history.json"
-CHECKPOINT_FILE = "checkpoint.npz"
-LOSS_KEYS = ("loss", "reconstruction_loss", "kl_loss")
-OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
-RETRAIN_HINT = "set retrain=True (RETRAIN = True in the notebook)"
-
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good state stays on disk."""
+    """A step made the loss, the gradients or the state (weights, optimizer variables) NaN or infinite;
+    the last good state stays on disk. `what` names which: "loss", "gradients" or "state"."""
 
-    def __init__(self, message: str, epoch: int, batch: int):
+    def __init__(self, message: str, epoch: int, batch: int, what: str = "loss"):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -67,15 +74,35 @@ class KLWeight:
 
 # ----------------------------------------------------------------------------- the step
 
-def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float = 0.0, strategy=None):
-    """The one compiled training step: `step(batch) -> [reconstruction_loss, kl_loss]` after one update.
+STEP_COLUMNS = ("reconstruction_loss", "kl_loss", "nonfinite_gradients", "nonfinite_state")
+
+
+def _count_nonfinite(tensors) -> tf.Tensor:
+    """How many of `tensors` hold a NaN or an infinity (float32): a reduction of the values themselves, so
+    it does not depend on how a CPU's kernels pass NaN on (a fused Conv2D + ReLU may turn it into 0)."""
+    flags = [ops.cast(ops.logical_not(ops.all(ops.isfinite(t))), "float32") for t in tensors if t is not None]
+    return ops.sum(ops.stack(flags)) if flags else tf.constant(0.0)
+
+
+def _float_variables(variables) -> list:
+    return [v for v in variables if "float" in str(v.dtype)]
+
+
+def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float = 0.0, strategy=None,
+                    guard: bool = True):
+    """The one compiled training step: `step(batch) -> [reconstruction_loss, kl_loss, nonfinite_gradients,
+    nonfinite_state]` (STEP_COLUMNS) after one update.
 
     On one device the losses are per-image losses averaged over the batch. Under `strategy` each replica
     takes a share of the minibatch and divides its summed losses by the whole minibatch's size, so the
     all-reduced gradient is the gradient of the minibatch mean, as on one device (the reported losses are
     summed over replicas). The reported KL is the model's KL, whatever `kl_weight` does to the gradient.
+    The last two columns are the NaN guard: how many gradients, and how many of the model's and the
+    optimizer's float variables after the update, hold a non-finite value (0 when all is well). `guard=False`
+    leaves them 0 without looking: only for measuring the guard's cost (benchmarks/train_speed.py --guard-cost).
     """
     weights, optimizer = vae.trainable_weights, vae.optimizer
+    watched = _float_variables(checkpoint.state_variables(vae))
 
     def replica_step(batch, batch_size=None):
         with tf.GradientTape() as tape:
@@ -94,7 +121,10 @@ def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float =
             total_loss = losses[0] + penalty
         grads = tape.gradient(total_loss, weights)
         optimizer.apply_gradients(zip(grads, weights))
-        return tf.stack(losses)
+        if not guard:
+            return tf.stack([*losses, 0.0, 0.0])
+        # tf.function orders these reads after the update (automatic control dependencies).
+        return tf.stack([*losses, _count_nonfinite(grads), _count_nonfinite([v.value for v in watched])])
 
     image_spec = tf.TensorSpec([None, vae.image_size, vae.image_size, 1], tf.float32)
     if strategy is None:
@@ -132,109 +162,19 @@ def _feed(images, index_batches, strategy):
     return ((tf.gather(tensor, index),) for index in index_batches)
 
 
+def _diverged(rows: np.ndarray) -> np.ndarray:
+    """Which step rows (STEP_COLUMNS) diverged: a non-finite loss or any non-finite gradient or variable."""
+    return ~np.isfinite(rows[:, :2]).all(axis=1) | (rows[:, 2:] != 0).any(axis=1)
+
+
 def run_epoch(step, images, index_batches, strategy=None) -> np.ndarray:
-    """Per-batch (reconstruction, kl) losses, shape (batches run, 2); stops after a non-finite one."""
-    losses = []
+    """Per-batch step rows (STEP_COLUMNS), shape (batches run, 4); stops after one that diverged."""
+    rows = []
     for args in _feed(images, index_batches, strategy):
-        losses.append(step(*args).numpy())
-        if not np.isfinite(losses[-1]).all():
+        rows.append(step(*args).numpy())
+        if _diverged(rows[-1][None]).any():
             break
-    return np.stack(losses)
-
-
-# ----------------------------------------------------------------------------- state on disk
-
-def _state_variables(vae) -> list:
-    # Weights, the sampling generator's state, then the optimizer's iteration count and moments.
-    return list(vae.variables) + list(vae.optimizer.variables)
-
-
-def _new_vae(settings: dict, images):
-    options = dict(settings["model"])
-    if options.pop("standardize_input", False):
-        options["standardize_with"] = images
-    vae = vae_model.build_vae(settings["image_size"], settings["latent_dim"], settings["seed"],
-                              loss=settings["loss"], **options)
-    vae.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]))
-    vae.optimizer.build(vae.trainable_variables)
-    return vae
-
-
-def _checkpoint_bytes(arrays: list, epoch: int, history: dict, settings: dict) -> bytes:
-    buffer = io.BytesIO()
-    meta = json.dumps({"epoch": epoch, "history": history, "settings": settings})
-    np.savez(buffer, meta=np.array(meta), **{f"v{i:04d}": a for i, a in enumerate(arrays)})
-    return buffer.getvalue()
-
-
-def _load_checkpoint(path: Path, wanted: dict, images):
-    """(vae with weights and optimizer state, epoch, history) from checkpoint.npz."""
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"]))
-            arrays = [stored[f"v{i:04d}"] for i in range(len(stored.files) - 1)]
-    except Exception as error:
-        raise ValueError(f"{path} is unreadable ({type(error).__name__}: {error}): delete it or "
-                         f"{RETRAIN_HINT}.") from error
-    check_same_settings(meta["settings"], wanted, path, RETRAIN_HINT)
-    vae = _new_vae(meta["settings"], images)
-    variables = _state_variables(vae)
-    if len(variables) != len(arrays) or any(v.shape != a.shape for v, a in zip(variables, arrays)):
-        raise ValueError(f"{path} does not match the model's variables: delete it or {RETRAIN_HINT}.")
-    for variable, array in zip(variables, arrays):
-        variable.assign(array)
-    return vae, int(meta["epoch"]), meta["history"]
-
-
-def _history_record(history: dict, settings: dict, epoch_seconds: list, finished: bool) -> str:
-    return json.dumps({"epochs": len(history["loss"]), "finished": finished, "settings": settings,
-                       "history": history, "epoch_seconds": epoch_seconds}, indent=1)
-
-
-def read_history(path: str | Path) -> dict:
-    """The record train_vae writes beside its model: settings, per-epoch losses and seconds, finished."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-        if not all(len(record["history"][key]) == record["epochs"] for key in LOSS_KEYS):
-            raise ValueError("history lengths differ from the epoch count")
-        return record
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing next to its model: {RETRAIN_HINT} to train again.") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is unreadable ({error}): {RETRAIN_HINT} to train again.") from error
-
-
-class _Writer:
-    """Writes checkpoint and history on a background thread while the next epoch trains (chief only)."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled, self._thread, self._error = enabled, None, None
-
-    def submit(self, writes: list) -> None:
-        self.wait()
-        if not self.enabled:
-            return
-
-        def run():
-            try:
-                for path, payload in writes:  # the checkpoint alone decides where a run resumes
-                    atomic_write_bytes(path, payload() if callable(payload) else payload)
-            except BaseException as error:  # reported by wait(), in the training thread
-                self._error = error
-
-        self._thread = threading.Thread(target=run, name="vae-checkpoint", daemon=False)
-        self._thread.start()
-
-    def wait(self, quiet: bool = False) -> None:
-        """Block until the last write is done; re-raise its error unless `quiet`."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            if not quiet:
-                raise error
+    return np.stack(rows)
 
 
 def _is_chief(strategy) -> bool:
@@ -304,7 +244,7 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
     epoch_seconds: list[float] = []
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if not retrain and checkpoint_path.exists():
-            vae, start, history = _load_checkpoint(checkpoint_path, settings, images)
+            vae, start, history = checkpoint.load_checkpoint(checkpoint_path, settings, images)
             if history_path.exists():
                 epoch_seconds = read_history(history_path).get("epoch_seconds", [])[:start]
             say(f"Resuming from {checkpoint_path} after epoch {start}.")
@@ -323,11 +263,11 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
                 return vae, history
             say(f"Continuing {model_path} from epoch {start} to {epochs}.")
         else:
-            vae, start, history = _new_vae(settings, images), 0, {key: [] for key in LOSS_KEYS}
+            vae, start, history = checkpoint.new_vae(settings, images), 0, {key: [] for key in LOSS_KEYS}
             if chief:  # so that even epoch 1 can fall back
-                atomic_write_bytes(checkpoint_path, _checkpoint_bytes(
-                    [v.numpy() for v in _state_variables(vae)], 0, history, settings))
-        writer = _Writer(enabled=chief)
+                atomic_write_bytes(checkpoint_path, checkpoint.checkpoint_bytes(
+                    [v.numpy() for v in checkpoint.state_variables(vae)], 0, history, settings, checkpoint_path))
+        writer = checkpoint.Writer(enabled=chief)
         try:
             _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir,
                           writer, callbacks, verbose, kl_weight, strategy)
@@ -337,12 +277,30 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
         writer.wait()
     if not chief:
         return vae, history
-    atomic_write_text(history_path, _history_record(history, settings, epoch_seconds, finished=True))
+    atomic_write_text(history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True))
     vae_model.save_vae(model_path, vae)
     checkpoint_path.unlink(missing_ok=True)
     say(f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
         f"{sum(epoch_seconds):.1f} s of training).")
     return vae, history
+
+
+def _divergence(row: np.ndarray, epoch: int, batch: int, variables, checkpoint: Path) -> TrainingDiverged:
+    """The TrainingDiverged for a diverged step row: what became non-finite first (the gradients before the
+    weights they update, the weights before the loss they give) and the variables now holding it."""
+    loss = float(row[:2].sum())
+    if row[2] or row[3]:
+        what = "gradients" if row[2] else "state"
+        names = [v.path for v in _float_variables(variables) if not np.isfinite(v.numpy()).all()]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        subject = "gradients" if what == "gradients" else "model's state (weights, optimizer variables)"
+        change = f"the {subject} became non-finite (now in {shown or 'no variable'}; the loss was {loss:.6g})"
+    else:
+        what, change = "loss", f"the loss became {loss}"
+    return TrainingDiverged(
+        f"Training diverged: {change} at epoch {epoch}, batch {batch}. The last good state (after epoch "
+        f"{epoch - 1}) is kept in {checkpoint}; check the images or lower the learning rate, then re-run (it "
+        "resumes there) or set retrain=True.", epoch=epoch, batch=batch, what=what)
 
 
 def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir, writer,
@@ -351,7 +309,7 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
     warmup_steps = kl_weight.warmup_epochs * len(epoch_batches(batches, 0, seed, len(images))) \
         if kl_weight.warmup_epochs else 0.0
     step = make_train_step(vae, kl_weight, warmup_steps, strategy)
-    variables = _state_variables(vae)
+    variables = checkpoint.state_variables(vae)
     snapshot = tf.function(lambda: [tf.identity(v) for v in variables])  # one call, not one read per variable
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
     vae.stop_training = False
@@ -362,15 +320,11 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
         started = time.perf_counter()
         index_batches = epoch_batches(batches, epoch, seed, len(images))
         losses = run_epoch(step, images, index_batches, strategy)
-        bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
+        bad = np.flatnonzero(_diverged(losses))
         if len(bad) or len(losses) < len(index_batches):
             writer.wait()  # the last good checkpoint is complete on disk before we stop
             batch = int(bad[0]) + 1 if len(bad) else len(losses) + 1
-            raise TrainingDiverged(
-                f"Training diverged: the loss became {losses[batch - 1].sum()} at epoch {epoch + 1}, batch {batch}. "
-                f"The last good state (after epoch {epoch}) is kept in {run_dir / CHECKPOINT_FILE}; check the "
-                "images or lower the learning rate, then re-run (it resumes there) or set retrain=True.",
-                epoch=epoch + 1, batch=batch)
+            raise _divergence(losses[batch - 1], epoch + 1, batch, variables, run_dir / CHECKPOINT_FILE)
         # Every batch weighted by its image count, so loss == reconstruction + kl holds per epoch.
         weights = np.array([len(b) for b in index_batches], np.float64)
         reconstruction, kl = (float(np.dot(weights, losses[:, i].astype(np.float64)) / weights.sum()) for i in (0, 1))
@@ -381,9 +335,10 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
         arrays = [value.numpy() for value in snapshot()]
         done = {key: list(values) for key, values in history.items()}
         # Serialised on the writer's thread; the default arguments bind this epoch's values.
-        checkpoint = lambda a=arrays, e=epoch + 1, h=done: _checkpoint_bytes(a, e, h, settings)  # noqa: E731
-        writer.submit([(run_dir / CHECKPOINT_FILE, checkpoint),
-                       (run_dir / HISTORY_FILE, _history_record(done, settings, list(epoch_seconds), False).encode())])
+        payload = lambda a=arrays, e=epoch + 1, h=done: checkpoint.checkpoint_bytes(  # noqa: E731
+            a, e, h, settings, run_dir / CHECKPOINT_FILE)
+        writer.submit([(run_dir / CHECKPOINT_FILE, payload),
+                       (run_dir / HISTORY_FILE, checkpoint.history_record(done, settings, list(epoch_seconds), False).encode())])
         bar.set_postfix(loss=f"{logs['loss']:.2f}", kl=f"{kl:.2f}", refresh=False)
         bar.update()
         if verbose >= 2:
