@@ -183,6 +183,7 @@ def test_explorer_sliders_click_menu_play_and_range(lab_server, jupyter_lab):
         check_scatter_click(page, ui)
         start = check_menu_and_play(page, ui)
         check_range_switch(page, ui)
+        check_contrast_switch(page, ui)
         # the screenshot's state: the path's start (the menu's default), the occupied region, nothing focused
         page.locator(f"{PANEL} .latent-jump select").select_option(label=start)
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
@@ -203,6 +204,29 @@ def test_explorer_sliders_click_menu_play_and_range(lab_server, jupyter_lab):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shot.crop((0, 0, min(right + 8, shot.width), shot.height)).save(SCREENSHOT, optimize=True)  # no blank right side
     assert SCREENSHOT.stat().st_size < MAX_SCREENSHOT_BYTES
+
+
+def check_contrast_switch(page, ui: Explorer) -> None:
+    """The display switch: "as decoded" shows another image of the same point, with a smaller spread of grey
+    levels than the default (stretched to its own 1-99 % range); one more click brings the stretched one back."""
+    ui.wait_idle()
+    buttons = page.locator(f"{PANEL} .latent-contrast button")
+    assert buttons.count() == 2 and "1–99 %" in buttons.nth(0).inner_text()
+    spread = "(el) => { const c = document.createElement('canvas'); c.width = el.naturalWidth; " \
+             "c.height = el.naturalHeight; const g = c.getContext('2d'); g.drawImage(el, 0, 0); " \
+             "const d = g.getImageData(0, 0, c.width, c.height).data; let lo = 255, hi = 0; " \
+             "for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); } " \
+             "return hi - lo; }"
+    stretched_src, z = ui.src(), ui.z()
+    stretched = page.evaluate(spread, ui.image.element_handle())
+    buttons.nth(1).click()
+    decoded_src = ui.wait_src_change(stretched_src)
+    page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=ui.image.element_handle())
+    decoded = page.evaluate(spread, ui.image.element_handle())
+    assert ui.z() == z and decoded < stretched, f"grey levels: as decoded {decoded}, stretched {stretched}"
+    ui.root.screenshot(path=str(OUTPUT / "browser_sliders_7_as_decoded.png"))
+    buttons.nth(0).click()
+    ui.wait_src_change(decoded_src)
 
 
 def check_keys_and_drag(page, ui: Explorer) -> None:

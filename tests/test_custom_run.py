@@ -111,3 +111,50 @@ def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp
         config.load_trained(tmp_path / "artifacts", str(folder), 64, 2)
     with pytest.raises(FileNotFoundError, match="run 02_train_vae.ipynb first"):
         config.load_trained(tmp_path / "other", str(folder), 32, 2)
+
+
+def test_notebook_parameters_match_the_committed_defaults_that_in_place_runs_compare_with():
+    for path in config.notebooks():
+        assert config.parameters(path) == config.DEFAULTS[path.name[:2]], path.name
+
+
+def test_output_folder_keeps_results_for_the_defaults_and_names_the_run_otherwise(tmp_path, capsys):
+    defaults = dict(config.DEFAULTS["02"])
+    assert config.output_folder("02_train_vae", defaults, tmp_path) == "../results/figures"
+    assert capsys.readouterr().out == ""
+    changed = config.output_folder("02_train_vae", {**defaults, "EPOCHS": 5, "RETRAIN": False}, tmp_path)
+    expected = config.plan({"EPOCHS": 5}, tmp_path)  # the run make reproduce EPOCHS=5 would make
+    assert changed == str(expected.folder / "figures")
+    assert "EPOCHS = 5 differ from the committed defaults" in capsys.readouterr().out
+    given = {**defaults, "EPOCHS": 5, "FIGURES_DIR": "/somewhere/figures"}  # make reproduce set its own folder
+    assert config.output_folder("02", given, tmp_path) == "/somewhere/figures"
+
+
+@pytest.mark.slow
+def test_notebooks_01_to_04_run_in_place_on_other_images_leave_results_untouched(tmp_path, monkeypatch):
+    """As a user in JupyterLab: the committed notebooks, executed where they are with another DATASET (and
+    nothing else about their folders changed), write their figures and summary under runs/, not results/."""
+    import subprocess
+
+    def status():
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored=no"], cwd=ROOT,
+                              capture_output=True, text=True).stdout
+
+    folder = image_folder(tmp_path / "my_cracks")
+    monkeypatch.setenv("VAE_OVERLAY_RUNS_DIR", str(tmp_path / "runs"))
+    before, committed = status(), tree_digest(ROOT / "results", ROOT / "notebooks")
+    common = {"DATASET": str(folder), "IMAGE_SIZE": 32, "ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    own = {"02": {"EPOCHS": 2}, "04": {"FULL_SWEEP": False, "PATH_STEPS": 5}}
+    for path in config.notebooks()[:4]:
+        parameters = {**common, **own.get(path.name[:2], {})}
+        papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(ROOT / "notebooks"),
+                                   parameters={k: v for k, v in parameters.items() if k in config.parameters(path)},
+                                   progress_bar=False, kernel_name="python3")
+        printed = json.dumps(json.loads((tmp_path / path.name).read_text())["cells"])
+        assert "differ from the committed defaults" in printed and "never to results/" in printed, path.name
+    assert tree_digest(ROOT / "results", ROOT / "notebooks") == committed and status() == before
+    written = {p.relative_to(tmp_path / "runs").parts[1] for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    assert written == {"figures", "summary.json"}
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert {name for summary in summaries for name in summary} >= {"01_prepare_dataset", "02_train_vae",
+                                                                  "03_latent_distribution", "04_sample_latent_space"}

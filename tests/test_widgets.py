@@ -145,15 +145,35 @@ def test_moving_a_slider_redraws_image_marker_and_readout(decoder2, explorer, cl
     assert explorer.label.value.startswith(f"z = ({z1:.1f}, 2.3)")
     assert explorer.image.value != before_image
     assert explorer.scatter.value != before_scatter
-    # the shown image is the decoder's output at the slider point, at the decoder's size (the browser enlarges it)
+    # "as decoded": the decoder's output at the slider point, at the decoder's size (the browser enlarges it)
+    explorer.display_switch.value = widgets.AS_DECODED
     expected = compiled_decoder(decoder2, uint8=True)(np.array([[z1, 2.3]], np.float32))[0, ..., 0]
     assert np.abs(decoded_pixels(explorer.image.value).astype(int) - expected).max() <= 1
     nearest = int(np.linalg.norm(means - [z1, 2.3], axis=1).argmin())
     assert f"nearest training image: cell{nearest:02d}" in explorer.label.value
 
 
+def test_stretched_display_is_the_default_spans_the_value_range_and_is_one_click_from_the_decode(explorer):
+    assert explorer.display_switch.value == widgets.STRETCHED
+    assert "1–99 %" in dict((key, label) for label, key in explorer.display_switch.options)[widgets.STRETCHED]
+    stretched = decoded_pixels(explorer.image.value)
+    explorer.display_switch.value = widgets.AS_DECODED
+    raw = decoded_pixels(explorer.image.value)
+    assert not np.array_equal(stretched, raw)
+    low, high = np.percentile(stretched, (1, 99))
+    assert low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)  # the untrained decoder's output is faint
+    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3)  # a flat image stays as it is
+
+
+def test_nearest_image_has_the_decode_size_and_the_readout_scores_the_decode(explorer, cloud):
+    assert explorer.nearest_image.width == explorer.image.width
+    assert " crack score " in explorer.label.value and "90 % of the training images score ≥" in explorer.label.value
+    assert explorer.crack_threshold == pytest.approx(np.quantile(explorer.crack_scores(cloud[2]), 0.1))
+
+
 def test_nearest_training_image_is_shown(explorer, cloud):
     means, _, images = cloud
+    explorer.display_switch.value = widgets.AS_DECODED
     explorer.move_to(means[7])
     nearest = int(np.linalg.norm(means - explorer.z, axis=1).argmin())
     expected = np.round(images[nearest, ..., 0] * 255).astype(np.uint8)
@@ -198,6 +218,7 @@ def test_uint8_training_images_and_given_path_ends(decoder2, cloud):
     as_uint8 = np.round(images * 255).astype(np.uint8)
     explorer = widgets.LatentExplorer(decoder2, latent_means=means, names=names, images=as_uint8, path_ends=(3, 4))
     assert explorer.path_ends == (3, 4) and np.allclose(explorer.path()[-1], means[4])
+    explorer.display_switch.value = widgets.AS_DECODED
     nearest = int(np.linalg.norm(means - explorer.z, axis=1).argmin())
     assert np.array_equal(decoded_pixels(explorer.nearest_image.value), as_uint8[nearest, ..., 0])
 
@@ -224,7 +245,8 @@ def test_explorer_without_latent_means_has_sliders_only(decoder2):
     assert explorer.scatter is None and explorer.jump is None and explorer.nearest_image is None
     assert [(s.min, s.max) for s in explorer.sliders] == [PAPER_Z1_RANGE, PAPER_Z2_RANGE]
     explorer.sliders[1].value = -3.0
-    assert explorer.label.value == "z = (0.0, -3.0)"
+    assert explorer.label.value.startswith("z = (0.0, -3.0); crack score ")
+    assert "training images" not in explorer.label.value  # no images: no threshold to compare with
 
 
 def test_given_ranges_replace_the_occupied_region(decoder2, cloud):

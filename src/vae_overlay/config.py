@@ -45,6 +45,31 @@ ONLY_IF = {"06": ("DATASET is not one of the ELPV sets (elpv-crack-patches, elpv
            "07": ("it shows the committed Section 3 study (make study extends it), not this run",
                   lambda dataset: False)}
 FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
+_SHARED = {"DATASET": "elpv-crack-patches", "IMAGE_SIZE": 64, "SEED": 42, "ARTIFACTS_DIR": "../artifacts",
+           "FIGURES_DIR": "../results/figures"}
+_PAPER = {"LATENT_DIM": 2, "EPOCHS": 100, "BATCH_SIZE": 10, "LEARNING_RATE": 2e-3}  # the paper's Section 3
+_BOX = {"Z1_RANGE": (-15, 15), "Z2_RANGE": (-10, 10)}  # the paper's sampling region
+# The committed defaults of every notebook's parameters cell (a test checks that the cells say the same): what
+# `output_folder` compares with, since a notebook edited in JupyterLab is saved with the user's values.
+DEFAULTS = {
+    "01": dict(_SHARED),
+    "02": {**_SHARED, **_PAPER, "RETRAIN": False, "STREAMING": False},
+    "03": {**_SHARED, "LATENT_DIM": 2, **_BOX},
+    "04": {**_SHARED, "LATENT_DIM": 2, **_BOX, "STEP": 0.1, "SHOW_EVERY": 2.5, "FULL_SWEEP": True,
+           "DECODE_BATCH_SIZE": 64, "PATH_ENDS": None, "PATH_STEPS": 12},
+    "05": {**_SHARED, "OVERLAY_IMAGES": None, "LATENT_DIM": 2, "COPIES": 500, "OVERLAY_EPOCHS": 20, "BATCH_SIZE": 10,
+           "LEARNING_RATE": 2e-3, "RETRAIN": False, "FIXED_VARIANT": "standardised + leaky", "VARIANT_STUDY": "section4",
+           "DIMS_STUDY": "section4-dims", "STUDY_RESULTS_DIR": "../results", "RUN_STUDIES": False, "WORKERS": None,
+           "SCHEDULER": None, "WEIGHTS": [0.5, 0.75, 1.25, 1.5, 2.0], "N_LATENT_SAMPLES": 500},
+    "06": {"MODULE_TYPE": "mono", **{k: _SHARED[k] for k in ("IMAGE_SIZE", "SEED", "ARTIFACTS_DIR", "FIGURES_DIR")},
+           **_PAPER, "VAE_ATTEMPTS": 3, "RETRAIN": False, "N_SEEDS": 2, "TEST_FRACTION": 0.5, "N_TRAIN_PER_CLASS": 80,
+           "N_VAL_PER_CLASS": 20, "N_GENERATED_PER_CLASS": 80, "OVERLAY_METHOD": "sum", "CLASSIFIER_STEPS": 500,
+           "CLASSIFIER_BATCH_SIZE": 32, "CLASSIFIER_LEARNING_RATE": 1e-3, "CHECK_EVERY": 25, "STUDY": "classifier",
+           "STUDY_RESULTS_DIR": "../results", "RUN_STUDY": False, "WORKERS": None},
+    "07": {"STUDY": "section3", "RESULTS_DIR": "../results", "ARTIFACTS_DIR": "../artifacts",
+           "FIGURES_DIR": "../results/figures", "RUN_STUDY": False, "WORKERS": None, "SCHEDULER": None,
+           "REPRESENTATIVE_DATA": ("elpv-crack-patches", 64, "sum")},
+}
 MAX_SAMPLE = 3000  # images of a streamed dataset that notebooks 03 and 04 analyse (an even sample)
 
 
@@ -99,6 +124,50 @@ class Run:
         return self.folder is None
 
 
+def run_identity(changes: dict, series_dataset: str = ELPV_DATASETS[0]) -> tuple[str, dict]:
+    """(run name, changes with DATASET made absolute) for parameters that differ from the committed defaults: the
+    dataset's name plus a hash of the changes and of a folder's file list (two folders called `mine`, or one folder
+    after an edit, never share a run). `make reproduce` and a notebook executed in place name a run alike."""
+    changes = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+    dataset = str(changes.get("DATASET", series_dataset))
+    custom_data = dataset not in data.BUILT_IN
+    listing = []
+    if custom_data:
+        folder = data.resolve_folder(dataset).resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"DATASET={dataset!r}: no such folder (looked for {folder}); give a folder of "
+                                    f"images or one of {list(data.BUILT_IN)}")
+        changes["DATASET"] = dataset = str(folder)
+        listing = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    label = safe_name(Path(dataset).name) if custom_data else dataset
+    return f"{label}-{fingerprint({'parameters': changes, 'files': listing})[:8]}", changes
+
+
+def output_folder(notebook: str, values: dict, runs_dir: str | Path | None = None) -> str:
+    """FIGURES_DIR for notebook `notebook` ("01_prepare_dataset" or its number) executed where it is (JupyterLab,
+    nbval, papermill), from its parameters' values (`globals()` will do): with every parameter at its committed
+    default (`DEFAULTS`), the committed FIGURES_DIR (results/figures; summary.json beside it); with any other value,
+    the figures folder of the run `make reproduce` would make of those changes, runs/<name>/figures, said in a
+    printed line, so a user's images never overwrite the committed results. A FIGURES_DIR that differs from the
+    default (a `make reproduce` run sets its own) is kept as given. `runs_dir`: default the environment's
+    VAE_OVERLAY_RUNS_DIR, else the repository's runs/."""
+    import os
+
+    runs_dir = runs_dir or os.environ.get("VAE_OVERLAY_RUNS_DIR") or ROOT / "runs"
+    defaults = DEFAULTS[notebook[:2]]
+    if values["FIGURES_DIR"] != defaults["FIGURES_DIR"]:
+        return values["FIGURES_DIR"]
+    same = lambda a, b: (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)  # noqa: E731
+    changed = {k: values[k] for k in defaults if k not in FOLDERS and k in values and not same(values[k], defaults[k])}
+    if not changed:
+        return defaults["FIGURES_DIR"]
+    folder = Path(runs_dir) / run_identity(changed, DEFAULTS["01"]["DATASET"])[0]
+    print(f"{', '.join(f'{k} = {v!r}' for k, v in changed.items())} differ from the committed defaults: this "
+          f"notebook writes its figures to {folder / 'figures'} and its numbers to {folder / 'summary.json'}, "
+          "never to results/ (the committed results).")
+    return str(folder / "figures")
+
+
 def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR) -> Run:
     """The run for these parameter changes; unknown names are refused, naming the known ones."""
     series = notebooks(notebook_dir)
@@ -113,19 +182,8 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     if not differs:
         return Run("default", None, series, {})
     series_dataset = next((d["DATASET"] for d in defaults.values() if "DATASET" in d), ELPV_DATASETS[0])  # 01's
+    name, changes = run_identity(changes, series_dataset)
     dataset = str(changes.get("DATASET", series_dataset))
-    custom_data = dataset not in data.BUILT_IN
-    if custom_data:
-        folder = data.resolve_folder(dataset).resolve()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"DATASET={dataset!r}: no such folder (looked for {folder}); give a folder of "
-                                    f"images or one of {list(data.BUILT_IN)}")
-        changes["DATASET"] = dataset = str(folder)
-        listing = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
-    else:
-        listing = []
-    label = safe_name(Path(dataset).name) if custom_data else dataset
-    name = f"{label}-{fingerprint({'parameters': changes, 'files': listing})[:8]}"
     folder = Path(runs_dir).resolve() / name
     chosen, skipped = [], {}
     for path in series:

@@ -1,8 +1,10 @@
 """The latent slider explorer: one slider per latent dimension, the decoded image redrawn as you drag.
 
-Beside the decoded image it shows the nearest training image and the latent scatter (click it to move there);
-a range switch toggles the sliders between the region the data occupies and the paper's box, a menu jumps to
-any training image, and a Play control walks the straight path between two training images.
+Beside the decoded image it shows the nearest training image at the same size and the latent scatter (click it
+to move there); a display switch shows both images stretched to their own 1-99 % range (the default: the
+decodes are faint, not empty) or as decoded; the readout gives the decode's crack score against the training
+images'; a range switch toggles the sliders between the region the data occupies and the paper's box, a menu
+jumps to any training image, and a Play control walks the straight path between two training images.
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image as PILImage
 
-from vae_overlay.latent import PAPER_STEP, PAPER_Z1_RANGE, PAPER_Z2_RANGE, compiled_decoder, interpolate
+from vae_overlay.latent import PAPER_STEP, PAPER_Z1_RANGE, PAPER_Z2_RANGE, compiled_decoder, contrast_stretch, interpolate
 
 OCCUPIED, PAPER = "occupied", "paper"  # the range switch's keys
 RANGE_LABELS = {OCCUPIED: "occupied region", PAPER: "paper's box", "given": "given ranges"}
+STRETCHED, AS_DECODED = "stretched", "as decoded"  # the display switch's keys
+DISPLAY_LABELS = {STRETCHED: "stretched to its 1–99 % range", AS_DECODED: "as decoded"}
 # The decoded and training images are sent at their own size (a 64 px PNG is encoded, sent and decoded faster than
 # a 256 px one) and enlarged by the browser without smoothing; this style rule is inside an HTML caption.
 PIXELATED = ("<style>.latent-explorer img.latent-decoded, .latent-explorer img.latent-nearest "
@@ -152,9 +156,12 @@ class LatentExplorer:
     image to the `path_end` image (by default the two farthest apart, or `path_ends=(i, j)`). `ranges` given
     explicitly replace the occupied region. `images` (n, s, s, 1), floats in [0, 1] or uint8, are the training
     images in the order of `latent_means`; `image_px` is the shown size of the decoded image and the scatter.
-    The sliders start at the path's first image (or at `start`). Display it as the last expression of a cell (or
+    The sliders start at the path's first image (or at `start`). `display_switch` shows the decoded and the nearest
+    image stretched to their own 1-99 % range (`latent.contrast_stretch`, the default) or as decoded; the readout
+    gives the decode's crack score (`section3_study.crack_scores`, on the decode as it is) and, with `images`, the
+    score that 90 % of the training images reach. Display it as the last expression of a cell (or
     `display(explorer)`); `sliders`, `image`, `nearest_image`, `scatter` (its clicks arrive through `events`),
-    `range_switch`, `jump`, `path_end`, `play` and `label` are the widgets it is made of.
+    `display_switch`, `range_switch`, `jump`, `path_end`, `play` and `label` are the widgets it is made of.
     """
 
     def __init__(self, decoder, latent_means=None, names=None, images=None, ranges=None, step: float = PAPER_STEP,
@@ -177,6 +184,17 @@ class LatentExplorer:
             options=[(RANGE_LABELS[key], key) for key in self.range_sets], style={"button_width": "130px"},
             tooltips=["the sliders' range: " + RANGE_LABELS[key] for key in self.range_sets])
         self.range_switch.add_class("latent-range")
+        self.display_switch = widgets.ToggleButtons(
+            options=[(DISPLAY_LABELS[key], key) for key in (STRETCHED, AS_DECODED)], style={"button_width": "190px"},
+            tooltips=["each image rescaled to its own 1–99 % range: a display option, not the model's output",
+                      "the decoder's output as it is"])
+        self.display_switch.add_class("latent-contrast")
+        self.crack_threshold = None
+        if images is not None and count:
+            from vae_overlay.section3_study import CRACK_QUANTILE
+
+            floats = np.asarray(images, np.float32) / (255.0 if np.asarray(images).dtype == np.uint8 else 1.0)
+            self.crack_threshold = float(np.quantile(self.crack_scores(floats), CRACK_QUANTILE))
         if path_ends is not None:
             self.path_ends = (int(path_ends[0]), int(path_ends[1]))
         else:
@@ -203,20 +221,23 @@ class LatentExplorer:
         views = [self.captioned("decoded at z" + PIXELATED, self.image)]
         self.nearest_image = self.scatter = self.events = self.jump = self.path_end = self.play = None
         if images is not None and count:
-            self.nearest_image = self.image_widget("latent-nearest", image_px // 2)
+            self.nearest_image = self.image_widget("latent-nearest", image_px)
             views.append(self.captioned("nearest training image", self.nearest_image))
         if count:
             self.scatter = self.image_widget("latent-scatter", image_px)
             self.events = Event(source=self.scatter, watched_events=["click"])
             self.events.on_dom_event(self.on_scatter_click)
             views.append(self.captioned("latent means: click to move there", self.scatter))
-        controls = [widgets.HBox([widgets.Label("sliders' range", layout=widgets.Layout(width="90px")),
-                                  self.range_switch])] if len(self.range_sets) > 1 else []
+        controls = [widgets.HBox([widgets.Label("images", layout=widgets.Layout(width="90px")), self.display_switch])]
+        if len(self.range_sets) > 1:
+            controls.append(widgets.HBox([widgets.Label("sliders' range", layout=widgets.Layout(width="90px")),
+                                          self.range_switch]))
         if count >= 2:
             controls.append(self.path_controls(path_frames))
         for slider in self.sliders:
             slider.observe(self.on_slider, names="value")
         self.range_switch.observe(self.on_range, names="value")
+        self.display_switch.observe(lambda change: self.update(), names="value")
         self.update()
         self.widget = widgets.VBox([widgets.HBox(views), *self.sliders, *controls, self.label])
         self.widget.add_class("latent-explorer")
@@ -339,9 +360,14 @@ class LatentExplorer:
         """Decode the current point into the image first (the latency that matters), then move the marker, show
         the nearest training image and rewrite the label; the scatter and thumbnail are re-sent only if changed."""
         z = self.z
-        pixels = np.round(np.clip(self.decode(z[None, :])[0], 0, 1) * 255).astype(np.uint8)
-        self.image.value = png_bytes(pixels)  # at its own size: the browser enlarges it (see PIXELATED)
+        decoded = self.decode(z[None, :])[0]
+        self.image.value = png_bytes(self.shown_pixels(decoded))  # at its own size: the browser enlarges it (PIXELATED)
         text = "z = (" + ", ".join(f"{value:.1f}" for value in z) + ")"
+        score = float(self.crack_scores(decoded[None])[0])
+        text += f"; crack score {score:.4f}"
+        if self.crack_threshold is not None:
+            verdict = "crack-like" if score >= self.crack_threshold else "below"
+            text += f" ({verdict}: 90 % of the training images score ≥ {self.crack_threshold:.4f})"
         if self.latent_means is not None:
             distances = np.linalg.norm(self.latent_means - z[None, :], axis=1)
             nearest = int(distances.argmin())
@@ -352,9 +378,23 @@ class LatentExplorer:
             spot = (self.range_switch.value, marker.pixel(z))
             if self.shown.get("marker") != spot:
                 self.scatter.value, self.shown["marker"] = marker.png(z), spot
-            if self.nearest_image is not None and self.shown.get("nearest") != nearest:
-                self.nearest_image.value = png_bytes(as_uint8(self.images[nearest]))
-                self.shown["nearest"] = nearest
+            key = (nearest, self.display_switch.value)
+            if self.nearest_image is not None and self.shown.get("nearest") != key:
+                self.nearest_image.value = png_bytes(self.shown_pixels(self.images[nearest]))
+                self.shown["nearest"] = key
+
+    @staticmethod
+    def crack_scores(images) -> np.ndarray:
+        """section3_study.crack_scores (the study's score of a decode), imported when first needed."""
+        from vae_overlay.section3_study import crack_scores
+
+        return crack_scores(np.asarray(images, np.float32))
+
+    def shown_pixels(self, image) -> np.ndarray:
+        """uint8 pixels of an image as the display switch shows it: stretched to its 1-99 % range, or as it is."""
+        image = np.asarray(image)
+        image = image / np.float32(255) if image.dtype == np.uint8 else image
+        return as_uint8(contrast_stretch(image) if self.display_switch.value == STRETCHED else image)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
