@@ -21,7 +21,7 @@ EPOCHS = 6
 CHILD = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from vae_overlay import runs, train
+    from vae_overlay import checkpoint, runs, train
 
     run_dir, slow_writes = sys.argv[1], sys.argv[2] == "slow"
     real_write = runs.atomic_write_bytes
@@ -45,7 +45,8 @@ CHILD = textwrap.dedent("""
         else:
             real_write(path, payload)
 
-    train.atomic_write_bytes = announced_write  # the name train.py writes checkpoints and histories with
+    # the names the first checkpoint (train.py) and every later checkpoint and history (checkpoint.py) are written with
+    train.atomic_write_bytes = checkpoint.atomic_write_bytes = announced_write
     rng = np.random.default_rng(0)
     images = rng.random((24, 16, 16, 1)).astype("float32")
     train.train_vae(images, run_dir, latent_dim=2, epochs=EPOCHS, batch_size=8, seed=7, verbose=2)

@@ -173,3 +173,34 @@ def test_reconstruction_floor_is_the_sources_own_entropy_below_any_other_decode(
     assert floor == pytest.approx(bce(sources, sources))
     assert 0 < floor < bce(sources, np.broadcast_to(sources.mean(0), sources.shape))  # a collapsed decoder pays more
     assert floor < 16 * 16 * np.log(2)
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_nan():
+    assert study.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = study.holm([0.2, float("nan"), 0.9])
+    assert adjusted[0] == pytest.approx(0.4) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.9)
+
+
+def test_arm_verdicts_take_the_source_set_as_the_unit():
+    """Seeds and overlays are averaged within a set; intervals and counts are over sets."""
+    rows = []
+    for k, gain in enumerate((0.10, 0.20, 0.30)):
+        for seed in (0, 1):
+            row = {"variant": "paper", "sources": f"distinct/{k}", "seed": seed, "error": "",
+                   "verdict": "separated" if k < 2 or seed == 0 else "collapsed"}
+            for combo in ("1+2", "1+3", "2+3", "1+2+3"):
+                row[f"contrast|pixel mean|{combo}"] = 0.5
+                row[f"contrast|latent sum|{combo}"] = 0.5 + gain + (0.05 if seed else -0.05)  # seeds average out
+                row[f"contrast|decoded composite|{combo}"] = 0.4
+            rows.append(row)
+    means = overlay_study.set_means(rows, methods=("pixel mean", "latent sum"))
+    assert [m["sources"] for m in means] == ["distinct/0", "distinct/1", "distinct/2"]
+    assert [m["latent sum"] for m in means] == pytest.approx([0.6, 0.7, 0.8])
+    [verdict] = overlay_study.arm_verdicts(rows, methods=("latent sum", "decoded composite"))
+    assert (verdict["arm"], verdict["sets"], verdict["sets_separated"]) == ("distinct", 3, 2)  # set 2: one seed
+    assert verdict["separated_share_mean"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert verdict["latent sum|diff"] == pytest.approx(0.2) and verdict["latent sum|holds"] == 3
+    half = 4.303 * 0.1 / np.sqrt(3)  # t(0.975, 2 df) x sd over the three sets / sqrt(3): n is 3 sets, not 24 values
+    assert (verdict["latent sum|low"], verdict["latent sum|high"]) == pytest.approx((0.2 - half, 0.2 + half), abs=1e-3)
+    assert verdict["decoded composite|diff"] == pytest.approx(-0.1) and verdict["decoded composite|holds"] == 0
+    assert verdict["latent sum|p_holm"] >= verdict["latent sum|p"]

@@ -301,3 +301,57 @@ def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> di
                       and not key.endswith("seeds_better")})
         out["|".join(str(s[key]) for key in keys)] = entry
     return out
+
+
+# ----------------------------------------------------------------------------- the source set as the unit
+
+CLAIM_METHODS = ("latent sum", "latent mean", "offset", "decoded composite")  # compared with the pixel mean
+
+
+def set_means(rows: list[dict], score: str = "contrast", methods=("pixel mean", *CLAIM_METHODS)) -> list[dict]:
+    """One entry per (variant, source set) over its finished runs: `arm`, `seeds`, `separated_share` (the seeds whose
+    latent check says separated), and per method `<method>` the mean of `score` over seeds and overlays. The overlays
+    of one set are a fixed effect (averaged, never counted as replicates) and so are its seeds: the set is the unit."""
+    entries = []
+    for values, group in study.grouped(rows, ("variant", "sources")):
+        entry = {**values, "arm": arm(values["sources"]), "seeds": len(group),
+                 "separated_share": float(np.mean([r["verdict"] == "separated" for r in group]))}
+        for method in methods:
+            columns = sorted(c for c in group[0] if c.startswith(f"{score}|{method}|"))
+            entry[method] = float(np.nanmean([[r[c] for c in columns] for r in group]))
+        entries.append(entry)
+    return entries
+
+
+def arm_verdicts(rows: list[dict], score: str = "contrast", baseline: str = "pixel mean",
+                 methods=CLAIM_METHODS) -> list[dict]:
+    """The Section 4 claims per (variant, arm) with the source set as the unit (`set_means`):
+
+    * "one cluster per source": `sets`, `sets_separated` (sets where every seed separated) with its 95 % Wilson
+      interval, and the mean separated share over sets;
+    * "the overlay keeps the defects": per method, the paired difference from `baseline` over sets
+      (`classifier.paired_comparison`: mean, 95 % t interval, p, sets improved) and the p-value Holm-adjusted over
+      the `methods` compared (`<method>|p_holm`); `<method>|holds` = the sets where the method beats the baseline.
+    """
+    from vae_overlay.classifier import paired_comparison
+
+    means = set_means(rows, score, (baseline, *methods))
+    verdicts = []
+    for values, group in study.grouped(means, ("variant", "arm")):
+        shares = [g["separated_share"] for g in group]
+        separated = sum(share == 1.0 for share in shares)
+        low, high = study.wilson(separated, len(group))
+        entry = {**values, "sets": len(group), "sets_separated": separated, "separated_low": low,
+                 "separated_high": high, "separated_share_mean": float(np.mean(shares))}
+        tests = {}
+        for method in methods:
+            pairs = [(g[baseline], g[method]) for g in group if np.isfinite(g[baseline]) and np.isfinite(g[method])]
+            if len(pairs) >= 2:
+                tests[method] = paired_comparison(*np.array(pairs).T)
+        for method, adjusted in zip(tests, study.holm([t["p_value"] for t in tests.values()])):
+            test = tests[method]
+            entry.update({f"{method}|diff": test["mean_difference"], f"{method}|low": test["ci_low"],
+                          f"{method}|high": test["ci_high"], f"{method}|p": test["p_value"],
+                          f"{method}|p_holm": adjusted, f"{method}|holds": test["improved"]})
+        verdicts.append(entry)
+    return verdicts

@@ -243,6 +243,19 @@ def wilson(hits: int, n: int) -> tuple[float, float]:
     return float(interval.low), float(interval.high)
 
 
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjustment of p-values for the family they form (NaN stays NaN, results capped at 1): the
+    k-th smallest p is multiplied by (m - k + 1), and each adjusted value is at least the one before it."""
+    p_values = np.asarray(p_values, np.float64)
+    finite = np.flatnonzero(np.isfinite(p_values))
+    adjusted = np.full(len(p_values), np.nan)
+    running = 0.0
+    for rank, index in enumerate(finite[np.argsort(p_values[finite], kind="stable")]):
+        running = max(running, min(1.0, (len(finite) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """The `confidence` t interval of the mean of the finite `values`: NaN for fewer than two, the mean itself at both
     ends when they do not spread (every run the same)."""
