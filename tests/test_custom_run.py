@@ -63,7 +63,7 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp_path):
+def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp_path, monkeypatch):
     committed = tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data")
     folder = image_folder(tmp_path / "my parts")
     run = config.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
@@ -94,6 +94,9 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
     empty = tmp_path / "no images"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
+    with pytest.raises(data.DatasetError, match=r"No usable image in .*no images"):  # refused before any notebook
+        config.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
+    monkeypatch.setattr(config, "preflight", lambda run, step_seconds=None: "")  # as if the folder emptied later
     with pytest.raises(RuntimeError, match=r"01_prepare_dataset.ipynb stopped with DatasetError: .*no images"):
         config.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
     assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
@@ -158,3 +161,17 @@ def test_notebooks_01_to_04_run_in_place_on_other_images_leave_results_untouched
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
     assert {name for summary in summaries for name in summary} >= {"01_prepare_dataset", "02_train_vae",
                                                                   "03_latent_distribution", "04_sample_latent_space"}
+
+
+def test_preflight_says_images_notebooks_and_time_before_training_and_refuses_too_few(tmp_path):
+    folder = image_folder(tmp_path / "mine", count=12)
+    (folder / "broken.png").write_bytes(b"not a png")
+    run = config.plan({"DATASET": str(folder), "FULL_SWEEP": False}, tmp_path / "runs")
+    text = config.preflight(run, step_seconds=0.05)
+    assert f"images: 12 usable in {folder}, 1 skipped" in text and "skipped broken.png" in text
+    assert "notebooks: 01 (~15 s), 02 (~25 s), 03 (~15 s), 04 (~15 s), 05 (~5 min)" in text  # 05: 2 x 150 x 20 steps
+    assert "skipped 06_augment_classifier.ipynb" in text and "one training step here takes 50 ms" in text
+    few = image_folder(tmp_path / "few", count=4)
+    with pytest.raises(data.DatasetError, match=rf"{few} has 4 usable image\(s\); a run needs at least 10"):
+        config.preflight(config.plan({"DATASET": str(few)}, tmp_path / "runs"), step_seconds=0.05)
+    assert 0 < config.seconds_per_step(16, repeats=2) < 5

@@ -145,9 +145,10 @@ def test_summarize_counts_rates_and_wilson_intervals():
     def row(seed, active, reach, box=False, loss="sum"):
         return {"data": "synthetic", "image_size": 64, "loss": loss, "seed": seed, "active_units": active,
                 "collapsed": active == 0, "box_reached": box, "z1_min": -reach, "z1_max": 0.5, "z2_min": 0.0,
-                "z2_max": 0.1, "crack_fraction_box": 0.2, "crack_fraction_occupied": 0.0, "error": ""}
+                "z2_max": 0.1, "z1_p01": -reach / 2, "z1_p99": 0.4, "z2_p01": 0.0, "z2_p99": 0.1,
+                "crack_fraction_box": 0.2, "crack_fraction_occupied": 0.0, "error": ""}
 
-    rows = [row(0, 0, 0.0), row(1, 1, 2.0), row(2, 2, 12.0, box=True), row(3, 2, 4.0),
+    rows = [row(0, 0, 0.0), row(1, 1, 2.0), row(2, 2, 16.0, box=True), row(3, 2, 4.0),
             {"data": "synthetic", "image_size": 64, "loss": "sum", "error": "ValueError: x"},
             row(0, 2, 1.0, loss="keras-io-2020")]
     summary = section3_study.summarize(rows)
@@ -155,7 +156,8 @@ def test_summarize_counts_rates_and_wilson_intervals():
     s = summary[1]
     assert (s["collapsed"], s["one_axis"], s["two_axes"], s["box_reached"]) == (1, 1, 2, 1)
     assert s["collapsed_rate"] == 0.25 and s["collapsed_low"] < 0.25 < s["collapsed_high"] < 1
-    assert s["reach_median"] == 3.0 and s["reach_max"] == 12.0
+    assert s["reach_median"] == 3.0 and s["reach_max"] == 16.0
+    assert (s["extent_any"], s["extent_both"], s["extent_any_1_99"]) == (1, 0, 0)  # 16 at the edge; its p01 is 8
     assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1  # 0 of 1: an interval, not 0
 
 
@@ -226,3 +228,17 @@ def test_a_run_another_table_finished_is_copied_not_recomputed(tmp_path, capsys)
     assert "1 finished runs with the same keys taken" in printed and "0 to run" in printed  # nothing trained
     assert [row["key"] for row in rows] == keys[:1] and rows[0]["collapsed"] is False
     assert study.read_table(studies / "new.csv") == rows
+
+
+def test_reach_is_counted_at_the_papers_own_extent_beside_the_lenient_rule():
+    row = {"box_reached": True, "z1_min": -16.0, "z1_max": 2.0, "z1_p01": -9.0, "z1_p99": 1.5,
+           "z2_min": -3.0, "z2_max": 4.0, "z2_p01": -2.0, "z2_p99": 3.0}
+    assert section3_study.extents(row) == {"box_reached": True, "extent_any": True, "extent_both": False,
+                                           "extent_any_1_99": False}  # one outlier image at z1 = -16
+    row.update(z2_max=10.5, z1_p01=-15.0)
+    assert section3_study.extents(row) == {"box_reached": True, "extent_any": True, "extent_both": True,
+                                           "extent_any_1_99": True}
+    committed = [r for r in study.read_table(Path(__file__).resolve().parents[1] / "results/studies/section3.csv")
+                 if not r.get("error")]
+    counts = {name: sum(section3_study.extents(r)[name] for r in committed) for name in ("box_reached", "extent_both")}
+    assert counts["extent_both"] <= counts["box_reached"] and len(committed) == 120

@@ -197,6 +197,59 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     return Run(name, folder, chosen, run_parameters, skipped)
 
 
+MIN_IMAGES = 10  # one minibatch at the paper's settings: a smaller image set is refused before anything runs
+# Notebook 04's full sweep and notebook 06 measured as multiples of one training step at 64 px on the same machine
+# (2026-11-29: the sweep 149 s and 06 6:28 where a step took about 0.05 s); notebooks' own overhead ~15 s each.
+STEP_EQUIVALENTS = {"04 sweep": 3000, "06": 7800}
+NOTEBOOK_OVERHEAD_S = 15
+
+
+def seconds_per_step(image_size: int, batch_size: int = 10, repeats: int = 5) -> float:
+    """Seconds of one training step of the paper's model at `image_size` on this machine, timed after tracing."""
+    import time
+
+    from vae_overlay import checkpoint, train
+
+    images = np.random.default_rng(0).random((batch_size, image_size, image_size, 1), np.float32)
+    step = train.make_train_step(checkpoint.new_vae(train.run_settings(images, batch_size=batch_size), images))
+    step(images).numpy()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step(images).numpy()
+    return (time.perf_counter() - started) / repeats
+
+
+def preflight(run: Run, step_seconds: float | None = None) -> str:
+    """What `make reproduce` says before it trains anything: the images found and skipped (a folder), the notebooks
+    that run and the ones skipped, and the estimated time on this machine (from one timed training step). Raises
+    DatasetError naming the folder when it holds fewer than MIN_IMAGES usable images."""
+    values = {**{k: v for d in DEFAULTS.values() for k, v in d.items()}, **run.parameters}
+    lines = []
+    count = 80  # the built-in sets
+    if values["DATASET"] not in data.BUILT_IN:
+        loaded = data.load_folder(values["DATASET"], 16)  # every file decoded once, small: what notebook 01 will use
+        count = len(loaded.images)
+        lines.append(f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"
+                     + "".join(f"\n  skipped {name}: {why}" for name, why in loaded.skipped[:10]))
+        if count < MIN_IMAGES:
+            raise data.DatasetError(f"{values['DATASET']} has {count} usable image(s); a run needs at least "
+                                    f"{MIN_IMAGES} (one minibatch of the paper's training). Add images and run again.")
+    step = step_seconds if step_seconds is not None else seconds_per_step(values["IMAGE_SIZE"])
+    batch = values["BATCH_SIZE"]
+    estimate = {"01": 0.0, "02": -(-count // batch) * values["EPOCHS"] * step, "03": 0.0,
+                "04": STEP_EQUIVALENTS["04 sweep"] * step if values["FULL_SWEEP"] else 0.0,
+                "05": 2 * -(-3 * values["COPIES"] // batch) * values["OVERLAY_EPOCHS"] * step,
+                "06": STEP_EQUIVALENTS["06"] * step, "07": 0.0}
+    shown = [(path.name[:2], estimate[path.name[:2]] + NOTEBOOK_OVERHEAD_S) for path in run.notebooks]
+    total = sum(seconds for _, seconds in shown)
+    lines.append("notebooks: " + ", ".join(f"{number} (~{seconds / 60:.0f} min)" if seconds >= 90 else
+                                            f"{number} (~{seconds:.0f} s)" for number, seconds in shown))
+    lines.extend(f"skipped {name}: {why}" for name, why in run.skipped.items())
+    lines.append(f"estimated time on this machine: about {total / 60:.0f} min (one training step here takes "
+                 f"{1000 * step:.0f} ms; finished trainings are reloaded, not repeated)")
+    return "\n".join(lines)
+
+
 def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR,
               results_dir: str | Path = ROOT / "results", progress: bool = True) -> Run:
     """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md."""
@@ -212,8 +265,7 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
     print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
-    for name, why in run.skipped.items():
-        print(f"  skipped {name}: {why}")
+    print(preflight(run), flush=True)
     for path in run.notebooks:
         print(f"== {path.name}", flush=True)
         output = out_dir / path.name
