@@ -5,6 +5,8 @@ notebooks 03 refuses a model trained on other images, naming the notebook to re-
 """
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +65,22 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp_path, monkeypatch):
+def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp_path, monkeypatch, capfd):
     committed = tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data")
     folder = image_folder(tmp_path / "my parts")
+    capfd.readouterr()
     run = config.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
     assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
+    out, err = capfd.readouterr()  # what the terminal shows, the kernels' own output included
+    assert "images: 12 usable" in out and "estimated time on this machine" in out
+    for number in ("01", "02", "03", "04", "05"):
+        assert re.search(rf"^{number}_\w+\.ipynb \.\.\. \d+\.\d min, ok$", out, re.MULTILINE), out
+    assert f"wrote: notebooks in {run.folder / 'notebooks'}" in out
+    # TensorFlow's C++ log lines carry their process id: this test's own process started TensorFlow before the run
+    # set the log level (`make reproduce` sets it before), so only its lines may show; papermill's never
+    noise = [line for line in (out + err).splitlines() if f" {os.getpid()} " not in line
+             and any(word in line for word in ("Unable to parse line", "cpu_feature_guard", "oneDNN", "cudart_stub"))]
+    assert noise == []
 
     assert run.folder == tmp_path.resolve() / "runs" / run.name and run.name.startswith("my_parts-")
     executed = sorted(p.name for p in (run.folder / "notebooks").glob("*.ipynb"))

@@ -251,12 +251,26 @@ def preflight(run: Run, step_seconds: float | None = None) -> str:
 
 
 def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR,
-              results_dir: str | Path = ROOT / "results", progress: bool = True) -> Run:
-    """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md."""
+              results_dir: str | Path = ROOT / "results", progress: bool = False) -> Run:
+    """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md.
+
+    The console gets the plan (`preflight`), one line per notebook (name, minutes, status) and the paths written.
+    The kernels' own standard error (TensorFlow's C++ log, which TensorFlow 2.21 writes before its log level takes
+    effect) goes to a temporary file, named when a notebook fails and deleted otherwise; papermill's
+    parameter-parsing warnings are not shown. `progress`: papermill's per-cell progress bars too."""
+    import contextlib
+    import logging
+    import os
+    import tempfile
+    import time
+
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # before TensorFlow starts here or in a kernel
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import papermill
 
     from vae_overlay import report
 
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)  # "Unable to parse line ..." of comments
     run = plan(changes, runs_dir, notebook_dir)
     if run.is_default:
         out_dir, results = Path(notebook_dir), Path(results_dir)
@@ -266,21 +280,40 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
         atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
     print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
     print(preflight(run), flush=True)
-    for path in run.notebooks:
-        print(f"== {path.name}", flush=True)
-        output = out_dir / path.name
-        own = parameters(path)  # the run's values of the names this notebook has (the others mean nothing to it)
+    @contextlib.contextmanager
+    def kernels_stderr(log):
+        """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook runs."""
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
         try:
-            papermill.execute_notebook(str(path), str(output), cwd=str(notebook_dir),
-                                       parameters={k: v for k, v in run.parameters.items() if k in own},
-                                       progress_bar=progress, kernel_name="python3")
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+    for path in run.notebooks:
+        print(f"{path.name} ...", end="", flush=True)
+        output, started = out_dir / path.name, time.perf_counter()
+        own = parameters(path)  # the run's values of the names this notebook has (the others mean nothing to it)
+        log = tempfile.NamedTemporaryFile("w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False)
+        try:
+            with log, kernels_stderr(log):
+                papermill.execute_notebook(str(path), str(output), cwd=str(notebook_dir),
+                                           parameters={k: v for k, v in run.parameters.items() if k in own},
+                                           progress_bar=progress, kernel_name="python3")
         except papermill.PapermillExecutionError as error:
+            print(f" stopped after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
             raise RuntimeError(f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
-                               f"outputs up to the error, is {output}; fix the cause and run the same command "
-                               "again (finished trainings are reloaded).") from None
+                               f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
+                               "cause and run the same command again (finished trainings are reloaded).") from None
+        Path(log.name).unlink(missing_ok=True)
         report.clean_notebook(output)
+        print(f" {(time.perf_counter() - started) / 60:.1f} min, ok", flush=True)
     written = report.write_report(results)
-    print(f"report: {written}" + ("" if run.is_default else f"\nrun folder: {run.folder}"))
+    figures = Path(run.parameters.get("FIGURES_DIR", Path(results) / "figures"))
+    print(f"wrote: notebooks in {out_dir}, figures in {figures}, {Path(results) / 'summary.json'}, {written}")
     return run
 
 
