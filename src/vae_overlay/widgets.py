@@ -185,7 +185,7 @@ class LatentExplorer:
             tooltips=["the sliders' range: " + RANGE_LABELS[key] for key in self.range_sets])
         self.range_switch.add_class("latent-range")
         self.display_switch = widgets.ToggleButtons(
-            options=[(DISPLAY_LABELS[key], key) for key in (STRETCHED, AS_DECODED)], style={"button_width": "190px"},
+            options=[(DISPLAY_LABELS[key], key) for key in (STRETCHED, AS_DECODED)], style={"button_width": "230px"},
             tooltips=["each image rescaled to its own 1–99 % range: a display option, not the model's output",
                       "the decoder's output as it is"])
         self.display_switch.add_class("latent-contrast")
