@@ -163,6 +163,7 @@ def test_stretched_display_is_the_default_spans_the_value_range_and_is_one_click
     low, high = np.percentile(stretched, (1, 99))
     assert low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)  # the untrained decoder's output is faint
     np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3)  # a flat image stays as it is
+    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 51, np.uint8)), 0.2)  # uint8: as 0..1
 
 
 def test_nearest_image_has_the_decode_size_and_the_readout_scores_the_decode(explorer, cloud):

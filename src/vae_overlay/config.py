@@ -124,11 +124,21 @@ class Run:
         return self.folder is None
 
 
+def as_list(value):
+    """A parameter value compared and hashed alike whether written as a tuple (a notebook) or a list (YAML)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def differing(values: dict, *defaults: dict) -> dict:
+    """The entries of `values` that differ from their default in any of `defaults` (names without one are left out)."""
+    return {k: v for k, v in values.items() if any(k in d and as_list(v) != as_list(d[k]) for d in defaults)}
+
+
 def run_identity(changes: dict, series_dataset: str = ELPV_DATASETS[0]) -> tuple[str, dict]:
     """(run name, changes with DATASET made absolute) for parameters that differ from the committed defaults: the
     dataset's name plus a hash of the changes and of a folder's file list (two folders called `mine`, or one folder
     after an edit, never share a run). `make reproduce` and a notebook executed in place name a run alike."""
-    changes = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+    changes = {k: as_list(v) for k, v in changes.items()}
     dataset = str(changes.get("DATASET", series_dataset))
     custom_data = dataset not in data.BUILT_IN
     listing = []
@@ -157,8 +167,7 @@ def output_folder(notebook: str, values: dict, runs_dir: str | Path | None = Non
     defaults = DEFAULTS[notebook[:2]]
     if values["FIGURES_DIR"] != defaults["FIGURES_DIR"]:
         return values["FIGURES_DIR"]
-    same = lambda a, b: (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)  # noqa: E731
-    changed = {k: values[k] for k in defaults if k not in FOLDERS and k in values and not same(values[k], defaults[k])}
+    changed = differing({k: values[k] for k in defaults if k not in FOLDERS and k in values}, defaults)
     if not changed:
         return defaults["FIGURES_DIR"]
     folder = Path(runs_dir) / run_identity(changed, DEFAULTS["01"]["DATASET"])[0]
@@ -176,9 +185,8 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}: the notebooks' parameters are {sorted(known)}")
-    changes = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
-    differs = {k: v for k, v in changes.items()
-               if any(k in d and v != (list(d[k]) if isinstance(d[k], tuple) else d[k]) for d in defaults.values())}
+    changes = {k: as_list(v) for k, v in changes.items()}
+    differs = differing(changes, *defaults.values())
     if not differs:
         return Run("default", None, series, {})
     series_dataset = next((d["DATASET"] for d in defaults.values() if "DATASET" in d), ELPV_DATASETS[0])  # 01's

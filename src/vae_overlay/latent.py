@@ -22,9 +22,8 @@ def contrast_stretch(image, percentiles=STRETCH_PERCENTILES) -> np.ndarray:
     low and high percentiles map to 0 and 1 (clipped), as float32. At the paper's settings the decodes span about
     half the training images' value range, so cracks that are there look like grey blur until stretched. A flat
     image (no spread between the percentiles) comes back unchanged."""
-    image = np.asarray(image, np.float32)
-    if image.dtype == np.uint8:
-        image = image / 255.0
+    image = np.asarray(image)
+    image = image / np.float32(255) if image.dtype == np.uint8 else image.astype(np.float32)
     low, high = np.percentile(image, percentiles)
     if high - low < 1e-6:
         return image

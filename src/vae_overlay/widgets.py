@@ -392,9 +392,9 @@ class LatentExplorer:
 
     def shown_pixels(self, image) -> np.ndarray:
         """uint8 pixels of an image as the display switch shows it: stretched to its 1-99 % range, or as it is."""
-        image = np.asarray(image)
-        image = image / np.float32(255) if image.dtype == np.uint8 else image
-        return as_uint8(contrast_stretch(image) if self.display_switch.value == STRETCHED else image)
+        if self.display_switch.value == STRETCHED:
+            return as_uint8(contrast_stretch(image))
+        return as_uint8(image)  # uint8 as it is, floats in [0, 1] scaled
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
