@@ -436,8 +436,7 @@ def test_verdict_and_summary(trio_runs, tmp_path):
     assert summary["fixed_variant"]["name"] == "standardised + leaky"
     report.record("05_overlay_defects", summary, tmp_path)
     text = report.write_report(tmp_path).read_text()
-    assert "paper's recipe: " in text and "fixed variant 'standardised + leaky'" in text
-    assert "0 of 42 runs" in text
+    assert "| overlay, paper's recipe " in text and "cluster(s), separation" in text
 
 
 @pytest.mark.slow

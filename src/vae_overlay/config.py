@@ -276,7 +276,7 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import papermill
 
-    from vae_overlay import report
+    from vae_overlay import notebook_clean, report
 
     logging.getLogger("papermill.translators").setLevel(logging.ERROR)  # "Unable to parse line ..." of comments
     run = plan(changes, runs_dir, notebook_dir)
@@ -301,6 +301,7 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
             os.dup2(saved, 2)
             os.close(saved)
 
+    timings = {}
     for path in run.notebooks:
         print(f"{path.name} ...", end="", flush=True)
         output, started = out_dir / path.name, time.perf_counter()
@@ -317,8 +318,10 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
                                f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
                                "cause and run the same command again (finished trainings are reloaded).") from None
         Path(log.name).unlink(missing_ok=True)
-        report.clean_notebook(output)
-        print(f" {(time.perf_counter() - started) / 60:.1f} min, ok", flush=True)
+        notebook_clean.clean_notebook(output)
+        timings[path.stem[:2]] = round(time.perf_counter() - started, 1)
+        print(f" {timings[path.stem[:2]] / 60:.1f} min, ok", flush=True)
+    report.record("reproduce", {"notebook_seconds": timings}, results)
     written = report.write_report(results)
     figures = Path(run.parameters.get("FIGURES_DIR", Path(results) / "figures"))
     print(f"wrote: notebooks in {out_dir}, figures in {figures}, {Path(results) / 'summary.json'}, {written}")

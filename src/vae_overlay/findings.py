@@ -1,0 +1,330 @@
+"""The findings: each claim of the paper with its verdict over the study tables, and the default run kept apart.
+
+Every number here is computed from the record: the study tables in `results/studies/*.csv` (many trainings: the
+verdicts) and `results/summary.json` (what the notebooks measured on the default run: one draw). `vae_overlay.report`
+renders them into REPORT.md and into the README's generated section; nothing is typed by hand, and a test renders
+them again and compares.
+
+A verdict is one of `VERDICTS`; each finding names its unit of analysis (what one independent value is), the
+multiplicity correction across the conditions or configurations it spans, and the rule that turned the numbers into
+the word. Shares carry 95 % Wilson intervals, differences 95 % t intervals over the units.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vae_overlay import classifier_experiment as experiment
+from vae_overlay import classifier_study, overlay_study, section3_study, study
+
+VERDICTS = ("holds", "fails", "not supported", "undecided")
+MOSTLY = 0.5  # "mainly" / "most trainings": a share above one half
+NOT_MEASURED = "not measured yet"
+
+
+@dataclass
+class Finding:
+    """One claim of the paper and what the study tables say about it."""
+
+    claim: str
+    paper: str  # what the paper says, in brief
+    verdict: str  # one of VERDICTS, with ", interim" while its table is incomplete
+    number: str  # the key number with its 95 % interval
+    runs: str  # how many runs (and units) it rests on
+    figure: str  # a file in results/figures/
+    unit: str  # the unit of analysis
+    correction: str  # the multiplicity correction, or why none is needed
+    rule: str  # how the numbers become the word
+    detail: pd.DataFrame = field(default_factory=pd.DataFrame)  # per configuration / condition
+    notes: list[str] = field(default_factory=list)
+
+
+def share(hits: int, n: int) -> str:
+    low, high = study.wilson(hits, n)
+    return f"{hits} of {n} [{low:.2f}, {high:.2f}]"
+
+
+def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: int = 2) -> str:
+    return f"{scale * mean:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+
+def share_word(hits: int, n: int) -> str:
+    """holds: most units, by the Wilson interval's lower end; fails: the upper end below one half; else undecided."""
+    low, high = study.wilson(hits, n)
+    return "holds" if low > MOSTLY else "fails" if high < MOSTLY else "undecided"
+
+
+def progress(table: dict) -> tuple[str, bool]:
+    """'N of M runs' of a `study.load_table` result, and whether the table is complete."""
+    done, planned = len(table["done"]), table["planned"]
+    complete = bool(planned) and done >= planned
+    return f"{done} of {planned or '?'} runs" + ("" if complete else ", interim"), complete
+
+
+def interim(word: str, complete: bool) -> str:
+    return word if complete else f"{word}, interim"
+
+
+# ----------------------------------------------------------------------------- Section 3 (the `section3` study)
+
+def latent_spread(results: Path) -> Finding | None:
+    table = study.load_table("section3", results)
+    if not table["done"]:
+        return None
+    rows, (runs, complete) = table["done"], progress(table)
+    flags = [section3_study.extents(r) for r in rows]
+    hits = sum(f["extent_any"] for f in flags)
+    detail = pd.DataFrame([{
+        "data": s["data"], "px": s["image_size"], "loss": s["loss"], "runs": s["runs"], "collapsed": s["collapsed"],
+        "lenient box": s["box_reached"], "paper extent": s["extent_any"], "both axes": s["extent_both"],
+        "1–99 % at extent": s["extent_any_1_99"], "median reach": round(s["reach_median"], 1)}
+        for s in section3_study.summarize(rows)])
+    lenient, (z1, z2) = sum(f["box_reached"] for f in flags), section3_study.PAPER_EXTENT
+    return Finding(
+        "Latent means spread to about ±15 × ±10 (§3, Fig. 2)", "one training; its means fill the box",
+        interim(share_word(hits, len(rows)), complete),
+        f"{share(hits, len(rows))} runs reach |z₁| ≥ {z1:g} or |z₂| ≥ {z2:g}", runs, "fig7_study_reach.png",
+        "one training run (seeds × image size × loss version × data: what the paper leaves open)",
+        "none: one share over all runs", "holds if the share's interval lies above ½, fails if below ½",
+        detail, [f"On both axes: {sum(f['extent_both'] for f in flags)} of {len(rows)}; by the 1st–99th percentile "
+                 f"of the means: {sum(f['extent_any_1_99'] for f in flags)}; by the lenient rule the study began "
+                 f"with (|z₁| ≥ {section3_study.BOX_REACHED[0]:g} or |z₂| ≥ {section3_study.BOX_REACHED[1]:g}): "
+                 f"{lenient}.", "At 128 px a patch shows 4× the field of view of a 64 px patch, so image size and "
+                 "content are confounded in this table."])
+
+
+def crack_like(results: Path) -> Finding | None:
+    from scipy import stats
+
+    table = study.load_table("section3", results)
+    rows = [r for r in table["done"] if r["data"].startswith("elpv")]
+    if not rows:
+        return None
+    runs, complete = progress(table)
+    entries = []
+    for values, group in study.grouped(rows, ("data", "image_size", "loss")):
+        shares = np.array([r["crack_fraction_occupied"] for r in group], np.float64)
+        low, high = study.t_interval(shares)
+        p = stats.ttest_1samp(shares, MOSTLY, alternative="greater").pvalue if shares.std() > 0 else 1.0
+        entries.append({"data": values["data"], "px": values["image_size"], "loss": values["loss"],
+                        "runs": len(group), "crack-like share": interval(shares.mean(), low, high),
+                        "p (> ½)": float(p), "mean": shares.mean(), "high": high})
+    for entry, adjusted in zip(entries, study.holm([e["p (> ½)"] for e in entries])):
+        entry["p Holm"] = round(adjusted, 4)
+        entry["p (> ½)"] = round(entry["p (> ½)"], 4)
+    held = [e for e in entries if e["p Holm"] < 0.05]
+    best = max(entries, key=lambda e: e["mean"])
+    collapsed = [r for r in table["done"] if r["data"] == "synthetic" and r["collapsed"]]
+    passed = sum(r["crack_fraction_occupied"] >= 0.99 for r in collapsed)
+    word = "holds" if held else "fails" if all(e["high"] < MOSTLY for e in entries) else "undecided"
+    return Finding(
+        "The latent space encodes mainly cracks (§3, Fig. 3)", "mainly abrupt transitions in the decoded grid",
+        interim(word, complete),
+        f"{best['crack-like share']} of the occupied region ({best['data']}, {best['px']} px, {best['loss']})",
+        f"{len(rows)} ELPV runs; above ½ in {len(held)} of {len(entries)} configurations", "fig3_latent_grid_occupied.png",
+        "one training run; the share of a 21 × 21 grid over the occupied region whose decodes score like the "
+        "training cracks", f"Holm over the {len(entries)} ELPV configurations (one-sided t-test of share > ½)",
+        "holds if some configuration's share is above ½ after Holm; fails if every interval ends below ½",
+        pd.DataFrame(entries).drop(columns=["mean", "high"]),
+        [f"ELPV runs only: on the synthetic set the crack score passes collapsed decodes ({passed} of "
+         f"{len(collapsed)} collapsed synthetic runs score at least 0.99), so it cannot fail there and is not used."])
+
+
+# ----------------------------------------------------------------------------- Section 4 (the overlay studies)
+
+def section4_rows(results: Path) -> tuple[list[dict], dict, str]:
+    """The rows the Section 4 verdicts rest on: the source-set study if it has rows, else the one-set-per-arm study."""
+    for name in ("section4-sets", "section4"):
+        table = study.load_table(name, results)
+        if table["done"]:
+            return table["done"], table, name
+    return [], table, "section4"
+
+
+def clusters(results: Path) -> list[Finding]:
+    rows, table, name = section4_rows(results)
+    runs, complete = progress(table)
+    found = []
+    for entry in overlay_study.arm_verdicts([r for r in rows if r["variant"] == "paper"]):
+        sets, hits = entry["sets"], entry["sets_separated"]
+        found.append(Finding(
+            f"Each source gets its own latent cluster: {entry['arm']} sets (§4, Figs. 4–5)",
+            "one cluster per source, far apart", interim(share_word(hits, sets), complete),
+            f"{share(hits, sets)} source sets separated (the paper's recipe)", f"{runs} of study `{name}`",
+            "fig5_overlays_paper_recipe.png", "one source set (its seeds averaged)",
+            "none: one share per arm", "holds if the share of sets whose every seed separates lies above ½, "
+            "fails if below ½"))
+    return found
+
+
+def latent_sum(results: Path) -> Finding | None:
+    rows, table, name = section4_rows(results)
+    if not rows:
+        return None
+    runs, complete = progress(table)
+    detail = []
+    for entry in overlay_study.arm_verdicts(rows):
+        for method in overlay_study.CLAIM_METHODS:
+            if f"{method}|diff" in entry:
+                detail.append({"variant": entry["variant"], "arm": entry["arm"], "sets": entry["sets"],
+                               "method": method, "minus pixel mean": interval(*(entry[f"{method}|{end}"] for end in
+                                                                                ("diff", "low", "high"))),
+                               "p Holm": round(entry[f"{method}|p_holm"], 4), "sets better": entry[f"{method}|holds"],
+                               "diff": entry[f"{method}|diff"], "high": entry[f"{method}|high"]})
+    if not detail:
+        return None
+    sums = [d for d in detail if d["method"] == "latent sum"]
+    better = [d for d in sums if d["p Holm"] < 0.05 and d["diff"] > 0]
+    word = "holds" if better else "fails" if all(d["high"] < 0 or d["p Holm"] < 0.05 for d in sums) else "undecided"
+    best = max(sums, key=lambda d: d["diff"])
+    return Finding(
+        "Decoding the sum of latent vectors overlays the defects (§4, Fig. 5)", "decode(sum) holds every defect",
+        interim(word, complete), f"{best['minus pixel mean']} contrast kept vs the pixel mean (best: {best['arm']}, "
+        f"{best['variant']})", f"{runs} of study `{name}`", "fig5b_overlay_methods.png",
+        "one source set (seeds and overlays averaged within it; overlays are a fixed effect)",
+        "Holm over the methods compared within each variant and arm",
+        "holds if the latent sum keeps more contrast than the pixel mean somewhere after Holm; fails if it keeps "
+        "significantly less or its interval ends below 0 everywhere", pd.DataFrame(detail).drop(columns=["diff", "high"]))
+
+
+def dimension(results: Path) -> Finding | None:
+    table = study.load_table("section4-dims", results)
+    summary = sorted(overlay_study.summarize(table["done"]), key=lambda s: s["latent_dim"])
+    if len(summary) < 2:
+        return None
+    runs, complete = progress(table)
+    floor = overlay_study.reconstruction_floor("paper-trio")
+    detail = pd.DataFrame([{
+        "dimension": s["latent_dim"], "runs": s["runs"], "separated": s["separated"],
+        "reconstruction above perfect": interval(*(s[f"reconstruction_{e}"] - floor for e in ("mean", "low", "high"))),
+        "latent sum − pixel mean (contrast)": interval(*(s[f"contrast|latent sum|{e}"] for e in ("diff", "low", "high")))}
+        for s in summary])
+    first, last = summary[0], summary[-1]
+    better = last["reconstruction_high"] < first["reconstruction_low"]
+    worse = last["reconstruction_low"] > first["reconstruction_high"]
+    return Finding(
+        "A higher latent dimension gives more realistic images (§4)", "realism grows with the dimension",
+        interim("holds" if better else "fails" if worse else "not supported", complete),
+        f"{detail.iloc[-1]['reconstruction above perfect']} nats above a perfect reconstruction at "
+        f"{last['latent_dim']}, {detail.iloc[0]['reconstruction above perfect']} at {first['latent_dim']}",
+        f"{runs} of study `section4-dims`", "fig5e_latent_dimension_study.png", "one training run (seed)",
+        "none: two dimensions' intervals compared", "holds if the highest dimension's interval lies below the lowest's,"
+        " fails if above, not supported if they overlap", detail,
+        ["Three training images leave nothing for more dimensions to capture: this neither supports nor refutes "
+         "the claim."])
+
+
+# ----------------------------------------------------------------------------- the proposed classifier experiment
+
+RULE_HISTORY = ("The rule changed twice while the table filled. Before 21 of 60 runs: 'holds' if any condition was "
+                "better, 'fails' if every one was equivalent or worse. From 21 of 60 (commit 42667ff): the same, over "
+                "the conditions with VAE images only. From 60 of 60 (commit c68916c): 'fails' when every VAE "
+                "condition's interval ends below the margin, so an undecided equivalence no longer hides that no "
+                "gain of the margin is possible.")
+
+
+def classifier_gain(results: Path) -> Finding | None:
+    table = classifier_study.read_study("classifier", results)
+    rows = table["done"]
+    if not rows:
+        return None
+    runs, complete = progress(table)
+    margin = classifier_study.EQUIVALENCE_MARGIN
+    primary = classifier_study.summarize(rows)
+    auc = {(e["n_train"], e["condition"]): e for e in classifier_study.summarize(rows, "roc_auc")}
+    uses_vae = {name for name, (_, sets) in experiment.STUDY_CONDITIONS.items() if set(sets) & set(experiment.VAE_SETS)}
+    vae = [e for e in primary if e["condition"] in uses_vae]
+    adjusted = dict(zip([id(e) for e in vae], study.holm([e.get("p", np.nan) for e in vae])))
+    detail = []
+    for e in primary:
+        other = auc[(e["n_train"], e["condition"])]
+        detail.append({"cells": e["n_train"], "condition": e["condition"], "runs": e["runs"],
+                       "balanced accuracy, pp": interval(e["mean"], e["ci_low"], e["ci_high"], 100, 1),
+                       "90 % (TOST)": tost_interval(rows, e), "word": e["verdict"],
+                       "p Holm (VAE)": round(adjusted[id(e)], 3) if id(e) in adjusted else None,
+                       "ROC AUC, pp": interval(other["mean"], other["ci_low"], other["ci_high"], 100, 1)})
+    highest = max(vae, key=lambda e: e["ci_high"])
+    word = ("holds" if any(adjusted[id(e)] < 0.05 and e["mean"] > 0 for e in vae) else
+            "fails" if all(e["ci_high"] < margin for e in vae) else "undecided")
+    return Finding(
+        "A training set extended with VAE images gives a better classifier (§4, proposed)",
+        "several percent (cites +8 %)", interim(word, complete),
+        f"highest upper end {100 * highest['ci_high']:+.1f} pp balanced accuracy ({highest['condition']}, "
+        f"{highest['n_train']} cells)", f"{runs} of study `classifier`", "fig6_study_forest.png",
+        "one run (its own split and seed; every condition paired with the original set on it)",
+        f"Holm over the {len(vae)} VAE conditions × sizes (p Holm); TOST against ±{100 * margin:g} pp as a 90 % "
+        "interval", f"holds if a VAE condition is better after Holm; fails if every VAE condition's 95 % interval "
+        f"ends below +{100 * margin:g} pp. {RULE_HISTORY}", pd.DataFrame(detail))
+
+
+def tost_interval(rows: list[dict], entry: dict) -> str:
+    """The 90 % interval of a condition's paired difference from the original (TOST at 5 % = it lies in ±margin)."""
+    baseline = next(iter(experiment.STUDY_CONDITIONS))
+    metric, condition = classifier_study.PRIMARY, entry["condition"]
+    diffs = [r[f"{metric}|{condition}"] - r[f"{metric}|{baseline}"] for r in rows
+             if r["n_train"] == entry["n_train"] and np.isfinite(r.get(f"{metric}|{condition}", np.nan))]
+    low, high = study.t_interval(diffs, 0.90)
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def all_findings(results: str | Path = "results") -> list[Finding]:
+    results = Path(results)
+    found = [latent_spread(results), crack_like(results), *clusters(results), latent_sum(results),
+             dimension(results), classifier_gain(results)]
+    return [f for f in found if f is not None]
+
+
+# ----------------------------------------------------------------------------- the default run: one draw
+
+def read_summary(results: str | Path = "results") -> dict:
+    path = Path(results) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def default_run(summary: dict) -> pd.DataFrame:
+    """What the notebooks measured on the default run, one row per measurement: one training, so one draw from the
+    distributions the studies measure."""
+    s01, s02, s03, s04 = (summary.get(k, {}) for k in ("01_prepare_dataset", "02_train_vae", "03_latent_distribution",
+                                                        "04_sample_latent_space"))
+    paper = summary.get("05_overlay_defects", {}).get("paper_recipe", {})
+    rows = []
+    if s02:
+        lo, hi = s02["latent_min"], s02["latent_max"]
+        rows += [("training set", f"{s01.get('images')} images of {s01.get('dataset')} at {s01.get('image_size')} px"),
+                 ("training (100 epochs)", f"{s02['train_seconds']:.0f} s; final loss {s02['final_loss']:.1f} = "
+                                           f"reconstruction {s02['final_reconstruction']:.1f} + KL {s02['final_kl']:.2f}"),
+                 ("latent means", f"z₁ ∈ [{lo[0]:.1f}, {hi[0]:.1f}], z₂ ∈ [{lo[1]:.1f}, {hi[1]:.1f}]"),
+                 ("dead Dense(16) units", f"{s02['dead_dense_units']} of 16")]
+    if s03:
+        rows += [("distribution of the means", f"mean ({s03['mean'][0]:.2f}, {s03['mean'][1]:.2f}), std "
+                  f"({s03['std'][0]:.2f}, {s03['std'][1]:.2f}), Shapiro–Wilk p ({s03['shapiro_p'][0]:.3f}, "
+                  f"{s03['shapiro_p'][1]:.3f}); {100 * s03['hull_fraction_of_paper_box']:.1f} % of the paper's box")]
+    if s04:
+        rows += [("crack-like decodes", f"{100 * s04['crack_fraction_occupied']:.0f} % of the occupied region"),
+                 ("continuity", f"largest / mean step along a latent path {s04['smoothness']:.2f} (1 = even)"),
+                 ("full sweep", f"{s04['sweep_images']:,} images decoded in {s04['sweep_seconds']:.0f} s")]
+    if paper:
+        rows += [("overlay, paper's recipe", f"{paper['verdict']}: {paper['n_clusters']} cluster(s), separation "
+                  f"{paper['min_separation']:.2f} sd, {paper['dead_units']} of 16 dead units; trained in "
+                  f"{paper['training_seconds']:.0f} s")]
+    if timings := summary.get("reproduce", {}).get("notebook_seconds"):
+        rows += [("make reproduce", f"{sum(timings.values()) / 60:.1f} min of notebooks: " + " · ".join(
+            f"{name} {seconds // 60:.0f}:{seconds % 60:02.0f}" for name, seconds in sorted(timings.items())))]
+    return pd.DataFrame(rows, columns=["measurement", "default run (one draw)"])
+
+
+def studies(results: str | Path = "results") -> pd.DataFrame:
+    """Every committed study table: its runs (finished of planned, failed) and summed run time (each run's own
+    wall-clock seconds, so two workers sharing two cores count each run in full)."""
+    entries = []
+    for path in sorted((Path(results) / "studies").glob("*.csv")):
+        table = study.load_table(path.stem, results)
+        done, complete = progress(table)
+        hours = sum(r.get("wall_seconds", 0.0) for r in table["done"]) / 3600
+        entries.append({"study": f"`{path.stem}`", "kind": table["kind"], "runs": done,
+                        "failed": len(table["failed"]), "summed run time": f"{hours:.1f} h"})
+    return pd.DataFrame(entries)
