@@ -150,6 +150,22 @@ def readme_block(results: Path) -> list[str]:
             *table(findings.default_run(summary)), "", README_END]
 
 
+ANSWERS = {  # notebook -> the claims (by the start of their names) it answers
+    "02": ("Latent means",), "03": ("Latent means",), "04": ("The latent space",),
+    "05": ("Each source", "Decoding the sum", "A higher latent"), "06": ("A training set",),
+    "07": ("Latent means", "The latent space")}
+
+
+def answer(notebook: str, results: str | Path = "../results") -> str:
+    """The verdicts a notebook answers, as Markdown for its opening cell (figures relative to notebooks/): the same
+    rows as REPORT.md's table, each with its unit of analysis, correction and rule."""
+    found = [f for f in findings.all_findings(results) if f.claim.startswith(ANSWERS[notebook[:2]])]
+    if not found:
+        return "No study table yet: `make study` (see the README) measures this notebook's claims."
+    return "\n".join([*verdict_table(found, f"{Path(results).as_posix()}/figures"), "", *(
+        f"- *{f.claim}*: the unit is {f.unit}; multiplicity: {f.correction}. Rule: {f.rule}" for f in found)])
+
+
 def with_block(readme: str, block: list[str]) -> str:
     """`readme` with the text between README_BEGIN and README_END replaced by `block`."""
     start, end = readme.find(README_BEGIN), readme.find(README_END)
