@@ -1,12 +1,15 @@
-"""Tests for vae_overlay.overlay_explorer: the overlay methods it shows, their scores, the mask outlines and its controls.
+"""Tests for vae_overlay.overlay_explorer: the overlay methods it shows, the sources' weights, their scores,
+the mask outlines, the latent plane and its clicks, and its controls.
 
-Most tests use an exact linear "VAE" of the committed trio (32 px), whose overlays are known in closed form: source i
-encodes to the unit vector e_i and the background to 0, and z decodes to bg + sum_j z_j (x_j - bg). One test uses
-an untrained keras.io VAE from `model.build_vae` to check the same code on the real architecture.
+Most tests use an exact linear "VAE" of the committed trio (32 px), whose overlays are known in closed form:
+source i encodes to the unit vector e_i and the background to 0, and z decodes to bg + sum_j z_j (x_j - bg).
+One test uses an untrained keras.io VAE from `model.build_vae` to check the same code on the real architecture
+against notebook 05's functions (`overlay_experiment`).
 """
 import io
 from pathlib import Path
 
+import ipywidgets
 import keras
 import numpy as np
 import pytest
@@ -14,7 +17,8 @@ from PIL import Image
 
 from vae_overlay import model, overlay
 from vae_overlay import overlay_experiment as experiment
-from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, upscale
+from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled, upscale
+from vae_overlay.overlay_plane import BACKGROUND_SHADES, disc
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIO = [ROOT / "data" / "synthetic" / f"{name}.png" for name in ("crack_1", "crack_2", "pore")]
@@ -57,6 +61,26 @@ def pixels_of(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+def sliders_in_order(widget) -> list:
+    """The FloatSliders inside a widget, in the order the page shows them (depth first through the boxes)."""
+    if isinstance(widget, ipywidgets.FloatSlider):
+        return [widget]
+    return [found for child in getattr(widget, "children", ()) for found in sliders_in_order(child)]
+
+
+RED = (220, 20, 20)  # ScatterMarker's ring
+
+
+def ring_pixels(png: bytes) -> np.ndarray:
+    """(row, column) of the plane's red ring pixels."""
+    return np.argwhere((pixels_of(png) == RED).all(axis=-1))
+
+
+def ring_centre(png: bytes) -> np.ndarray:
+    """The mean (row, column) of the plane's red ring pixels: where the ring is centred."""
+    return ring_pixels(png).mean(axis=0)
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_gives_an_image_of_the_sources_size(trio, method):
     setup, vae = trio
@@ -69,11 +93,39 @@ def test_every_method_gives_an_image_of_the_sources_size(trio, method):
     assert 0 <= explorer.result["fidelity"]["score"] <= 1
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_opens_with_its_first_slider_live_and_moving_it_redraws_the_overlay(trio, method):
+    setup, vae = trio
+    explorer = OverlayExplorer(setup, vae, method=method)
+    first = sliders_in_order(explorer.widget)[0]
+    assert first is explorer.source_weights[0] and not first.disabled and first.value == 1.0
+    assert all(not s.disabled for s in explorer.source_weights)  # every source is ticked at the start
+    before = (explorer.image.value, explorer.result["image"])
+    first.value = 0.5
+    assert explorer.image.value != before[0] and not np.array_equal(explorer.result["image"], before[1])
+    assert explorer.result["weights"] == (0.5, 1.0, 1.0)
+    assert "crack_1 ×0.50 + crack_2 + pore" in explorer.caption.value
+    assert np.array_equal(explorer.result["image"],
+                          explorer.overlay_image((0, 1, 2), method, 1.0, "image", (0.5, 1.0, 1.0)))
+
+
+def test_scaled_moves_points_towards_the_centre_and_leaves_weight_1_untouched():
+    points = np.array([[0.1, 0.2], [1.0, -3.0], [2.0, 5.0]])
+    centre = np.array([0.3, 0.7])
+    moved = scaled(points, [1.0, 0.0, 2.0], centre)
+    assert np.array_equal(moved[0], points[0]) and np.array_equal(moved[1], centre)
+    assert np.allclose(moved[2], centre + 2 * (points[2] - centre))
+    images = np.random.default_rng(0).random((2, 4, 4, 1)).astype(np.float32)
+    same = scaled(images, [1.0, 1.0], np.full((4, 4, 1), 0.8, np.float32))
+    assert same.dtype == np.float32 and np.array_equal(same, images)  # bit for bit, not recomputed
+
+
 def test_the_overlays_are_the_closed_form_ones_of_the_linear_model(trio):
     setup, vae = trio
     explorer = OverlayExplorer(setup, vae)
     sources, bg = setup.sources, setup.background[..., None]
-    assert np.allclose(explorer.z_mean, np.eye(3), atol=1e-4) and np.allclose(explorer.z_background["image"], 0, atol=1e-4)
+    assert np.allclose(explorer.z_mean, np.eye(3), atol=1e-4)
+    assert np.allclose(explorer.z_background["image"], 0, atol=1e-4)
     pair = [0, 2]
     darkened = bg + (sources[pair] - bg).sum(axis=0)
     for method in ("sum", "offset"):
@@ -87,6 +139,25 @@ def test_the_overlays_are_the_closed_form_ones_of_the_linear_model(trio):
     nothing = explorer.score(pair, explorer.overlay_image(pair, "weighted", 0.0))
     assert nothing["score"] == 0 and nothing["shown"].sum() == 0
     assert explorer.score(pair, explorer.overlay_image(pair, "offset"))["score"] > 0.9
+    # per-source weights: each source's defect (x_i - bg) scaled by its weight, then combined by the method
+    weights = (0.5, 7.0, 2.0)  # source 1 is not in the pair: its weight must not matter
+    defects = np.array([0.5, 2.0])[:, None, None, None] * (sources[pair] - bg)
+    for method in ("sum", "offset", "weighted"):
+        assert np.allclose(explorer.overlay_image(pair, method, weights=weights), bg + defects.sum(axis=0),
+                           atol=1e-4)
+    assert np.allclose(explorer.overlay_image(pair, "weighted", 0.5, weights=weights),
+                       bg + 0.5 * defects.sum(axis=0), atol=1e-4)
+    for method in ("mean", "pixel mean"):
+        assert np.allclose(explorer.overlay_image(pair, method, weights=weights), bg + defects.mean(axis=0),
+                           atol=1e-4)
+    for method in ("composite", "pixel darkest"):
+        assert np.allclose(explorer.overlay_image(pair, method, weights=weights), (bg + defects).min(axis=0),
+                           atol=1e-4)
+    # weight 0 removes a source from the sums: the overlay of the others (the means still divide by three;
+    # the darkest pixel is then the background estimate where it is darker than the others: the closed form)
+    for method in ("sum", "offset", "weighted"):
+        assert np.allclose(explorer.overlay_image((0, 1, 2), method, weights=(1, 0, 1)),
+                           explorer.overlay_image((0, 2), method), atol=1e-4), method
 
 
 def test_methods_agree_with_notebook_05s_functions_on_a_keras_io_vae(trio):
@@ -95,24 +166,49 @@ def test_methods_agree_with_notebook_05s_functions_on_a_keras_io_vae(trio):
     explorer = OverlayExplorer(setup, vae)
     run = {"vae": vae, "report": {"z_mean": overlay.posterior(vae.encoder, setup.sources)[0]}}
     assert np.allclose(explorer.z_mean, run["report"]["z_mean"])
+    ones = (1.0,) * setup.k  # the sliders' default: the table's overlays
+    z_bg = {"image": overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0],
+            "centres": run["report"]["z_mean"].mean(axis=0)}
     for combo in setup.combos:
+        centres = run["report"]["z_mean"][list(combo)]
         for method in overlay.OVERLAY_METHODS:
             for where in ("image", "centres"):
                 expected = experiment.latent_method(setup, run, method, 1.7, where)(combo)
-                assert np.allclose(explorer.overlay_image(combo, method, 1.7, where), expected, atol=1e-5)
-        assert np.allclose(explorer.overlay_image(combo, "composite"), experiment.decoded_composite(run)(combo),
-                           atol=1e-5)
-        for key, name in (("pixel mean", "mean"), ("pixel darkest", "darkest")):
-            assert np.array_equal(explorer.overlay_image(combo, key), experiment.pixel_method(setup, name)(combo))
+                for weights in (None, ones):
+                    # the latent vector is numpy arithmetic: exactly overlay_latent's, as latent_method has it
+                    assert np.array_equal(explorer.latent_point(combo, method, 1.7, where, weights),
+                                          overlay.overlay_latent(centres, method, z_bg[where], 1.7))
+                    # the decode may differ in the last bits: a compiled call against the eager one
+                    assert np.allclose(explorer.overlay_image(combo, method, 1.7, where, weights), expected,
+                                       atol=1e-5)
+        for weights in (None, ones):
+            assert np.allclose(explorer.overlay_image(combo, "composite", weights=weights),
+                               experiment.decoded_composite(run)(combo), atol=1e-5)
+            for key, name in (("pixel mean", "mean"), ("pixel darkest", "darkest")):
+                assert np.array_equal(explorer.overlay_image(combo, key, weights=weights),
+                                      experiment.pixel_method(setup, name)(combo))
+    # with weights: the latent methods are the experiment's on centres moved to c + w_i (z_i - c)
+    weights = np.array([0.4, 1.6, 1.0])
+    z_mean = run["report"]["z_mean"]
+    for method, centre in [("sum", 0.0), ("mean", 0.0), ("offset", z_bg["image"]),
+                           ("weighted", z_bg["image"])]:
+        moved = {"vae": vae, "report": {"z_mean": centre + weights[:, None] * (z_mean - centre)}}
+        for combo in setup.combos:
+            assert np.allclose(explorer.overlay_image(combo, method, 0.8, "image", weights),
+                               experiment.latent_method(setup, moved, method, 0.8, "image")(combo), atol=1e-5)
+    for combo in setup.combos:  # one weight w for every source is the weighted offset sum with that w
+        assert np.allclose(explorer.overlay_image(combo, "offset", weights=(0.7,) * setup.k),
+                           experiment.latent_method(setup, run, "weighted", 0.7)(combo), atol=1e-5)
     image = explorer.overlay_image((0, 1, 2), "sum")
     assert explorer.score((0, 1, 2), image)["score"] == pytest.approx(
         overlay.fidelity(image, setup.masks, setup.background, setup.threshold)["score"])
 
 
-def test_changing_method_weight_and_sources_changes_image_and_score(trio):
+def test_changing_method_weights_and_sources_changes_image_and_score(trio):
     setup, vae = trio
     explorer = OverlayExplorer(setup, vae)
     assert explorer.chosen == (0, 1, 2) and explorer.weight.disabled and explorer.background_from.disabled
+    assert explorer.weights == (1.0, 1.0, 1.0) and explorer.result["weights"] == (1.0, 1.0, 1.0)
     seen = [(explorer.image.value, explorer.score_text.value)]
 
     def changed(what):
@@ -121,6 +217,11 @@ def test_changing_method_weight_and_sources_changes_image_and_score(trio):
         assert now[1] != seen[-1][1], f"{what}: the score text did not change"
         seen.append(now)
 
+    explorer.source_weights[2].value = 0.3
+    changed("pore's weight 1 -> 0.3")
+    explorer.source_weights[2].value = 1.0
+    changed("pore's weight back to 1")
+    assert explorer.image.value == seen[0][0]  # the default overlay again
     explorer.method.value = "mean"
     changed("method sum -> mean")
     explorer.method.value = "weighted"
@@ -134,6 +235,7 @@ def test_changing_method_weight_and_sources_changes_image_and_score(trio):
     explorer.ticks[1].value = False
     changed("crack_2 unticked")
     assert explorer.result["combo"] == (0, 2) and explorer.caption.value.startswith("crack_1 + pore")
+    assert explorer.source_weights[1].disabled and not explorer.source_weights[0].disabled
     expected = explorer.overlay_image((0, 2), "weighted", 0.5, "centres")
     assert np.array_equal(explorer.result["image"], expected)
     assert explorer.result["fidelity"]["score"] == pytest.approx(explorer.score((0, 2), expected)["score"])
@@ -145,7 +247,8 @@ def test_changing_method_weight_and_sources_changes_image_and_score(trio):
 
 def test_outline_is_the_contour_around_the_mask():
     rng = np.random.default_rng(0)
-    for mask in [rng.random((12, 9)) < 0.3, np.eye(6, dtype=bool), np.ones((4, 4), bool), np.zeros((3, 3), bool)]:
+    for mask in [rng.random((12, 9)) < 0.3, np.eye(6, dtype=bool), np.ones((4, 4), bool),
+                 np.zeros((3, 3), bool)]:
         padded = np.pad(mask, 1)
         touching = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
         assert np.array_equal(outline(mask), touching & ~mask)  # outside the mask, 4-adjacent to it
@@ -185,13 +288,18 @@ def test_fewer_than_two_sources_are_refused_clearly(trio):
     explorer.ticks[0].value = False
     shown = explorer.image.value  # crack_2 + pore
     explorer.ticks[1].value = False
-    assert "Tick at least two sources" in explorer.score_text.value and "(1 ticked)" in explorer.score_text.value
+    assert "Tick at least two sources" in explorer.score_text.value
+    assert "(1 ticked)" in explorer.score_text.value
     assert explorer.image.value == shown  # the last overlay stays until two are ticked again
     explorer.ticks[0].value = True
     assert explorer.result["combo"] == (0, 2) and "fidelity score" in explorer.score_text.value
     one = experiment.Setup(setup.sources[:1], setup.masks[:1], setup.names[:1], setup.folder)
     with pytest.raises(ValueError, match="at least two source images, got 1"):
         OverlayExplorer(one, vae)
+    with pytest.raises(ValueError, match=r"need one weight per source \(3\), got 2"):
+        OverlayExplorer(setup, vae, weights=(1.0, 0.5))
+    with pytest.raises(ValueError, match=r"need one weight per source \(3\), got 1"):
+        explorer.overlay_image([0, 1], "sum", weights=[0.5])
 
 
 def test_without_masks_the_overlay_is_shown_but_not_scored(trio):
@@ -204,3 +312,54 @@ def test_without_masks_the_overlay_is_shown_but_not_scored(trio):
     before = explorer.image.value
     explorer.method.value = "pixel mean"
     assert explorer.image.value != before
+
+
+def test_the_latent_plane_shows_the_centres_and_a_ring_at_the_overlays_z(trio):
+    setup, vae = trio
+    explorer = OverlayExplorer(setup, vae, chosen=(0, 1))
+    marker = explorer.latent_plane.marker
+    drawn = pixels_of(explorer.plane.value)
+    assert drawn.shape == (256, 256, 3)
+    for i in range(setup.k):  # the centres as discs in the sources' colours (drawn after z_bg: on top)
+        row, column = marker.pixel(explorer.z_mean[i])
+        assert (drawn[row, column] == explorer.colours[i]).all()
+    row, column = marker.pixel(explorer.z_background["centres"])  # (1/3, 1/3) in the plane: away from the e_i
+    assert (drawn[row, column] == BACKGROUND_SHADES["centres"]).all()
+    # the ring is centred on the overlay's z: e_0 + e_1 for the latent sum of crack_1 and crack_2
+    assert np.allclose(explorer.result["z"], [1, 1, 0], atol=1e-4)
+    assert np.abs(ring_centre(explorer.plane.value) - marker.pixel(explorer.result["z"])).max() <= 1
+    explorer.source_weights[1].value = 0.5
+    assert np.allclose(explorer.result["z"], [1, 0.5, 0], atol=1e-4)
+    assert np.abs(ring_centre(explorer.plane.value) - marker.pixel(explorer.result["z"])).max() <= 1
+    explorer.method.value = "pixel darkest"  # no latent vector: no ring
+    assert explorer.result["z"] is None and len(ring_pixels(explorer.plane.value)) == 0
+    spots = {tuple(spot) for spot in disc(5)}  # a filled disc: its axis ends in, its square's corners out
+    assert len(spots) == len(disc(5)) and {(0, 0), (5, 0), (-5, 0), (0, 5), (0, -5), (3, 3)} <= spots
+    assert not spots & {(4, 4), (-4, 4), (4, -4), (-4, -4), (6, 0)}
+
+
+def test_a_click_on_the_latent_plane_shows_the_decode_of_the_point_under_it(trio):
+    setup, vae = trio
+    explorer = OverlayExplorer(setup, vae, chosen=(0, 1))  # latent sum at z = e_0 + e_1 = (1, 1, 0)
+    marker, before = explorer.latent_plane.marker, explorer.plane.value
+    row, column = marker.pixel(explorer.z_mean[0])  # where crack_1's centre e_0 is drawn
+    explorer.on_plane_click({"type": "click", "dataX": column, "dataY": row})  # what ipyevents sends
+    z = explorer.result["z"]
+    assert explorer.result["placed"] and np.allclose(z[:2], marker.latent(row, column))
+    assert z[2] == pytest.approx(0, abs=1e-4)  # beyond the plane's two coordinates: the shown z's
+    assert np.abs(z - [1, 0, 0]).max() < 0.03  # a pixel is about 0.01 latent units here
+    assert np.array_equal(explorer.result["image"], explorer.decode(z[None, :].astype(np.float32))[0])
+    assert np.allclose(explorer.result["image"], setup.sources[0], atol=0.05)  # the decode of e_0: crack_1
+    assert explorer.plane.value != before  # the ring moved to the clicked point
+    assert np.abs(ring_centre(explorer.plane.value) - (row, column)).max() <= 1
+    assert "decode at the clicked z" in explorer.caption.value
+    recall, itself = explorer.result["fidelity"]["recall"], explorer.score((0, 1), setup.sources[0])["recall"]
+    assert recall[0] == pytest.approx(itself[0], abs=0.1) and recall[1] < 0.1  # crack_1's defect, not crack_2
+    explorer.show_outlines.value = False  # a drawing option keeps the clicked point
+    assert explorer.result["placed"]
+    explorer.source_weights[0].value = 0.8  # any other control: the method's overlay again
+    assert not explorer.result["placed"] and np.allclose(explorer.result["z"], [0.8, 1, 0], atol=1e-4)
+    assert "decode at the clicked z" not in explorer.caption.value
+    explorer.method.value = "pixel mean"  # no latent vector: a click starts from the encoded background
+    explorer.place_at_pixel(row, column)
+    assert np.allclose(explorer.result["z"][2], explorer.z_background["image"][2])
