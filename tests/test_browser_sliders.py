@@ -8,11 +8,16 @@ the notebook's relative paths work and autosave never writes into the repository
 - clicks the scatter where a training image's mean is drawn and checks that the sliders move there;
 - picks a training image in the `image` menu and checks that the sliders move to its mean;
 - presses Play and checks that the sliders walk the path's points in order to its end;
-- switches the range to the paper's box and back, and checks the sliders' limits.
+- switches the range to the paper's box and back, and checks the sliders' limits;
+- switches the display to "as decoded" and back (fewer grey levels as decoded);
+- picks another model in the `model` menu (a stored representative of the Section 3 study) and checks that the
+  menu names it, the decoded image changes and the sliders take that model's occupied region; then back;
+- records the explorer while arrow keys move z2 up to its end, down to the other and back: an animated GIF.
 The expected latent points (a mean, where the scatter draws it, the path) are asked from the notebook's kernel
-(`explorer` is notebook 04's explorer); what the page shows is read from the page. Screenshots and the latencies
-go to `test-artifacts/`; on success the explorer's screenshot too, and with SCREENSHOT_DIR=results/figures it
-also replaces the committed one (the suite itself never writes tracked files).
+(`explorer` is notebook 04's explorer of the default run, `picker` the model menu over it); what the page
+shows is read from the page. Screenshots and the latencies go to `test-artifacts/`; on success the explorer's
+screenshot and GIF too, and with SCREENSHOT_DIR=results/figures they also replace the committed ones (the
+suite itself never writes tracked files).
 
 Needs /usr/bin/chromium and the trained model from notebook 02 at its default DATASET
 (`artifacts/elpv-crack-patches/vae.keras`; the folder is read from notebook 02's parameters); trains nothing
@@ -41,7 +46,11 @@ ARTIFACTS = Path(os.environ.get("VAE_OVERLAY_ARTIFACTS_DIR", ROOT / "artifacts")
 MODEL = ARTIFACTS / runs.run_name(config.parameters(ROOT / "notebooks" / "02_train_vae.ipynb")["DATASET"]) / "vae.keras"
 OUTPUT = ROOT / "test-artifacts"
 SCREENSHOT = ROOT / os.environ.get("SCREENSHOT_DIR", "test-artifacts/screenshots") / "widget_latent_explorer.png"
+ANIMATION = SCREENSHOT.with_suffix(".gif")
 MAX_SCREENSHOT_BYTES = 300_000
+MAX_ANIMATION_BYTES = 400_000
+GIF_FRAMES = 24  # about this many frames; the presses between two frames follow from z2's range
+GIF_COLOURS = 64  # one palette for all frames (octree: keeps the red marker and the blue scatter)
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 PRESSES = 5  # arrow-key presses on the z1 handle, one 0.1 step each
 LATENCY_PRESSES = 30
@@ -107,6 +116,8 @@ class Explorer:
     def __init__(self, page):
         self.page = page
         self.root = page.locator(f"{PANEL} .latent-explorer")
+        self.picker = page.locator(f"{PANEL} .latent-model-picker")
+        self.menu = page.locator(f"{PANEL} .latent-model select")
         self.sliders = [page.locator(f"{PANEL} .latent-slider-z{k}") for k in (1, 2)]
         self.handles = [slider.locator(".noUi-handle") for slider in self.sliders]
         self.readouts = [slider.locator(".widget-readout") for slider in self.sliders]
@@ -184,12 +195,14 @@ def test_explorer_sliders_click_menu_play_and_range(lab_server, jupyter_lab):
         start = check_menu_and_play(page, ui)
         check_range_switch(page, ui)
         check_contrast_switch(page, ui)
+        check_model_picker(page, ui)
         # the screenshot's state: the path's start (the menu's default), the occupied region, nothing focused
         page.locator(f"{PANEL} .latent-jump select").select_option(label=start)
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.mouse.move(0, 0)
         ui.wait_idle()
-        ui.root.screenshot(path=str(OUTPUT / "widget_latent_explorer.png"))
+        ui.picker.screenshot(path=str(OUTPUT / "widget_latent_explorer.png"))
+        frames, gif_height = record_frames(page, ui)
 
     median, p95 = statistics.median(latencies), sorted(latencies)[int(round(0.95 * (len(latencies) - 1)))]
     print(f"key press -> new decoded image src: median {median:.0f} ms, p95 {p95:.0f} ms "
@@ -202,8 +215,93 @@ def test_explorer_sliders_click_menu_play_and_range(lab_server, jupyter_lab):
     shot = Image.open(OUTPUT / "widget_latent_explorer.png").convert("RGB")
     left, top, right, bottom = ImageChops.difference(shot, Image.new("RGB", shot.size, "white")).getbbox()
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shot.crop((0, 0, min(right + 8, shot.width), shot.height)).save(SCREENSHOT, optimize=True)  # no blank right side
+    crop = (0, 0, min(right + 8, shot.width), shot.height)  # no blank right side
+    shot.crop(crop).save(SCREENSHOT, optimize=True)
     assert SCREENSHOT.stat().st_size < MAX_SCREENSHOT_BYTES
+    write_gif([Image.open(frame).convert("RGB") for frame in frames], gif_height, OUTPUT / ANIMATION.name)
+    ANIMATION.write_bytes((OUTPUT / ANIMATION.name).read_bytes())
+    with Image.open(ANIMATION) as gif:
+        assert gif.n_frames >= GIF_FRAMES // 2 and gif.is_animated
+    assert ANIMATION.stat().st_size < MAX_ANIMATION_BYTES, f"{ANIMATION.stat().st_size} bytes"
+
+
+def write_gif(frames, height: int, path: Path) -> None:
+    """An optimized, looping GIF of the frames' top `height` pixels (the menu, the images and the sliders; the
+    frames are put on one white canvas first, as the label's line breaks change their height), without the
+    blank right side, at full size on one palette of GIF_COLOURS colours taken from the first frame (so that
+    unchanged pixels stay unchanged and Pillow stores only what differs from the frame before)."""
+    canvas = [Image.new("RGB", (max(f.width for f in frames), height), "white") for _ in frames]
+    for frame, blank in zip(frames, canvas):
+        blank.paste(frame, (0, 0))
+    right = ImageChops.difference(canvas[0], Image.new("RGB", canvas[0].size, "white")).getbbox()[2]
+    canvas = [frame.crop((0, 0, min(right + 8, frame.width), height)) for frame in canvas]
+    palette = canvas[0].quantize(GIF_COLOURS, method=Image.Quantize.FASTOCTREE)
+    indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in canvas]
+    durations = [1200] + [140] * (len(indexed) - 2) + [1200]  # rest on the first and the last frame
+    indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=durations, loop=0, optimize=True)
+
+
+def check_model_picker(page, ui: Explorer) -> None:
+    """The `model` menu: another model's name shows in the menu, the decoded image changes and the sliders
+    span that model's occupied region; choosing the default run again brings its explorer back as it was."""
+    ui.wait_idle()
+    models = ui.kernel("print(json.dumps({'names': list(picker.menu.options),"
+                       " 'ranges': explorer.range_sets}))")
+    assert len(models["names"]) >= 2, "no stored model in results/models: the menu has nothing to switch to"
+    pixels = "(el) => { const c = document.createElement('canvas'); c.width = el.naturalWidth; " \
+             "c.height = el.naturalHeight; const g = c.getContext('2d'); g.drawImage(el, 0, 0); " \
+             "const d = g.getImageData(0, 0, c.width, c.height).data; " \
+             "return Array.from(d.filter((_, i) => i % 4 === 0)); }"
+    selected = "(el) => el.options[el.selectedIndex].text.replace(/\\u00a0/g, ' ')"  # ipywidgets uses nbsp
+    before, before_src, before_z = page.evaluate(pixels, ui.image.element_handle()), ui.src(), ui.z()
+    assert ui.menu.evaluate(selected) == models["names"][0]
+    ui.menu.select_option(index=1)
+    page.wait_for_function("([selector, old]) => { const el = document.querySelector(selector); "
+                           "return el && el.src.startsWith('blob:') && el.src !== old && el.complete; }",
+                           arg=[f"{PANEL} img.latent-decoded", before_src], timeout=60_000)
+    ui.wait_idle()
+    chosen = ui.kernel("print(json.dumps({'name': picker.menu.value, 'ranges': picker.current.range_sets}))")
+    assert chosen["name"] == models["names"][1] and ui.menu.evaluate(selected) == models["names"][1]
+    assert ui.limits() == [tuple(r) for r in chosen["ranges"]["occupied"]]
+    after = page.evaluate(pixels, ui.image.element_handle())
+    assert after != before, "another model, but the same decoded image"
+    assert "Section 3 study" in page.locator(f"{PANEL} .latent-model-note").inner_text()
+    ui.picker.screenshot(path=str(OUTPUT / "browser_sliders_8_other_model.png"))
+    ui.menu.select_option(index=0)
+    page.wait_for_function("([el, low]) => el.isConnected === false || "
+                           "parseFloat(el.getAttribute('aria-valuemin')) === low",
+                           arg=[ui.handles[0].element_handle(), models["ranges"]["occupied"][0][0]],
+                           timeout=20_000)
+    ui.wait_idle()
+    assert ui.limits() == [tuple(r) for r in models["ranges"]["occupied"]] and ui.z() == before_z
+
+
+def record_frames(page, ui: Explorer) -> tuple[list[Path], int]:
+    """Screenshots of the explorer while arrow keys move z2 from where it is up to its maximum, down to its
+    minimum and back: about GIF_FRAMES frames, each taken when the label shows the point the keys reached;
+    and the height in them of the bottom of the z2 slider."""
+    low, high = ui.limits()[1]
+    start = ui.z()
+    steps = round((high - start[1]) / 0.1), round((high - low) / 0.1), round((start[1] - low) / 0.1)
+    per_frame = max(1, round(sum(steps) / GIF_FRAMES))
+    up, down = ("ArrowRight", 0.1), ("ArrowLeft", -0.1)
+    moves = [up] * steps[0] + [down] * steps[1] + [up] * steps[2]
+    frames, z2 = [OUTPUT / "gif_frame_000.png"], start[1]
+    ui.picker.screenshot(path=str(frames[0]))
+    ui.handles[1].focus()
+    for first in range(0, len(moves), per_frame):
+        for key, step in moves[first:first + per_frame]:
+            page.keyboard.press(key)
+            z2 += step
+        ui.wait_label(label_text([start[0], z2]))
+        ui.wait_idle()
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        frames.append(OUTPUT / f"gif_frame_{len(frames):03d}.png")
+        ui.picker.screenshot(path=str(frames[-1]))
+        ui.handles[1].focus()
+    assert ui.z() == pytest.approx(start)
+    slider, top = ui.sliders[1].bounding_box(), ui.picker.bounding_box()["y"]
+    return frames, round(slider["y"] + slider["height"] - top + 2)
 
 
 def check_contrast_switch(page, ui: Explorer) -> None:
