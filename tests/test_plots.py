@@ -165,3 +165,68 @@ def test_image_grid_checks_its_row_labels_and_shows_a_single_image():
         plots.image_grid(np.zeros((0, 4, 4)))
     fig = plots.image_grid(np.zeros((1, 4, 4, 1)), ["one"], row_labels=["row"])
     assert len(fig.axes) == 1 and fig.axes[0].get_ylabel() == "row"
+
+
+def test_forest_with_series_draws_one_coloured_bar_per_row_and_series_and_labels_them_once():
+    labels, series = ["paper", "leaky ReLU"], ("latent sum", "offset", "decoded composite")
+    estimates = np.array([[-0.1, 0.0, 0.3], [-0.2, -0.1, 0.4]])
+    fig = plots.forest(labels, estimates, estimates - 0.05, estimates + 0.05, series=series,
+                       annotate="{:+.1f}")
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 6
+    where = {(bar.lines[0].get_data()[1][0], bar.lines[0].get_data()[0][0]): to_rgb(bar.lines[0].get_color())
+             for bar in bars}
+    for k in range(2):
+        rows = sorted(((y, x, colour) for (y, x), colour in where.items() if abs(y - (1 - k)) < 0.5),
+                      reverse=True)
+        assert [x for _, x, _ in rows] == list(estimates[k])  # the first series on top within its row
+        assert [colour for _, _, colour in rows] == [to_rgb(f"C{j}") for j in range(3)]
+    assert ax.get_legend_handles_labels()[1] == list(series)
+    assert len(ax.texts) == 0  # `annotate` is not used with series
+    with pytest.raises(ValueError, match="per label and series"):
+        plots.forest(labels, estimates[:, :2], estimates[:, :2], estimates[:, :2], series=series)
+
+
+def test_shown_sizes_shrink_the_text_of_a_figure_saved_wider_than_the_page(tmp_path):
+    from PIL import Image
+
+    narrow, ax = plt.subplots(figsize=(5, 3))
+    ax.set_title("title", fontsize=10)
+    assert dict(plots.shown_sizes(narrow, dpi=80))["title"] == pytest.approx(10)
+    wide, ax = plt.subplots(figsize=(22.5, 3))
+    ax.set_title("title", fontsize=10)
+    shown = dict(plots.shown_sizes(wide, dpi=80))["title"]
+    with Image.open(plots.save_figure(wide, "wide", tmp_path, dpi=80)) as saved:
+        width = saved.width
+    assert width > plots.PAGE_WIDTH and shown == pytest.approx(10 * plots.PAGE_WIDTH / width, rel=0.01)
+    assert shown < 9 and min(dict(plots.shown_sizes(wide, dpi=40)).values()) > shown  # saved smaller
+    assert plots.illegible(narrow) == [] and f"'title' at {shown:.1f} pt" in plots.illegible(wide)
+
+
+def test_overlapping_texts_finds_text_written_over_text_and_ignores_undrawn_ticks():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.5, 0.5, "first label")
+    ax.text(0.52, 0.5, "second label")
+    ax.text(0.1, 0.1, "apart")
+    ax.set_xlim(0, 1)
+    assert plots.overlapping_texts(fig) == [("first label", "second label")]
+    assert plots.illegible(fig) == ["'first label' over 'second label'"]
+    ax.set_xticks(np.linspace(0, 1, 40))  # crowded tick labels overlap too
+    assert len(plots.overlapping_texts(fig)) > 1
+
+
+def test_place_labels_keeps_labels_of_close_points_apart_and_inside_the_axes():
+    fig, ax = plt.subplots(figsize=(4, 4))
+    points = np.array([[0.0, 0.0], [0.02, 0.0], [0.0, 0.02], [0.98, 0.98], [0.5, 0.5]])
+    ax.scatter(*points.T)
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.05, 1.05)
+    placed = plots.place_labels(ax, points, ["a+b", "a+c", "b+c", "corner", "middle"], fontsize=9)
+    assert [label.get_text() for label in placed] == ["a+b", "a+c", "b+c", "corner", "middle"]
+    assert plots.overlapping_texts(fig) == []
+    frame = ax.get_window_extent()
+    for label in placed:
+        box = label.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert placed[3].get_position()[0] < 0  # the corner's label went left of its point

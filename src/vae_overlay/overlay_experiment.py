@@ -228,10 +228,11 @@ def method_rows(setup: Setup, methods: dict) -> list[dict]:
     return rows
 
 
-def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 15) -> dict:
+def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 9) -> dict:
     """Where the overlays land in a 2-D latent plane: the cluster centres, z_bg (the encoded background), the latent
     sums and offset sums of every overlay in setup.combos, and decoded tiles over a square-stepped grid covering
-    them all (half a unit of margin): {centres, z_bg, sums, offsets, z1, z2, tiles (n1, n2, s, s) uint8}."""
+    them all (half a unit of margin; `tiles_per_axis` on the longer side: 9 keeps a 64 px tile about its own
+    size in a figure 900 px wide): {centres, z_bg, sums, offsets, z1, z2, tiles (n1, n2, s, s) uint8}."""
     from vae_overlay import latent
 
     centres, vae = run["report"]["z_mean"], run["vae"]

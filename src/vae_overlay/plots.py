@@ -1,7 +1,10 @@
-"""Figures shared by the notebooks: image grids, latent-space pictures, a forest plot, saving to results/figures.
+"""Figures shared by the notebooks: image grids, latent-space pictures, a forest plot, labels placed apart,
+saving to results/figures.
 
 Figures are judged at a glance, so the helpers keep text at 9 pt or more, separate image tiles by gutters, and
-never draw markers over the images they explain (the latent means get a panel of their own)."""
+never draw markers over the images they explain (the latent means get a panel of their own). `illegible`
+checks a figure as a reader sees it on GitHub (at most `PAGE_WIDTH` pixels wide): text too small, text over
+text."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgb
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 
 def save_figure(fig, name: str, figures_dir: str | Path = "../results/figures", dpi: int = 100) -> Path:
@@ -18,6 +23,94 @@ def save_figure(fig, name: str, figures_dir: str | Path = "../results/figures", 
     path = out / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+PAGE_WIDTH = 900  # pixels: about the width GitHub gives a picture in a README or notebook
+
+
+def _texts(fig):
+    """The visible, non-empty texts of a drawn `fig` with their boxes in display pixels (tick labels only
+    where the axis is drawn and the tick lies in its view: matplotlib keeps labels of the other ticks,
+    undrawn)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ticks, texts = set(), []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((id(tick.label1), id(tick.label2)))
+                if ax.axison and axis.get_visible() and low - slack <= tick.get_loc() <= high + slack:
+                    texts += [tick.label1, tick.label2]
+    texts += [t for t in fig.findobj(Text) if id(t) not in ticks]
+    return [(t, Text.get_window_extent(t, renderer)) for t in texts
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() > 0]
+
+
+def shown_sizes(fig, dpi: int = 80, width: int = PAGE_WIDTH) -> list[tuple[str, float]]:
+    """(text, points) of every visible text of `fig` as a reader sees it when the figure, saved by
+    `save_figure` at `dpi`, is shown at most `width` pixels wide: a wider picture is scaled down, and its text
+    with it."""
+    texts = _texts(fig)
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    saved = (box.width + 0.2) * dpi  # bbox_inches="tight" pads 0.1 inch on each side
+    scale = min(1.0, width / saved)
+    return [(t.get_text(), t.get_fontsize() * scale) for t, _ in texts]
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible texts of `fig` whose boxes overlap by more than a pixel (text written over text)."""
+    boxes = [(t.get_text(), b.expanded(1, 1).padded(-1)) for t, b in _texts(fig)]
+    return [(a, c) for i, (a, box) in enumerate(boxes) for c, other in boxes[i + 1:] if box.overlaps(other)]
+
+
+def illegible(fig, dpi: int = 80, width: int = PAGE_WIDTH, smallest: float = 9) -> list[str]:
+    """What keeps `fig` from being read on GitHub: each text shown under `smallest` points (`shown_sizes`) and
+    each pair of texts written over each other (`overlapping_texts`); [] for a legible figure."""
+    small = [f"{text!r} at {size:.1f} pt" for text, size in shown_sizes(fig, dpi, width)
+             if size < smallest - 1e-6]
+    return small + [f"{a!r} over {b!r}" for a, b in overlapping_texts(fig)]
+
+
+def place_labels(ax, points, texts, avoid=(), distance: float = 8, **style) -> list:
+    """Write each text next to its point (data coordinates) where it covers no label already placed, no point
+    of `points` or `avoid` (a marker's box, `distance` points wide) and stays inside the axes: the first free
+    place among eight around the point (up-right first), then eight twice and three times as far, else the
+    up-right one. Pass a leader line in `style` (arrowprops) for the far ones. Call it once the layout is
+    final (after tight_layout): the places are found in display pixels. `style` goes to `ax.annotate` (font
+    size, colour, a bbox ...). Returns the annotations."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_pixels = ax.transData.transform
+    reach = distance * fig.dpi / 72
+    points = np.reshape(points, (-1, 2))
+    markers = [Bbox.from_bounds(x - reach, y - reach, 2 * reach, 2 * reach)
+               for x, y in to_pixels(np.concatenate([points, np.reshape(avoid, (-1, 2))]))]
+    frame = ax.get_window_extent(renderer)
+    taken, placed = list(markers), []
+    around = [(r * dx, r * dy) for r in (1, 2, 3)
+              for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0))]
+    for point, text in zip(points, texts):
+        for dx, dy in around:
+            side = {"ha": {1: "left", -1: "right"}.get(int(np.sign(dx)), "center"),
+                    "va": {1: "bottom", -1: "top"}.get(int(np.sign(dy)), "center")}
+            offset = (dx * distance, dy * distance)
+            label = ax.annotate(text, point, xytext=offset, textcoords="offset points", **side, **style)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)  # the text's own box: no leader line
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                break
+            label.remove()
+        else:
+            label = ax.annotate(text, point, xytext=(distance, distance), textcoords="offset points", **style)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)
+        taken.append(box)
+        placed.append(label)
+    return placed
 
 
 def image_grid(images, titles=None, ncols: int = 8, size: float = 1.4, cmap: str = "gray", row_labels=None,
@@ -187,20 +280,26 @@ def latent_grid_figure(tiles, z1_values, z2_values, means=None, title: str | Non
 
 def forest(labels, estimates, lows, highs, references=None, zero: float | None = 0.0, zero_label: str | None = None,
            xlabel: str = "", title: str | None = None, annotate: str | None = "{:+.1f} [{:+.1f}, {:+.1f}]",
-           fontsize: float = 10, ax=None):
+           fontsize: float = 10, ax=None, series=None):
     """A forest plot: one row per label (the first on top), a dot at its estimate and a horizontal error bar from its
     low to its high end (e.g. a paired difference and its 95% confidence interval; a NaN end: the dot only).
 
     A solid vertical line marks `zero` (no line if None; `zero_label` is written at its top) and a dashed one each
     entry of `references` ({label: x}, e.g. {"paper: +8": 8}), labelled at the top. `annotate` formats (estimate,
-    low, high) right of each row (None: no text). Draws on `ax`, or on a new figure sized to the rows; returns the
-    figure. A low end above its estimate or a high end below it raises ValueError."""
+    low, high) right of each row (None: no text). With `series` (names), estimates, lows and highs are (rows,
+    series): each row holds one bar per series, the first on top, in the colours C0, C1, ... and labelled with
+    the series' names for a legend (`ax.legend()` or `fig.legend()` draws it); faint lines separate the rows
+    and `annotate` is not used. Draws on `ax`, or on a new figure sized to the rows; returns the figure. A low
+    end above its estimate or a high end below it raises ValueError."""
     labels = [str(label) for label in labels]
-    estimates, lows, highs = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (estimates, lows, highs))
+    m = 1 if series is None else len(series)
+    values = [np.asarray(v, dtype=np.float64) for v in (estimates, lows, highs)]
     n = len(labels)
-    if not len(estimates) == len(lows) == len(highs) == n:
-        raise ValueError(f"forest needs one estimate, low and high per label: got {n} labels, {len(estimates)} "
-                         f"estimates, {len(lows)} lows, {len(highs)} highs")
+    if any(v.size % max(m, 1) or v.size // max(m, 1) != n for v in values):
+        per = " and series" if series is not None else ""
+        raise ValueError(f"forest needs one estimate, low and high per label{per}: got {n} labels, {m} "
+                         f"series, {values[0].size} estimates, {values[1].size} lows, {values[2].size} highs")
+    estimates, lows, highs = (v.reshape(n, m) for v in values)
     with np.errstate(invalid="ignore"):
         if np.any(lows > estimates) or np.any(highs < estimates):
             raise ValueError("every interval must contain its estimate (low <= estimate <= high)")
@@ -208,15 +307,21 @@ def forest(labels, estimates, lows, highs, references=None, zero: float | None =
     fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.5 * max(n, 1))) if new else (ax.figure, ax)
     lines = ([] if zero is None else [(float(zero), zero_label, "-")])
     lines += [(float(x), label, "--") for label, x in (references or {}).items()]
-    for k, (estimate, low, high) in enumerate(zip(estimates, lows, highs)):
+    offsets = (np.arange(m) - (m - 1) / 2) * (0.7 / m)
+    for k, j in np.ndindex(n, m):
+        estimate, low, high = estimates[k, j], lows[k, j], highs[k, j]
         bar = None if np.isnan(low) or np.isnan(high) else [[estimate - low], [high - estimate]]
-        ax.errorbar([estimate], [n - 1 - k], xerr=bar, fmt="o", color="tab:blue", capsize=4, ms=6, lw=1.6, zorder=3)
-        if annotate:
+        ax.errorbar([estimate], [n - 1 - k - offsets[j]], xerr=bar, fmt="o", lw=1.6, zorder=3,
+                    color="tab:blue" if series is None else f"C{j}", capsize=4 if m == 1 else 3,
+                    ms=6 if m == 1 else 5, label=str(series[j]) if series is not None and k == 0 else None)
+        if annotate and series is None:
             ax.annotate(annotate.format(estimate, low, high), xy=(1.02, n - 1 - k), xycoords=("axes fraction", "data"),
                         va="center", fontsize=fontsize - 1)
+    for k in range(n - 1 if series is not None else 0):
+        ax.axhline(k + 0.5, color="0.85", lw=0.8, zorder=0)
     ax.set_yticks(np.arange(n)[::-1], labels, fontsize=fontsize)
     ax.set_ylim(-0.7, n + 0.3)
-    ends = np.concatenate([estimates, lows, highs, [x for x, _, _ in lines]])
+    ends = np.concatenate([estimates.ravel(), lows.ravel(), highs.ravel(), [x for x, _, _ in lines]])
     ends = ends[np.isfinite(ends)]
     low_end, high_end = (ends.min(), ends.max()) if len(ends) else (-1.0, 1.0)
     pad = 0.08 * (high_end - low_end) if high_end > low_end else 1.0

@@ -22,6 +22,7 @@ PAPER_EXTENT = (15.0, 10.0)  # the box's own edges: |z1| = 15, |z2| = 10 (`exten
 ACTIVE_VARIANCE = 0.01  # a latent unit is active if the variance over images of E[z|x] exceeds this
 GRID_POINTS = 21  # decodes per axis of the crack-region grids (21 x 21 over the box and over the occupied region)
 CRACK_QUANTILE = 0.1  # a decode "scores like a training crack" at or above this quantile of the training scores
+CONFIGURATION = ("data", "image_size", "loss")  # what `summarize` groups by, and the figures' rows
 SECONDS_PER_IMAGE_EPOCH = 0.0048  # measured: 100 epochs x 80 images at 64 px in 38 s on 2 idle cores
 
 
@@ -109,7 +110,7 @@ def extents(row: dict) -> dict:
             "extent_any_1_99": far["1_99"][0] >= z1 or far["1_99"][1] >= z2}
 
 
-def summarize(rows: list[dict], by=("data", "image_size", "loss")) -> list[dict]:
+def summarize(rows: list[dict], by=CONFIGURATION) -> list[dict]:
     """One dict per configuration (`by`): finished runs; collapse, one-axis, two-axis counts and the four reach
     counts of `extents` with their rates and 95 % Wilson intervals (scipy.stats.binomtest); median and largest
     reach; median crack-region fractions. Failed runs are left out."""
@@ -141,3 +142,102 @@ def load_run(row: dict, artifacts_dir) -> tuple:
 
 
 # ----------------------------------------------------------------------------- the study on Dask
+
+
+# ----------------------------------------------------------------------------- figures (notebook 07)
+
+UNITS = {0: ("tab:red", "collapsed"), 1: ("tab:orange", "one axis"), 2: ("tab:blue", "two axes")}  # by units
+
+
+def configuration_label(entry: dict) -> str:
+    """'<data>, <size> px, <loss>': a configuration's row label, written horizontally."""
+    return f"{entry['data']}, {entry['image_size']} px, {entry['loss']}"
+
+
+def reach_figure(rows: list[dict]):
+    """Each finished run's largest |latent mean| (log scale; at least 1e-3), one row per configuration (the
+    order of `summarize`), coloured by its active latent units (`UNITS`), with the box rule's lower bound
+    dashed. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    groups = study.grouped(rows, CONFIGURATION)
+    n = len(groups)
+    fig, ax = plt.subplots(figsize=(11.2, 2.0 + 0.42 * max(n, 1)))
+    for i, (_, group) in enumerate(groups):
+        jitter = np.linspace(-0.25, 0.25, len(group)) if len(group) > 1 else [0.0]
+        for dy, row in zip(jitter, group):
+            colour = UNITS[min(row["active_units"], 2)][0]
+            ax.scatter(max(reach(row), 1e-3), n - 1 - i + dy, s=24, color=colour)
+    for y in range(n - 1):
+        ax.axhline(y + 0.5, color="0.85", lw=0.8, zorder=0)
+    for colour, name in UNITS.values():
+        ax.scatter([], [], color=colour, label=name)
+    (z1, z2), runs = BOX_REACHED, sum(len(group) for _, group in groups)
+    ax.axvline(min(z1, z2), color="k", ls="--", lw=1,
+               label=f"{min(z1, z2):g}: the box rule's lower bound (|z1| ≥ {z1:g} or |z2| ≥ {z2:g})")
+    ax.set_xscale("log")
+    ax.set_yticks(np.arange(n)[::-1], [configuration_label(values) for values, _ in groups], fontsize=10)
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_xlabel("largest |latent mean| over z1 and z2, per run (log scale)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.5 / max(n, 1)), ncol=4, fontsize=9,
+              frameon=False)
+    ax.set_title(f"{runs} trainings at the paper's settings: how far the latent means spread", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def rates_figure(summary: list[dict]):
+    """Per configuration of `summary`: the share of runs that collapsed and that reached the paper's box, each
+    with its 95 % Wilson interval, and the median share of decodes scoring like training cracks over the
+    paper's box and over the occupied region; one row per configuration, labelled once on the left. Returns
+    the figure."""
+    import matplotlib.pyplot as plt
+
+    from vae_overlay import plots
+
+    labels = [configuration_label(s) for s in summary]
+    height = 2.3 + 0.42 * max(len(summary), 1)
+    fig, axes = plt.subplots(1, 3, figsize=(11.2, height), sharey=True)
+    for ax, name, what in zip(axes, ("collapsed", "box_reached"), ("total collapse", "paper's box reached")):
+        ends = ([s[f"{name}_{end}"] for s in summary] for end in ("rate", "low", "high"))
+        plots.forest(labels, *ends, zero=None, annotate=None, ax=ax, xlabel="share of runs",
+                     title=f"{what}:\nshare of runs, 95 % interval")
+    regions = ("box", "occupied")
+    nan = np.full((len(summary), len(regions)), np.nan)
+    plots.forest(labels, [[s[f"crack_fraction_{r}_median"] for r in regions] for s in summary], nan, nan,
+                 zero=None, annotate=None, series=("over the paper's box", "over the occupied region"),
+                 ax=axes[2], title="decodes scoring like training\ncracks: median share",
+                 xlabel="share of decodes")
+    for j, ax in enumerate(axes):
+        ax.set_xlim(-0.05, 1.05)
+        ax.tick_params(axis="y", labelleft=j == 0)
+    handles, names = axes[2].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower right", ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
+    return fig
+
+
+def representatives_figure(picked: dict, artifacts_dir, tiles: int = 5):
+    """The runs of `picked` ({kind: table row}) side by side, each decoded on a `tiles` x `tiles` grid over
+    the 1-99 % range of its latent means (a model from `load_run`), titled with its kind, configuration and
+    seed. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from vae_overlay import latent, plots
+
+    fig, axes = plt.subplots(1, max(1, len(picked)), figsize=(11.2, 4.6), squeeze=False)
+    for ax, (kind, row) in zip(axes[0], picked.items()):
+        vae, _ = load_run(row, artifacts_dir)
+        size = row["image_size"]
+        z1, z2 = (np.linspace(row[f"z{d}_p01"], max(row[f"z{d}_p99"], row[f"z{d}_p01"] + 0.1), tiles)
+                  for d in (1, 2))
+        points = np.array([(a, b) for a in z1 for b in z2], np.float32)
+        grid = latent.decode_batched(vae.decoder, points).reshape(tiles, tiles, size, size)
+        plots.decoded_grid(ax, grid, z1, z2, gutter=max(1, size // 32))
+        ax.locator_params(nbins=4)
+        ax.tick_params(labelsize=9)
+        title = f"{kind}: {row['data']},\n{size} px, loss {row['loss']}, seed {row['seed']}"
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

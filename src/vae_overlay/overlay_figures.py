@@ -1,0 +1,134 @@
+"""Notebook 05's figures that carry their own verdict: the paper's Figure 5 with its collapse check drawn on
+it, the variant study by source set and method, and the fixed model's latent plane with the overlays' points.
+
+Every number written on them is computed here from what they draw; they are sized to be read at GitHub's
+width (`plots.PAGE_WIDTH`) with text of 9 pt or more."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vae_overlay import overlay, overlay_study, plots
+
+GREY_LEVELS = 255  # an 8-bit image's grey levels per unit of intensity
+
+
+def decode_distances(sources, decodes) -> dict:
+    """How alike decodes (n, h, w, 1) are, in grey levels (0-255): `spread`, the largest difference of one
+    pixel between any two of them, and `to_mean` (n,), each one's mean absolute difference from `mean`, the
+    sources' pixel mean (what a collapsed VAE decodes, `overlay.pixel_overlay`)."""
+    decodes = np.asarray(decodes, np.float64)
+    mean = overlay.pixel_overlay(sources, "mean")
+    spread = max((float(np.abs(a - b).max()) for a in decodes for b in decodes), default=0.0)
+    to_mean = np.abs(decodes - mean).reshape(len(decodes), -1).mean(axis=1)
+    return {"mean": mean, "spread": GREY_LEVELS * spread, "to_mean": GREY_LEVELS * to_mean}
+
+
+def collapse_figure(sources, names, decodes, decode_names, report: dict, title: str):
+    """The paper's Figure 5 with its check on the figure: the sources and, framed in red, their pixel mean on
+    top; the decodes below, each captioned with its distance from that mean; the title adds the model's latent
+    check (`overlay.latent_report`: clusters, verdict, the closest pair's separation) and how far apart the
+    decodes are (`decode_distances`). A collapsed model's decodes are called one image. Returns the figure."""
+    alike = decode_distances(sources, decodes)
+    k, n = len(sources), len(decodes)
+    columns = max(k + 1, n)
+    fig, axes = plt.subplots(2, columns, figsize=(2.25 * columns, 6.0), squeeze=False)
+    panels = [(axes[0, i], sources[i], name) for i, name in enumerate(names)]
+    panels += [(axes[0, k], alike["mean"], "pixel mean of the sources")]
+    panels += [(axes[1, j], decodes[j], f"{name}\n{d:.1f} grey levels from the mean")
+               for j, (name, d) in enumerate(zip(decode_names, alike["to_mean"]))]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in panels:
+        ax.axis("on")
+        ax.imshow(np.asarray(image)[..., 0], cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(caption, fontsize=9)
+    for spine in axes[0, k].spines.values():
+        spine.set(color="tab:red", linewidth=3)
+    clusters, verdict = report["n_clusters"], report["verdict"]
+    check = (f"latent check: {clusters} cluster{'s' if clusters != 1 else ''} for {report['n_sources']} "
+             f"sources, {verdict} (closest pair {min(report['min_ratio'], 999):.2f} sd apart)")
+    if verdict == "collapsed":
+        found = (f"so the {n} decodes are one image: at most {alike['spread']:.1f} grey levels apart, "
+                 f"{alike['to_mean'].mean():.1f} from the sources' pixel mean (red)")
+    else:
+        found = (f"the {n} decodes differ by up to {alike['spread']:.0f} grey levels and lie "
+                 f"{alike['to_mean'].mean():.1f} from the sources' pixel mean (red) on average")
+    fig.suptitle(f"{title}\n{check}\n{found}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def variant_figure(variants: list[dict], methods=("latent sum", "offset", "decoded composite"),
+                   score: str = "contrast", score_name: str = "contrast retention"):
+    """The variant study (`overlay_study.summarize` by sources and variant) with one panel per source set (in
+    `overlay_study.SOURCE_SETS`' order): a row per variant (in `overlay.VARIANTS`' order, the paper's recipe
+    first) and a bar per method, coloured alike in every panel: its `score` minus the pixel mean's with the
+    95 % interval over seeds x overlays, on one shared x axis. The title counts, per method, the
+    configurations whose interval lies wholly above the pixel mean. Returns the figure."""
+    order, known = list(overlay.VARIANTS), list(overlay_study.SOURCE_SETS)
+    place = {name: (known.index(name) if name in known else len(known), name) for s in variants
+             for name in [s["sources"]]}
+    sets = sorted(place, key=place.get) or ["(no runs yet)"]
+    groups = [sorted((s for s in variants if s["sources"] == name),
+                     key=lambda s: order.index(s["variant"]) if s["variant"] in order else len(order))
+              for name in sets]
+    height = 2.0 + 0.62 * max([len(group) for group in groups] + [1])
+    fig, axes = plt.subplots(1, len(sets), figsize=(11.2, height), squeeze=False)
+    for ax, name, group in zip(axes[0], sets, groups):
+        ends = [np.reshape([[s[f"{score}|{m}|{end}"] for m in methods] for s in group], (-1, len(methods)))
+                for end in ("diff", "low", "high")]
+        plots.forest([s["variant"] for s in group], *ends, zero_label="pixel mean", annotate=None,
+                     series=methods, ax=ax, title=f"{name}: {sum(s['runs'] for s in group)} runs",
+                     xlabel=f"{score_name} minus the pixel mean's")
+    low = min(ax.get_xlim()[0] for ax in axes[0])
+    high = max(ax.get_xlim()[1] for ax in axes[0])
+    for j, (ax, group) in enumerate(zip(axes[0], groups)):
+        ax.set_xlim(low, high)
+        if j and [s["variant"] for s in group] == [s["variant"] for s in groups[0]]:
+            ax.tick_params(axis="y", labelleft=False)  # the same rows as the panel on the left
+    above = ", ".join(f"{m} {sum(s[f'{score}|{m}|low'] > 0 for s in variants)}" for m in methods)
+    fig.suptitle(f"Figure 5c: the variant study, {score_name} minus the pixel mean's (95 % interval over "
+                 f"seeds x overlays)\nconfigurations whose interval lies above the pixel mean, of "
+                 f"{len(variants)}: {above}", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
+    return fig
+
+
+def latent_plane_figure(plane: dict, names, combo_names, title: str):
+    """The decoded latent plane of `overlay_experiment.latent_plane` with gutters between its tiles, the
+    sources' cluster centres (large coloured discs), z_bg (black square), the latent sums (yellow crosses) and
+    offset sums (yellow plus signs), each sum labelled with its overlay (joined by a thin line) where the
+    label covers no other label or marker (`plots.place_labels`); the legend below the plane; square tiles,
+    7.2 inches on the longer axis. Returns the figure."""
+    n1, n2 = plane["tiles"].shape[:2]
+    side = 7.2 / max(n1, n2)  # inches per tile: 0.8 (64 px at 80 dpi) for 9 tiles on the longer axis
+    fig, ax = plt.subplots(figsize=(max(1.4 + side * n1, 7.6), 2.3 + side * n2))
+    plots.decoded_grid(ax, plane["tiles"], plane["z1"], plane["z2"], gutter=2)
+    ax.set_aspect("equal")  # the grid's steps are equal on both axes: square tiles
+    colours = plt.cm.tab10(np.arange(len(names)))
+    for i, name in enumerate(names):  # large discs: a ring of colour stays visible under a sum drawn on them
+        ax.scatter(*plane["centres"][i], s=420, color=colours[i], edgecolor="k", label=f"centre: {name}",
+                   zorder=3)
+    ax.scatter(*plane["z_bg"], s=120, marker="s", color="k", edgecolor="w", label="z_bg: encoded background",
+               zorder=4)
+    for key, marker, what in (("sums", "X", "latent sum"), ("offsets", "P", "offset sum")):
+        ax.scatter(*plane[key].T, s=170, marker=marker, color="yellow", edgecolor="k", label=what, zorder=4)
+    ax.set_title(title, fontsize=10)
+    ax.xaxis.label.set_size(10)
+    ax.yaxis.label.set_size(10)
+    ax.tick_params(labelsize=9)
+    ax.locator_params(nbins=5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, fontsize=9, frameon=False,
+              markerscale=0.7)
+    fig.tight_layout()
+    points = np.concatenate([plane["sums"], plane["offsets"]])
+    markers = np.concatenate([plane["centres"], plane["z_bg"][None]])
+    plots.place_labels(ax, points, list(combo_names) * 2, avoid=markers, distance=11, fontsize=9, zorder=5,
+                       bbox={"boxstyle": "round,pad=0.15", "fc": "yellow", "ec": "k", "lw": 0.5},
+                       arrowprops={"arrowstyle": "-", "color": "k", "lw": 0.8})
+    return fig
