@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss
 
 from vae_overlay import classifier, runs
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay.data import elpv_image
+from vae_overlay.elpv import elpv_image
 
 matplotlib.use("Agg")
 
@@ -454,10 +454,10 @@ def test_summarise_pairs_the_seeds_and_compares_with_the_original_set():
         [0.70, 0.72, 0.74], [0.80, 0.81, 0.83])
     assert paired["(4) + VAE overlays"]["accuracy"]["mean_difference"] == pytest.approx(-0.02 / 3)
     assert [t["seed"] for t in summary["timings"]] == [5, 6, 7] and len(summary["vae_restarts"]) == 3
-    verdicts = experiment.verdicts(summary).splitlines()
-    assert verdicts[0].endswith("better in 3/3 seeds: better than the original set")
-    assert verdicts[1].endswith("worse than the original set")
-    assert len(experiment.results_table(summary, {c: 10 for c in experiment.CONDITIONS}).splitlines()) == 7
+    frame = experiment.results_frame(summary, {c: 10 for c in experiment.CONDITIONS})
+    assert list(frame["condition"]) == list(experiment.CONDITIONS) and frame.loc[0, "accuracy better in"] == "—"
+    assert frame.loc[1, "accuracy better in"] == "3 of 3 seeds" and frame.loc[1, "Δ accuracy vs (1), pp [95 % CI]"][0] == "+"
+    assert frame.loc[3, "Δ accuracy vs (1), pp [95 % CI]"].startswith("-0.7 [")
     assert len(experiment.plot_conditions(summary).axes) == 3
     rows = {"real": np.zeros((3, 8, 8, 1)), "generated": np.ones((2, 8, 8, 1))}
     assert len(experiment.plot_training_examples(rows, "examples", per_row=3).axes) == 6

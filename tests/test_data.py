@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import data
+from vae_overlay import data, elpv
 
 SIZE = 32
 
@@ -215,44 +215,44 @@ def test_dataset_round_trip_and_missing_file_message(tmp_path):
 # --- ELPV subset ------------------------------------------------------------------------------
 
 def test_elpv_list_is_80_monocrystalline_certain_cracks():
-    names = data.read_elpv_list()
+    names = elpv.read_elpv_list()
     assert len(names) == 80 and len(set(names)) == 80
-    labels = {name: (prob, kind) for name, prob, kind in data.elpv_labels()}
+    labels = {name: (prob, kind) for name, prob, kind in elpv.elpv_labels()}
     assert all(labels[name] == (1.0, "mono") for name in names)
 
 
 @pytest.mark.slow
 def test_elpv_selection_is_reproducible_from_the_rule():
     """Recomputing the documented rule gives exactly the committed list (and its scores)."""
-    selection = data.select_elpv_cracks(80)
-    assert [name for name, _ in selection] == data.read_elpv_list()
+    selection = elpv.select_elpv_cracks(80)
+    assert [name for name, _ in selection] == elpv.read_elpv_list()
 
 
 def test_elpv_cracks_load_at_any_size():
-    loaded = data.load_elpv_cracks(24, names=data.read_elpv_list()[:3])
+    loaded = elpv.load_elpv_cracks(24, names=elpv.read_elpv_list()[:3])
     assert loaded.images.shape == (3, 24, 24, 1) and 0 <= loaded.images.min() <= loaded.images.max() <= 1
 
 
 # --- ELPV crack patches -----------------------------------------------------------------------
 
 def test_elpv_patch_list_holds_the_80_listed_cells_for_each_side():
-    for side in data.PATCH_SIDES:
-        centres = data.read_elpv_patches(side)
-        assert [name for name, _, _ in centres] == data.read_elpv_list(), side
-        assert all(0 <= row < data.ELPV_SIDE and 0 <= col < data.ELPV_SIDE for _, row, col in centres)
+    for side in elpv.PATCH_SIDES:
+        centres = elpv.read_elpv_patches(side)
+        assert [name for name, _, _ in centres] == elpv.read_elpv_list(), side
+        assert all(0 <= row < elpv.ELPV_SIDE and 0 <= col < elpv.ELPV_SIDE for _, row, col in centres)
 
 
 @pytest.mark.slow
 def test_elpv_patch_list_is_reproducible_from_the_rule():
     """Recomputing the documented rule (crack_centre of each listed cell, per side) gives exactly the committed list."""
-    for side in data.PATCH_SIDES:
-        recomputed = [(name, *data.crack_centre(data.elpv_image(name), side)) for name in data.read_elpv_list()]
-        assert recomputed == data.read_elpv_patches(side), side
+    for side in elpv.PATCH_SIDES:
+        recomputed = [(name, *elpv.crack_centre(elpv.elpv_image(name), side)) for name in elpv.read_elpv_list()]
+        assert recomputed == elpv.read_elpv_patches(side), side
 
 
-@pytest.mark.parametrize("size", data.PATCH_SIDES)
+@pytest.mark.parametrize("size", elpv.PATCH_SIDES)
 def test_elpv_patches_are_raw_cell_pixels_around_the_crack(size):
-    centres = data.read_elpv_patches(size)
+    centres = elpv.read_elpv_patches(size)
     loaded = data.load_source("elpv-crack-patches", size)
     assert loaded.images.shape == (80, size, size, 1) and loaded.images.dtype == np.float32
     assert 0 <= loaded.images.min() and loaded.images.max() <= 1
@@ -261,7 +261,7 @@ def test_elpv_patches_are_raw_cell_pixels_around_the_crack(size):
         stem, top, left = re.fullmatch(r"(cell\d+)@r(\d+)c(\d+)", name).groups()
         top, left = int(top), int(left)
         assert f"{stem}.png" == cell_name
-        cell = data.elpv_image(cell_name)
+        cell = elpv.elpv_image(cell_name)
         assert np.array_equal(patch[..., 0], cell[top:top + size, left:left + size]), f"{name}: not the raw pixels"
         # the peak of the box-averaged ridge map (the committed centre) lies inside the patch
         assert top <= row < top + size and left <= col < left + size, name
@@ -269,10 +269,10 @@ def test_elpv_patches_are_raw_cell_pixels_around_the_crack(size):
 
 def test_crack_patches_hold_more_ridge_response_than_their_cell():
     """On the first 10 cells, each 64 px patch's mean ridge response (busbar-blind, border cut) beats its cell's."""
-    for cell_name, row, col in data.read_elpv_patches(64)[:10]:
-        cell = data.elpv_image(cell_name)
-        ridge = np.pad(data.ridge_map(cell)[20:-20, 20:-20], 20)
-        top, left = data.patch_corner((row, col), 64, cell.shape)
+    for cell_name, row, col in elpv.read_elpv_patches(64)[:10]:
+        cell = elpv.elpv_image(cell_name)
+        ridge = np.pad(elpv.ridge_map(cell)[20:-20, 20:-20], 20)
+        top, left = elpv.patch_corner((row, col), 64, cell.shape)
         assert ridge[top:top + 64, left:left + 64].mean() > 1.1 * ridge[20:-20, 20:-20].mean(), cell_name
 
 
@@ -281,27 +281,34 @@ def test_crack_centre_finds_a_drawn_crack_and_ignores_busbars():
     cell[[75, 150, 225], :] = 0.2  # busbars: horizontal dark lines
     rows = np.arange(200, 260)
     cell[rows, rows - 150] = 0.2  # a diagonal crack from (200, 50) to (259, 109)
-    row, col = data.crack_centre(cell, 64)
+    row, col = elpv.crack_centre(cell, 64)
     assert 200 <= row < 260 and 50 <= col < 110
-    assert data.patch_corner((row, col), 64, cell.shape) == (row - 32, col - 32)
-    assert data.patch_corner((5, 295), 64, cell.shape) == (0, 236), "clipped to stay inside the cell"
+    assert elpv.patch_corner((row, col), 64, cell.shape) == (row - 32, col - 32)
+    assert elpv.patch_corner((5, 295), 64, cell.shape) == (0, 236), "clipped to stay inside the cell"
 
 
 def test_crack_score_reads_the_ridge_map():
     """crack_score and crack_centre share ridge_map: a cell without lines scores no ridge at all."""
     flat = np.full((120, 120), 0.6)
-    assert not data.ridge_map(flat).any() and data.crack_score(flat) == 0.0
+    assert not elpv.ridge_map(flat).any() and elpv.crack_score(flat) == 0.0
 
 
 @pytest.mark.parametrize("size", [301, 512])
 def test_patch_larger_than_the_cell_is_refused(size):
     with pytest.raises(data.DatasetError, match=rf"IMAGE_SIZE {size} does not fit inside a 300 x 300 px"):
-        data.load_elpv_patches(size)
+        elpv.load_elpv_patches(size)
 
 
 def test_uncommitted_patch_size_uses_the_same_rule():
-    loaded = data.load_elpv_patches(32)
+    loaded = elpv.load_elpv_patches(32)
     assert loaded.images.shape == (80, 32, 32, 1)
-    first = data.elpv_image(data.read_elpv_list()[0])
-    top, left = data.patch_corner(data.crack_centre(first, 32), 32, first.shape)
-    assert loaded.names[0] == f"{data.read_elpv_list()[0][:-4]}@r{top}c{left}"
+    first = elpv.elpv_image(elpv.read_elpv_list()[0])
+    top, left = elpv.patch_corner(elpv.crack_centre(first, 32), 32, first.shape)
+    assert loaded.names[0] == f"{elpv.read_elpv_list()[0][:-4]}@r{top}c{left}"
+
+
+def test_wide_patches_are_the_128_px_crops_shrunk_so_size_and_field_of_view_can_be_told_apart():
+    wide, narrow = data.load_source("elpv-crack-patches-wide", 32), elpv.load_elpv_patches(elpv.WIDE_SIDE)
+    assert wide.images.shape == (80, 32, 32, 1) and wide.names == narrow.names
+    assert np.array_equal(wide.images[3, ..., 0], data.square_resize(narrow.images[3, ..., 0], 32))
+    assert not np.array_equal(wide.images, data.load_source("elpv-crack-patches", 32).images)

@@ -57,8 +57,8 @@ def test_notebook06_small(tmp_path, run_notebook, notebook_text):
         assert (len(train), len(val), len(vae_cells)) == (40, 20, 20)
         assert not (train | val) & test_cells and vae_cells <= train
         assert (seed_dir / "vae-functional" / "vae.keras").is_file()
-    assert len((experiment_dir / "results_table.txt").read_text().splitlines()) == 2 + len(experiment.CONDITIONS)
-    for name in ("fig6_classifier_conditions", "fig6_training_examples", "fig6_accuracy_forest", "fig6_study_curve",
+    assert len((experiment_dir / "results_table.csv").read_text().splitlines()) == 1 + len(experiment.CONDITIONS)
+    for name in ("fig6_classifier_conditions", "fig6_training_examples", "fig6_study_curve",
                  "fig6_study_forest"):
         assert (results / "figures" / f"{name}.png").is_file()
 
@@ -87,3 +87,9 @@ def test_notebook06_small(tmp_path, run_notebook, notebook_text):
         for m in means:
             assert m["runs"] == 0 or 0 <= m["mean"] <= 1
             assert m["runs"] < 2 or m["ci_low"] <= m["mean"] <= m["ci_high"]
+    # the tables are tables: this run's per-condition frame and the study's (balanced accuracy beside ROC AUC)
+    tables = [o["data"]["text/html"] for cell in executed["cells"] for o in cell.get("outputs", [])
+              if "text/html" in o.get("data", {})]
+    tables = ["".join(t) if isinstance(t, list) else t for t in tables]
+    assert any("accuracy better in" in t for t in tables)
+    assert any("balanced accuracy, pp" in t and "ROC AUC, pp" in t and "90 % (TOST)" in t for t in tables)

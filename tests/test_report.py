@@ -87,7 +87,7 @@ def test_a_hand_edit_or_a_changed_record_is_caught(tmp_path):
 
 def test_a_run_of_ones_own_reports_only_itself_and_links_the_committed_studies(tmp_path):
     run = tmp_path / "runs" / "my-cracks"
-    report.record("01_prepare_dataset", {"images": 11, "dataset": "my-cracks", "image_size": 64}, run)
+    report.record("01_prepare_dataset", {"images": 11, "dataset": "my-cracks-6b0498", "image_size": 64}, run)
     report.record("02_train_vae", {"train_seconds": 12.0, "final_loss": 2000.0, "final_reconstruction": 1990.0,
                                    "final_kl": 10.0, "latent_min": [-3.0, -2.0], "latent_max": [3.0, 2.5],
                                    "dead_dense_units": 2}, run)

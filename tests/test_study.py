@@ -174,7 +174,17 @@ def test_t_interval_is_scipys_t_interval_a_point_without_spread_and_nan_below_tw
 def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys):
     with pytest.raises(SystemExit):
         study.main(["tiny", "section5"])
-    assert "invalid choice: 'section5'" in capsys.readouterr().err
+    assert "unknown study section5: known are [" in capsys.readouterr().err
+
+
+def test_the_grids_file_holds_every_named_study_and_a_file_of_ones_own_adds_grids(tmp_path, capsys):
+    assert {"section3", "section3-fov", "section4", "section4-sets", "section4-dims", "classifier"} <= set(study.GRIDS)
+    for name, (kind, grid) in study.GRIDS.items():
+        assert study.configurations(grid, kind), name  # every grid expands and passes its kind's checks
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("mine:\n  kind: section3\n  grid: {seed: [0], image_size: [16], data: [nowhere]}\n")
+    with pytest.raises(study.StudyError, match="nowhere"):  # checked before anything runs
+        study.main(["mine", "--grids", str(mine), "--results", str(tmp_path)])
 
 
 def test_a_local_cluster_has_no_heartbeat_limit_so_a_paused_study_keeps_its_runs():

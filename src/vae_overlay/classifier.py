@@ -18,7 +18,8 @@ from keras import layers
 from scipy import stats
 from sklearn import metrics
 
-from vae_overlay.data import elpv_image, elpv_labels, square_resize
+from vae_overlay.data import square_resize
+from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
 from vae_overlay.runs import atomic_write_text
 from vae_overlay.study import t_interval
@@ -189,12 +190,12 @@ def classical_augment(images, rng: np.random.Generator, max_rotation: float = 5.
 
 
 def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.97, border: int = 4) -> np.ndarray:
-    """n cells with a pasted crack, no VAE: the crack of a random `sources` cell (pixels whose `data.ridge_map`
+    """n cells with a pasted crack, no VAE: the crack of a random `sources` cell (pixels whose `elpv.ridge_map`
     is above the `quantile` of that cell's own, `border` px from the edge, grown by 1 px) pasted onto a random
     `targets` cell, the darker pixel winning. The non-generative baseline for the VAE conditions."""
     from scipy import ndimage
 
-    from vae_overlay.data import ridge_map
+    from vae_overlay.elpv import ridge_map
 
     sources, targets = np.asarray(sources, np.float32), np.asarray(targets, np.float32)
     rng = np.random.default_rng(seed)

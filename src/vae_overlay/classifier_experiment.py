@@ -4,7 +4,7 @@
 `run_seed` does one repetition: draw the training and validation cells, train or load one VAE per class
 (again with another seed if it collapsed), generate the extra images, run the leakage guard, train and
 test one classifier per condition. `summarise` turns the seeds' results into the numbers notebook 06
-records; `results_table`, `verdicts` and the two figures show them.
+records; `results_frame` and the two figures show them.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from vae_overlay import classifier, overlay, train
 
@@ -251,38 +252,22 @@ def summarise(results: list) -> dict:
     }
 
 
-def results_table(summary: dict, n_train: dict) -> str:
-    """Mean ± sd per condition and metric, and the paired accuracy and ROC AUC differences vs condition 1."""
-    header = f"{'condition':<28}{'train':>6}" + "".join(f"{label:>16}" for label in METRICS.values())
-    header += "".join(f"   {'Δ ' + label + ' vs (1) [95% CI], p':<38}" for label in ("accuracy", "ROC AUC"))
-    lines = [header, "-" * len(header)]
+def results_frame(summary: dict, n_train: dict) -> pd.DataFrame:
+    """One row per condition: its training-set size, mean ± sd of each metric over the seeds, and the paired
+    differences of accuracy and ROC AUC from condition 1 with their 95 % intervals, p-values and seeds improved."""
+    rows = []
     for condition, metrics in summary["conditions"].items():
-        line = f"{condition:<28}{n_train[condition]:>6}"
-        line += "".join(f"{metrics[m]['mean']:>9.3f} ± {metrics[m]['std']:.3f}" for m in METRICS)
-        for metric in ("accuracy", "roc_auc"):
+        row = {"condition": condition, "train": n_train[condition],
+               **{label: f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m, label in METRICS.items()}}
+        for metric, label in (("accuracy", "accuracy"), ("roc_auc", "ROC AUC")):
             c = summary["paired_vs_original"].get(condition, {}).get(metric)
-            line += (f"   {'—':<38}" if c is None else
-                     f"   {c['mean_difference']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], p = {c['p_value']:.3f}  ")
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def verdict(comparison: dict) -> str:
-    """Whether a paired difference's confidence interval lies above zero, below it, or contains it."""
-    if comparison["ci_low"] > 0:
-        return "better than the original set"
-    return "worse than the original set" if comparison["ci_high"] < 0 else "no difference shown"
-
-
-def verdicts(summary: dict) -> str:
-    """For each extension: the change in test accuracy (points), its interval, p, seeds improved, verdict."""
-    lines = []
-    for condition, comparison in summary["paired_vs_original"].items():
-        c = comparison["accuracy"]
-        lines.append(f"{condition:<28} accuracy {100 * c['mean_difference']:+5.1f} points "
-                     f"[{100 * c['ci_low']:+5.1f}, {100 * c['ci_high']:+5.1f}], p = {c['p_value']:.3f}, "
-                     f"better in {c['improved']}/{c['n']} seeds: {verdict(c)}")
-    return "\n".join(lines)
+            row[f"Δ {label} vs (1), pp [95 % CI]"] = "—" if c is None else (
+                f"{100 * c['mean_difference']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
+            row[f"p ({label})"] = None if c is None else round(c["p_value"], 3)
+        c = summary["paired_vs_original"].get(condition, {}).get("accuracy")
+        row["accuracy better in"] = "—" if c is None else f"{c['improved']} of {c['n']} seeds"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def plot_conditions(summary: dict):

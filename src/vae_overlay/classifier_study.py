@@ -12,8 +12,8 @@ The primary metric, stated before the study ran, is the **balanced accuracy** on
 is imbalanced, so plain accuracy depends on the threshold); ROC AUC is the threshold-free second. `summarize` pairs
 every condition with the original set over the runs of one `n_train`: mean difference with its 95 % CI, the
 minimum detectable effect (80 % power, two-sided 5 %) and a TOST equivalence test against +-2 points, and names
-the verdict (`verdict`). Notebook 06 reads the table with `read_study` (missing, partial or complete), prints
-`summary_table` and plots `condition_means`.
+the verdict (`verdict`). Notebook 06 reads the table with `read_study` (missing, partial or complete), shows
+`findings.classifier_gain`'s table of it and plots `condition_means`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ SECONDS = {"vae_per_image": 0.5, "classifier": 25.0}  # measured on 2 shared cor
 
 def data_fingerprint(config: dict) -> str:
     """The ELPV labels the task is drawn from (the cells themselves come from the pinned elpv-dataset package)."""
-    from vae_overlay.data import elpv_labels
+    from vae_overlay.elpv import elpv_labels
 
     return runs.fingerprint([list(row) for row in elpv_labels()])
 
@@ -118,23 +118,6 @@ def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
                         "mean": float(values.mean()) if len(values) else float("nan"),
                         "ci_low": float(low), "ci_high": float(high)})
     return out
-
-
-def summary_table(entries: list[dict], label: str) -> str:
-    """`summarize`'s entries as text: per n_train and condition the runs (dropped), the mean paired difference in
-    percentage points with its 95 % CI, runs improved, MDE, TOST p and the verdict."""
-    header = (f"{label + ' minus (1) original':<44}{'runs (dropped)':>15}{'Δ pp [95 % CI]':>24}{'better in':>11}"
-              f"{'MDE pp':>8}{'TOST p':>8}   verdict")
-    lines = [header, "-" * (len(header) + 20)]
-    for e in entries:
-        name, runs_ = f"n_train {e['n_train']:>3}: {e['condition']}", f"{e['runs']} ({e['dropped']})"
-        if "mean" not in e:
-            lines.append(f"{name:<44}{runs_:>15}{'—':>24}{'—':>11}{'—':>8}{'—':>8}   {e['verdict']}")
-            continue
-        interval = f"{100 * e['mean']:+.1f} [{100 * e['ci_low']:+.1f}, {100 * e['ci_high']:+.1f}]"
-        lines.append(f"{name:<44}{runs_:>15}{interval:>24}{e['improved']:>6}/{e['runs']:<4}"
-                     f"{100 * e['mde']:>8.1f}{e['tost_p']:>8.3f}   {e['verdict']}")
-    return "\n".join(lines)
 
 
 def read_study(name: str, results_dir) -> dict:

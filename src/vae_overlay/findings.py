@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import classifier_study, overlay_study, section3_study, study
+from vae_overlay import classifier_study, overlay_study, runs, section3_study, study
 
 VERDICTS = ("holds", "fails", "not supported", "undecided")
 MOSTLY = 0.5  # "mainly" / "most trainings": a share above one half
@@ -93,8 +93,29 @@ def latent_spread(results: Path) -> Finding | None:
         detail, [f"On both axes: {sum(f['extent_both'] for f in flags)} of {len(rows)}; by the 1st–99th percentile "
                  f"of the means: {sum(f['extent_any_1_99'] for f in flags)}; by the lenient rule the study began "
                  f"with (|z₁| ≥ {section3_study.BOX_REACHED[0]:g} or |z₂| ≥ {section3_study.BOX_REACHED[1]:g}): "
-                 f"{lenient}.", "At 128 px a patch shows 4× the field of view of a 64 px patch, so image size and "
-                 "content are confounded in this table."])
+                 f"{lenient}.", field_of_view(results, rows)])
+
+
+def field_of_view(results: Path, rows: list[dict]) -> str:
+    """Image size against field of view: the `section3-fov` runs (128 px crops shrunk to 64 px) beside the 64 px and
+    the 128 px crack patches of `section3` at the same loss."""
+    wide = study.load_table("section3-fov", results)["done"]
+    if not wide:
+        return ("At 128 px a patch shows 4× the field of view of a 64 px patch, so image size and content are "
+                "confounded here until the `section3-fov` study runs.")
+    loss = wide[0]["loss"]
+    groups = {"64 px crops at 64 px": [r for r in rows if r["data"] == "elpv-crack-patches" and r["image_size"] == 64],
+              "128 px crops at 64 px": wide,
+              "128 px crops at 128 px": [r for r in rows if r["data"] == "elpv-crack-patches" and r["image_size"] == 128]}
+    parts = []
+    for label, group in groups.items():
+        group = [r for r in group if r["loss"] == loss]
+        if group:
+            flags = [section3_study.extents(r) for r in group]
+            parts.append(f"{label}: collapsed {sum(r['collapsed'] for r in group)} of {len(group)}, lenient box "
+                         f"{sum(f['box_reached'] for f in flags)}, paper extent {sum(f['extent_any'] for f in flags)}, "
+                         f"median reach {np.median([section3_study.reach(r) for r in group]):.1f}")
+    return f"Field of view apart from image size (loss {loss}; `section3-fov`): " + "; ".join(parts) + "."
 
 
 def crack_like(results: Path) -> Finding | None:
@@ -120,6 +141,7 @@ def crack_like(results: Path) -> Finding | None:
     best = max(entries, key=lambda e: e["mean"])
     collapsed = [r for r in table["done"] if r["data"] == "synthetic" and r["collapsed"]]
     passed = sum(r["crack_fraction_occupied"] >= 0.99 for r in collapsed)
+    elpv_collapsed = [r["crack_fraction_occupied"] for r in rows if r["collapsed"]]
     word = "holds" if held else "fails" if all(e["high"] < MOSTLY for e in entries) else "undecided"
     return Finding(
         "The latent space encodes mainly cracks (§3, Fig. 3)", "mainly abrupt transitions in the decoded grid",
@@ -131,7 +153,9 @@ def crack_like(results: Path) -> Finding | None:
         "holds if some configuration's share is above ½ after Holm; fails if every interval ends below ½",
         pd.DataFrame(entries).drop(columns=["mean", "high"]),
         [f"ELPV runs only: on the synthetic set the crack score passes collapsed decodes ({passed} of "
-         f"{len(collapsed)} collapsed synthetic runs score at least 0.99), so it cannot fail there and is not used."])
+         f"{len(collapsed)} collapsed synthetic runs score at least 0.99), so it cannot fail there and is not used. "
+         f"On ELPV it fails them: the {len(elpv_collapsed)} collapsed ELPV runs score at most "
+         f"{max(elpv_collapsed, default=float('nan')):.2f}."])
 
 
 # ----------------------------------------------------------------------------- Section 4 (the overlay studies)
@@ -227,8 +251,8 @@ RULE_HISTORY = ("The rule changed twice while the table filled. Before 21 of 60 
                 "gain of the margin is possible.")
 
 
-def classifier_gain(results: Path) -> Finding | None:
-    table = classifier_study.read_study("classifier", results)
+def classifier_gain(results: Path, name: str = "classifier") -> Finding | None:
+    table = classifier_study.read_study(name, results)
     rows = table["done"]
     if not rows:
         return None
@@ -236,17 +260,22 @@ def classifier_gain(results: Path) -> Finding | None:
     margin = classifier_study.EQUIVALENCE_MARGIN
     primary = classifier_study.summarize(rows)
     auc = {(e["n_train"], e["condition"]): e for e in classifier_study.summarize(rows, "roc_auc")}
-    uses_vae = {name for name, (_, sets) in experiment.STUDY_CONDITIONS.items() if set(sets) & set(experiment.VAE_SETS)}
-    vae = [e for e in primary if e["condition"] in uses_vae]
-    adjusted = dict(zip([id(e) for e in vae], study.holm([e.get("p", np.nan) for e in vae])))
+    uses_vae = {c for c, (_, sets) in experiment.STUDY_CONDITIONS.items() if set(sets) & set(experiment.VAE_SETS)}
+    vae = [e for e in primary if e["condition"] in uses_vae and "mean" in e]
+    adjusted = dict(zip([id(e) for e in vae], study.holm([e["p"] for e in vae])))
     detail = []
     for e in primary:
-        other = auc[(e["n_train"], e["condition"])]
-        detail.append({"cells": e["n_train"], "condition": e["condition"], "runs": e["runs"],
-                       "balanced accuracy, pp": interval(e["mean"], e["ci_low"], e["ci_high"], 100, 1),
-                       "90 % (TOST)": tost_interval(rows, e), "word": e["verdict"],
+        other, measured = auc[(e["n_train"], e["condition"])], "mean" in e
+        detail.append({"cells": e["n_train"], "condition": e["condition"], "runs": f"{e['runs']} ({e['dropped']})",
+                       "balanced accuracy, pp": interval(e["mean"], e["ci_low"], e["ci_high"], 100, 1) if measured
+                       else "—", "90 % (TOST)": tost_interval(rows, e) if measured else "—",
+                       "MDE pp": round(100 * e["mde"], 1) if measured else None,
+                       "better in": f"{e['improved']} of {e['runs']}" if measured else "—", "word": e["verdict"],
                        "p Holm (VAE)": round(adjusted[id(e)], 3) if id(e) in adjusted else None,
-                       "ROC AUC, pp": interval(other["mean"], other["ci_low"], other["ci_high"], 100, 1)})
+                       "ROC AUC, pp": interval(other["mean"], other["ci_low"], other["ci_high"], 100, 1)
+                       if "mean" in other else "—"})
+    if not vae:
+        return None
     highest = max(vae, key=lambda e: e["ci_high"])
     word = ("holds" if any(adjusted[id(e)] < 0.05 and e["mean"] > 0 for e in vae) else
             "fails" if all(e["ci_high"] < margin for e in vae) else "undecided")
@@ -254,7 +283,7 @@ def classifier_gain(results: Path) -> Finding | None:
         "A training set extended with VAE images gives a better classifier (§4, proposed)",
         "several percent (cites +8 %)", interim(word, complete),
         f"highest upper end {100 * highest['ci_high']:+.1f} pp balanced accuracy ({highest['condition']}, "
-        f"{highest['n_train']} cells)", f"{runs} of study `classifier`", "fig6_study_forest.png",
+        f"{highest['n_train']} cells)", f"{runs} of study `{name}`", "fig6_study_forest.png",
         "one run (its own split and seed; every condition paired with the original set on it)",
         f"Holm over the {len(vae)} VAE conditions × sizes (p Holm); TOST against ±{100 * margin:g} pp as a 90 % "
         "interval", f"holds if a VAE condition is better after Holm; fails if every VAE condition's 95 % interval "
@@ -294,7 +323,8 @@ def default_run(summary: dict) -> pd.DataFrame:
     rows = []
     if s02:
         lo, hi = s02["latent_min"], s02["latent_max"]
-        rows += [("training set", f"{s01.get('images')} images of {s01.get('dataset')} at {s01.get('image_size')} px"),
+        rows += [("training set", f"{s01.get('images')} images of {runs.dataset_label(s01.get('dataset', '?'))} at "
+                                         f"{s01.get('image_size')} px"),
                  ("training (100 epochs)", f"{s02['train_seconds']:.0f} s; final loss {s02['final_loss']:.1f} = "
                                            f"reconstruction {s02['final_reconstruction']:.1f} + KL {s02['final_kl']:.2f}"),
                  ("latent means", f"z₁ ∈ [{lo[0]:.1f}, {hi[0]:.1f}], z₂ ∈ [{lo[1]:.1f}, {hi[1]:.1f}]"),

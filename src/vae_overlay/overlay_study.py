@@ -24,9 +24,9 @@ claim, three families of drawn sets replicate them (`ARMS`; each set written onc
   (the paper trio's own rule with another seed);
 * `distinct/K`: a crack, a pore and a crack, each on its own surface, `synth.make_sample` with seeds
   `DISTINCT_SEED + 3 K + j` for j = 0, 1, 2;
-* `elpv/K`: three real crack patches (128 px crops around each cell's crack, `data.load_elpv_patches`) of three
+* `elpv/K`: three real crack patches (128 px crops around each cell's crack, `elpv.load_elpv_patches`) of three
   different ELPV cells, drawn without replacement by `numpy.random.default_rng(ELPV_SEED + K)` among the
-  `ELPV_POOL` patches with the clearest crack (highest `data.crack_score`); their masks are
+  `ELPV_POOL` patches with the clearest crack (highest `elpv.crack_score`); their masks are
   the pixels of each patch's strongest thin-dark-line response (`elpv_mask`), since ELPV has no defect masks.
   These images are the ELPV dataset's (CC BY-NC-SA 4.0) and stay in the ignored artifacts folder.
 """
@@ -43,7 +43,7 @@ from vae_overlay import overlay_experiment as experiment
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
 SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
 FAMILY_SIZE = 20  # drawn sets K = 0 .. 19 of each family are valid names
-ELPV_POOL = 40  # elpv/K draws among the 40 of the 80 crack patches with the highest data.crack_score
+ELPV_POOL = 40  # elpv/K draws among the 40 of the 80 crack patches with the highest elpv.crack_score
 ELPV_MASK_LEVEL = 0.4  # an ELPV patch's mask: ridge response >= 0.4 x its 99.5th percentile (elpv_mask)
 ARMS = {"same-surface": ("paper-trio", "same-surface"), "distinct": ("distinct", "distinct"), "elpv": ("elpv",)}
 SOURCE_SETS = ("paper-trio", "distinct", *(f"{family}/{k}" for family in ("same-surface", "distinct", "elpv")
@@ -60,14 +60,14 @@ def arm(name: str) -> str:
 
 
 def elpv_mask(patch: np.ndarray, level: float = ELPV_MASK_LEVEL, smallest: int = 20) -> np.ndarray:
-    """A crack patch's defect mask: the pixels whose `data.ridge_map` response (thin dark lines across the
+    """A crack patch's defect mask: the pixels whose `elpv.ridge_map` response (thin dark lines across the
     busbars' direction) reaches `level` times the patch's 99.5th percentile, in connected pieces of at least
     `smallest` pixels, dilated by one pixel."""
     from scipy import ndimage
 
-    from vae_overlay import data
+    from vae_overlay import elpv
 
-    ridge = data.ridge_map(patch)
+    ridge = elpv.ridge_map(patch)
     strong = ridge >= level * np.quantile(ridge, 0.995)
     pieces, count = ndimage.label(strong, structure=np.ones((3, 3), bool))
     sizes = ndimage.sum(strong, pieces, index=np.arange(1, count + 1))
@@ -86,10 +86,10 @@ def draw_set(name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
         trio = synth.make_overlay_trio(size=128, seed=SAME_SURFACE_SEED + int(index))
         return [(stem, image, mask) for stem, (image, mask) in trio.items()]
     if family == "elpv":
-        from vae_overlay import data
+        from vae_overlay import elpv
 
-        patches = data.load_elpv_patches(128)
-        scores = [data.crack_score(patch[..., 0], border=8) for patch in patches.images]
+        patches = elpv.load_elpv_patches(128)
+        scores = [elpv.crack_score(patch[..., 0], border=8) for patch in patches.images]
         pool = np.argsort(scores, kind="stable")[::-1][:ELPV_POOL]  # the clearest cracks: a mask can find them
         chosen = pool[np.random.default_rng(ELPV_SEED + int(index)).choice(ELPV_POOL, 3, replace=False)]
         return [(runs.safe_name(patches.names[i]), patches.images[i, ..., 0], elpv_mask(patches.images[i, ..., 0]))

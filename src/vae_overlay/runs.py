@@ -89,6 +89,11 @@ def run_name(dataset: str) -> str:
     return f"{safe_name(folder.name or 'dataset')}-{fingerprint(str(folder))[:6]}"
 
 
+def dataset_label(name: str) -> str:
+    """A `run_name` as a reader calls the dataset: without the path hash ("my_cracks-6b0498" -> "my_cracks")."""
+    return re.sub(r"-[0-9a-f]{6}$", "", name)
+
+
 def run_dir(artifacts_dir: str | Path, dataset: str) -> Path:
     """The folder holding one run's artifacts (created if missing)."""
     folder = Path(artifacts_dir) / run_name(dataset)

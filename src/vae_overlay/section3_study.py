@@ -45,7 +45,7 @@ def section3_seconds(config: dict, n_images: int = 80) -> float:
 
 def crack_scores(images) -> np.ndarray:
     """The project's ridge (crack) score of each image (n, s, s, 1), scaled to the image size."""
-    from vae_overlay.data import crack_score
+    from vae_overlay.elpv import crack_score
 
     size = images.shape[1]
     return np.array([crack_score(image[..., 0], sigma=1.0, border=max(1, size // 15)) for image in images])

@@ -3,7 +3,7 @@
 At these settings one training is one draw from a wide distribution (the same data and settings collapse in one
 seed and spread along two latent axes in another), so every verdict is measured over a grid. A study has a
 `Kind` (what one run trains and measures: `section3` here, `section4` in overlay_study.py) and a grid of
-settings (`GRIDS`). `run_study(name)`:
+settings (`GRIDS`, read from `grids.yaml`). `run_study(name)`:
 
 * expands the grid; unknown keys or values are refused before anything runs;
 * keys every run by the fingerprint of its full configuration and of its training data, so a finished run is
@@ -75,28 +75,17 @@ KINDS = {"section3": Kind({"data": "elpv-cracks", "image_size": 64, "loss": "sum
                              "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
                             "vae_overlay.classifier_study:run", "vae_overlay.classifier_study:data_fingerprint",
                             "vae_overlay.classifier_study:seconds", {"module_type": ("mono", "poly", "both")})}
-GRIDS = {  # study name -> (kind, grid)
-    "section3": ("section3", {"seed": list(range(10)), "image_size": [64, 128], "loss": list(LOSSES),
-                              "data": list(DATA_SOURCES)}),
-    "tiny": ("section3", {"seed": [0, 1], "image_size": [16], "loss": list(LOSSES), "data": ["synthetic"], "epochs": [2]}),
-    "section4": ("section4", {"seed": [0, 1, 2], "sources": ["paper-trio", "distinct"], "variant": [
-        "paper", "beta 0.5", "free bits", "Adam 1e-3", "RMSprop 5e-4", "leaky ReLU", "standardised + leaky"]}),
-    # Section 4 over source sets (the unit of its claims): 10 drawn sets per synthetic arm, 6 real ELPV crack
-    # triples, the committed trio and distinct set; the paper's recipe and the best variant; 2 seeds each.
-    "section4-sets": ("section4", {"seed": [0, 1], "variant": ["paper", "standardised + leaky"], "sources": [
-        "paper-trio", *(f"same-surface/{k}" for k in range(10)), "distinct", *(f"distinct/{k}" for k in range(10)),
-        *(f"elpv/{k}" for k in range(6))]}),
-    "section4-dims": ("section4", {"seed": [0, 1, 2], "variant": ["standardised + leaky"], "latent_dim": [2, 4, 8, 16]}),
-    "tiny4": ("section4", {"seed": [0], "variant": ["paper", "free bits"], "image_size": [32], "copies": [4],
-                           "epochs": [2], "sources": ["paper-trio", "distinct"]}),
-    "tiny4-sets": ("section4", {"seed": [0], "variant": ["paper"], "image_size": [32], "copies": [4], "epochs": [2],
-                                "sources": ["same-surface/0", "distinct/0", "elpv/0"]}),
-    "tiny4-dims": ("section4", {"seed": [0], "variant": ["standardised + leaky"], "latent_dim": [2, 3], "image_size": [32],
-                                "copies": [4], "epochs": [2]}),
-    "classifier": ("classifier", {"seed": list(range(20)), "n_train": [20, 40, 80]}),
-    "tiny-classifier": ("classifier", {"seed": [0, 1], "n_train": [6], "n_val": [4], "image_size": [32], "epochs": [1],
-                                       "classifier_steps": [10]}),
-}
+GRIDS_FILE = Path(__file__).with_name("grids.yaml")  # the named grids, with what each is for
+
+
+def load_grids(path: str | Path = GRIDS_FILE) -> dict:
+    """{study name: (kind, grid)} from a grids file (see grids.yaml)."""
+    import yaml
+
+    return {name: (entry["kind"], entry["grid"]) for name, entry in yaml.safe_load(Path(path).read_text()).items()}
+
+
+GRIDS = load_grids()
 
 
 class StudyError(ValueError):
@@ -378,16 +367,21 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description="Run (or resume) studies, one after another; each table goes to "
                                                  "results/studies/<name>.csv.")
-    parser.add_argument("names", nargs="+", choices=sorted(GRIDS), metavar="name", help=f"one of {sorted(GRIDS)}")
+    parser.add_argument("names", nargs="+", metavar="name", help=f"one of {sorted(GRIDS)}, or of --grids")
+    parser.add_argument("--grids", help="a YAML file of your own grids, laid out as vae_overlay/grids.yaml")
     parser.add_argument("--results", default="results")
     parser.add_argument("--artifacts", default="artifacts/studies")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
     args = parser.parse_args(argv)
+    grids = {**GRIDS, **(load_grids(args.grids) if args.grids else {})}
+    if unknown := [name for name in args.names if name not in grids]:
+        parser.error(f"unknown study {', '.join(unknown)}: known are {sorted(grids)}")
     for name in args.names:
-        rows = run_study(name, args.results, args.artifacts, scheduler=args.scheduler, n_workers=args.workers,
-                         threads_per_worker=args.threads)
+        kind, grid = grids[name]
+        rows = run_study(name, args.results, args.artifacts, grid=grid, kind=kind, scheduler=args.scheduler,
+                         n_workers=args.workers, threads_per_worker=args.threads)
         failed = [row for row in rows if row.get("error")]
         print(f"{len(rows) - len(failed)} runs in {table_path(name, args.results)}, {len(failed)} failed"
               + "".join(f"\n  {row['key']}: {row['error']}" for row in failed[:10]))
