@@ -332,18 +332,6 @@ def test_variants_train_what_they_say(tmp_path):
 
 # ----------------------------------------------------------------------------- notebook 05's drivers
 
-def test_format_rows():
-    rows = [{"method": "pixel mean", "score": 0.4321, "steps": 3000, "separation": [0.14, 2.0], "counts": "-"},
-            {"method": "sum", "score": 1.0, "steps": 4, "separation": [1.0], "counts": "yes"}]
-    text = experiment.format_rows(rows, formats={"separation": "{:.1f}"})
-    assert text.splitlines() == ["method      score  steps  separation  counts",
-                                 "----------  -----  -----  ----------  ------",
-                                 "pixel mean   0.43  3,000   0.1 / 2.0       -",
-                                 "sum          1.00      4         1.0     yes"]
-    assert experiment.format_rows(rows, {"method": "name"}).splitlines()[2] == "pixel mean"
-    assert experiment.format_rows([]) == ""
-
-
 @pytest.fixture(scope="module")
 def trio_runs(tmp_path_factory):
     """The committed trio at 32 px, and the paper's recipe and the fixed variant trained 1 epoch on 4 copies."""

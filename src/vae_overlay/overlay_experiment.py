@@ -2,8 +2,8 @@
 verdict and the summary that `vae_overlay.report` reads (the variant and latent-dimension grids over seeds are
 studies: `vae_overlay.overlay_study`).
 
-Each driver returns plain values (a run dict, lists of row dicts, dicts of numbers) that the notebook prints
-with `format_rows` and plots, and that the tests check; the pieces they combine are in `vae_overlay.overlay`.
+Each driver returns plain values (a run dict, lists of row dicts, dicts of numbers) that the notebook shows
+as tables and plots, and that the tests check; the pieces they combine are in `vae_overlay.overlay`.
 
 * `prepare` / `Setup` — the sources, their masks, the defect-free background and the defect threshold, and
   the folder the experiment's models go to (one run folder per configuration, see `run_folder`).
@@ -287,31 +287,3 @@ def summary(setup: Setup, *, image_size: int, copies: int, paper: dict, fixed: d
         "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods}, "studies": studies,
         "training_minutes": round(sum(seconds.values()) / 60, 2), "run_minutes": round(run_minutes, 2),
     }
-
-
-def format_rows(rows: list[dict], columns: dict | None = None, formats: dict | None = None) -> str:
-    """A plain-text table of `rows` for printed, nbval-checkable output. `columns` maps the keys to show to their
-    headers (default: every key of the first row); `formats` maps keys to a format string (default: floats with
-    2 decimals, integers with thousands separators); list values are joined with ' / '."""
-    if not rows:
-        return ""
-    columns = columns or {key: key for key in rows[0]}
-    formats = formats or {}
-
-    def text(key, value):
-        if isinstance(value, (list, tuple)):
-            return " / ".join(text(key, v) for v in value)
-        if key in formats:
-            return formats[key].format(value)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            return str(value)
-        return f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:.2f}"
-
-    cells = [[text(key, row[key]) for key in columns] for row in rows]
-    headers = list(columns.values())
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-
-    def line(values):
-        return "  ".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths)))
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -275,7 +275,7 @@ SHOWN = ("latent sum", "offset", "decoded composite", "pixel darkest")  # the me
 
 
 def table_rows(summary: list[dict], score: str = "fidelity", methods=SHOWN, keys=("sources", "variant")) -> list[dict]:
-    """Printable rows (overlay_experiment.format_rows) of `summarize`'s output: the configuration, runs, the latent
+    """Table rows (one dict per configuration, for a DataFrame) of `summarize`'s output: the configuration, runs, the latent
     check's separated / overlapping / collapsed counts, median dead units, the pixel mean's score, then per method
     its mean paired difference from the pixel mean with the 95 % interval."""
     rows = []

@@ -163,7 +163,8 @@ def answer(notebook: str, results: str | Path = "../results") -> str:
     if not found:
         return "No study table yet: `make study` (see the README) measures this notebook's claims."
     return "\n".join([*verdict_table(found, f"{Path(results).as_posix()}/figures"), "", *(
-        f"- *{f.claim}*: the unit is {f.unit}; multiplicity: {f.correction}. Rule: {f.rule}" for f in found)])
+        f"- *{f.claim}*: the unit is {f.unit}; multiplicity: {f.correction}. Rule: {f.rule} " + " ".join(f.notes)
+        for f in found)])
 
 
 def with_block(readme: str, block: list[str]) -> str:
