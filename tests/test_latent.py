@@ -183,3 +183,15 @@ def test_decoded_grid_puts_high_z2_on_top():
     assert canvas[5, 0] == 0 and canvas[5, 3] == 10
     assert ax.images[0].get_extent() == [-2.0, 2.0, -3.0, 3.0]  # half a spacing beyond the end points
     plt.close(fig)
+
+
+def test_grid_figures_show_each_tile_stretched_and_say_so_or_as_decoded():
+    rng = np.random.default_rng(0)
+    tiles = (0.4 + 0.1 * rng.random((3, 2, 8, 8))).astype(np.float32)  # a narrow range, as the decodes have
+    shown, how = latent.shown_tiles(tiles, True)
+    assert shown.shape == tiles.shape and how == "each tile stretched to its own 1–99 % range"
+    for tile, original in zip(shown.reshape(-1, 8, 8), tiles.reshape(-1, 8, 8)):
+        assert np.array_equal(tile, latent.contrast_stretch(original)) and tile.max() - tile.min() > 0.9
+    same, how = latent.shown_tiles(tiles, False)
+    assert same is tiles or np.array_equal(same, tiles)
+    assert how == "as decoded"

@@ -29,8 +29,9 @@ def test_committed_notebook_is_short_calls_with_its_parameters_and_no_machine_pa
     parameters = [cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", [])]
     assert len(parameters) == 1
     names = {line.split("=")[0].strip() for line in source(parameters[0]).splitlines() if "=" in line and line[0].isupper()}
-    assert set(SMALL_05) | {"STUDY_RESULTS_DIR", "SCHEDULER", "DATASET", "OVERLAY_IMAGES", "ARTIFACTS_DIR", "FIGURES_DIR", "RETRAIN", "FIXED_VARIANT",
-                            "BATCH_SIZE", "LEARNING_RATE", "SEED", "LATENT_DIM"} <= names
+    assert set(SMALL_05) | {"STUDY_RESULTS_DIR", "SCHEDULER", "DATASET", "OVERLAY_IMAGES", "ARTIFACTS_DIR",
+                            "FIGURES_DIR", "RETRAIN", "FIXED_VARIANT", "BATCH_SIZE", "LEARNING_RATE", "SEED",
+                            "LATENT_DIM"} <= names
     assert sum("# NBVAL_CHECK_OUTPUT" in text for text in code) >= 8
     assert any('report.record("05_overlay_defects"' in text for text in code)
     text = NOTEBOOK.read_text()

@@ -372,7 +372,8 @@ def test_self_fidelity_and_the_latent_sum_follow_their_definitions(trio_runs):
     assert experiment.self_fidelity(setup, fixed) == pytest.approx(expected)
     image = overlay.decode(decoder, z_mean[[0, 2]].sum(0))[0]
     expected = overlay.fidelity(image, setup.masks[[0, 2]], setup.background, setup.threshold)["score"]
-    assert experiment.evaluate(setup, experiment.latent_method(setup, fixed, "sum"))["results"][1]["score"] == pytest.approx(expected)
+    scored = experiment.evaluate(setup, experiment.latent_method(setup, fixed, "sum"))
+    assert scored["results"][1]["score"] == pytest.approx(expected)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from vae_overlay import synth
+from vae_overlay import data, synth
 
 SYNTHETIC_DIR = Path(__file__).resolve().parents[1] / "data" / "synthetic"
 SEEDS = range(4)
@@ -200,5 +200,5 @@ def test_command_line_writes_the_trio(tmp_path):
     )
     expected = synth.make_overlay_trio(size=64, seed=3)
     for name, (image, mask) in expected.items():
-        np.testing.assert_array_equal(read_png(out_dir / f"{name}.png"), synth.to_uint8(image))
+        np.testing.assert_array_equal(read_png(out_dir / f"{name}.png"), data.as_uint8(image))
         np.testing.assert_array_equal(read_png(out_dir / f"{name}_mask.png"), mask.astype(np.uint8) * 255)

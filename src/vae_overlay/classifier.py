@@ -18,7 +18,7 @@ from keras import layers
 from scipy import stats
 from sklearn import metrics
 
-from vae_overlay.data import square_resize
+from vae_overlay.data import as_uint8, square_resize
 from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
 from vae_overlay.runs import atomic_write_text
@@ -108,7 +108,7 @@ def pixel_hash(image) -> str:
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    quantised = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    quantised = as_uint8(array)
     return hashlib.sha256(repr(quantised.shape).encode() + quantised.tobytes()).hexdigest()
 
 

@@ -56,7 +56,7 @@ DEFAULTS = {
     "02": {**_SHARED, **_PAPER, "RETRAIN": False, "STREAMING": False},
     "03": {**_SHARED, "LATENT_DIM": 2, **_BOX},
     "04": {**_SHARED, "LATENT_DIM": 2, **_BOX, "STEP": 0.1, "SHOW_EVERY": 2.5, "FULL_SWEEP": True,
-           "DECODE_BATCH_SIZE": 64, "PATH_ENDS": None, "PATH_STEPS": 12},
+           "DECODE_BATCH_SIZE": 64, "PATH_ENDS": None, "PATH_STEPS": 12, "STRETCH": True},
     "05": {**_SHARED, "OVERLAY_IMAGES": None, "LATENT_DIM": 2, "COPIES": 500, "OVERLAY_EPOCHS": 20, "BATCH_SIZE": 10,
            "LEARNING_RATE": 2e-3, "RETRAIN": False, "FIXED_VARIANT": "standardised + leaky", "VARIANT_STUDY": "section4",
            "DIMS_STUDY": "section4-dims", "STUDY_RESULTS_DIR": "../results", "RUN_STUDIES": False, "WORKERS": None,

@@ -96,6 +96,19 @@ def _to_unit_float(image: Image.Image) -> np.ndarray:
     return np.asarray(image, np.float32) / 255.0
 
 
+def as_uint8(image) -> np.ndarray:
+    """The project's one float -> 8-bit rule: uint8 stays as it is; floats in [0, 1] are clipped, scaled to 0..255
+    and rounded (in float64, so a float32 and a float64 copy of one image give the same grey levels)."""
+    image = np.asarray(image)
+    return image if image.dtype == np.uint8 else np.round(np.clip(image.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+
+
+def as_unit_float(image) -> np.ndarray:
+    """The inverse convention: uint8 grey levels -> float32 in [0, 1]; floats pass as float32."""
+    image = np.asarray(image)
+    return image / np.float32(255) if image.dtype == np.uint8 else image.astype(np.float32)
+
+
 def square_resize(array: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop a 2-D array to a square, then resize it to size x size (Lanczos)."""
     height, width = array.shape

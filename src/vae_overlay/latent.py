@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from vae_overlay.data import as_unit_float
+
 # Section 3 of the paper: z1 in [-15, 15], z2 in [-10, 10], moving in increments of 0.1.
 PAPER_Z1_RANGE = (-15.0, 15.0)
 PAPER_Z2_RANGE = (-10.0, 10.0)
@@ -22,13 +24,23 @@ def contrast_stretch(image, percentiles=STRETCH_PERCENTILES) -> np.ndarray:
     low and high percentiles map to 0 and 1 (clipped), as float32. At the paper's settings the decodes span about
     half the training images' value range, so cracks that are there look like grey blur until stretched. A flat
     image (no spread between the percentiles) comes back unchanged."""
-    image = np.asarray(image)
-    image = image / np.float32(255) if image.dtype == np.uint8 else image.astype(np.float32)
+    image = as_unit_float(image)
     low, high = np.percentile(image, percentiles)
     if high - low < 1e-6:
         return image
     return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
+
+
+def shown_tiles(tiles, stretch: bool) -> tuple[np.ndarray, str]:
+    """Decoded tiles (..., h, w) as a figure shows them, and the label that says how: each tile stretched on its own
+    (`contrast_stretch`, the explorer's default display) or as decoded."""
+    if not stretch:
+        return np.asarray(tiles), "as decoded"
+    flat = np.asarray(tiles).reshape(-1, *np.shape(tiles)[-2:])
+    stretched = np.stack([contrast_stretch(tile) for tile in flat]).reshape(np.shape(tiles))
+    low, high = STRETCH_PERCENTILES
+    return stretched, f"each tile stretched to its own {low:g}–{high:g} % range"
 
 def axis_values(value_range, step: float) -> np.ndarray:
     """Values from low to high inclusive at `step`, counted by rounding (no float accumulation)."""

@@ -27,6 +27,7 @@ from matplotlib import colormaps
 
 from vae_overlay import overlay
 from vae_overlay import overlay_experiment as experiment
+from vae_overlay.data import as_uint8
 from vae_overlay.latent import compiled_decoder
 from vae_overlay.overlay_plane import LatentPlane
 from vae_overlay.widgets import png_bytes
@@ -70,8 +71,8 @@ def upscale(pixels, factor: int) -> np.ndarray:
 
 def to_rgb(image) -> np.ndarray:
     """A float image (s, s) or (s, s, 1) in [0, 1] (clipped) as uint8 RGB (s, s, 3)."""
-    grey = np.clip(np.asarray(image, np.float64).reshape(np.shape(image)[:2]), 0, 1)
-    return np.repeat(np.round(grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    grey = np.asarray(image).reshape(np.shape(image)[:2])
+    return np.repeat(as_uint8(grey)[..., None], 3, axis=-1)
 
 
 def scaled(points, weights, centre) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 
 from vae_overlay import overlay, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
+from vae_overlay.data import as_uint8
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
 SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
@@ -116,7 +117,7 @@ def source_paths(name: str, folder) -> list[str]:
             with runs.atomic_path(folder / f"{stem}_mask.png", ".png") as tmp:
                 Image.fromarray(mask.astype(np.uint8) * 255).save(tmp)
             with runs.atomic_path(path, ".png") as tmp:
-                Image.fromarray(synth.to_uint8(image)).save(tmp)
+                Image.fromarray(as_uint8(image)).save(tmp)
         paths.append(path)
     return [str(path) for path in paths]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from vae_overlay.data import as_uint8
+
 KINDS = ("crack", "pore")
 DARKENING_THRESHOLD = 0.04  # about 10 grey levels: a defect pixel is one the defect visibly darkens
 CAVITY_LEVEL = 0.03  # intensity at the bottom of an open crack or pore
@@ -350,11 +352,6 @@ def make_overlay_trio(size=128, seed=TRIO_SEED):
     return dict(zip(TRIO_NAMES, (crack_1, crack_2, pore)))
 
 
-def to_uint8(image):
-    """Float image in [0, 1] -> uint8 grey levels (rounded)."""
-    return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def write_overlay_trio(out_dir, size=128, seed=TRIO_SEED):
     """Write crack_1/crack_2/pore .png and their <stem>_mask.png (0/255) into out_dir; return paths."""
     from PIL import Image
@@ -363,7 +360,7 @@ def write_overlay_trio(out_dir, size=128, seed=TRIO_SEED):
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, (image, mask) in make_overlay_trio(size, seed).items():
-        for path, pixels in ((out_dir / f"{name}.png", to_uint8(image)),
+        for path, pixels in ((out_dir / f"{name}.png", as_uint8(image)),
                              (out_dir / f"{name}_mask.png", mask.astype(np.uint8) * 255)):
             Image.fromarray(pixels).save(path)  # 2-D uint8 -> 8-bit grey
             paths.append(path)

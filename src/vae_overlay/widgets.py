@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image as PILImage
 
+from vae_overlay.data import as_uint8, as_unit_float
 from vae_overlay.latent import PAPER_STEP, PAPER_Z1_RANGE, PAPER_Z2_RANGE, compiled_decoder, contrast_stretch, interpolate
 
 OCCUPIED, PAPER = "occupied", "paper"  # the range switch's keys
@@ -43,12 +44,6 @@ def png_bytes(pixels: np.ndarray, size: int | None = None) -> bytes:
     # compress_level=1: a few hundred microseconds instead of milliseconds, the files stay small
     PILImage.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="png", compress_level=1)
     return buffer.getvalue()
-
-
-def as_uint8(image) -> np.ndarray:
-    """An image as uint8: unchanged if it is uint8 already, else floats in [0, 1] (clipped) scaled to 0..255."""
-    image = np.asarray(image)
-    return image if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 def snap(value: float, step: float = PAPER_STEP) -> float:
@@ -193,7 +188,7 @@ class LatentExplorer:
         if images is not None and count:
             from vae_overlay.section3_study import CRACK_QUANTILE
 
-            floats = np.asarray(images, np.float32) / (255.0 if np.asarray(images).dtype == np.uint8 else 1.0)
+            floats = as_unit_float(images)
             self.crack_threshold = float(np.quantile(self.crack_scores(floats), CRACK_QUANTILE))
         if path_ends is not None:
             self.path_ends = (int(path_ends[0]), int(path_ends[1]))
