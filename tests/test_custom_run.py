@@ -89,6 +89,9 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
     assert summary["01_prepare_dataset"]["images"] == 12 and summary["02_train_vae"]["epochs"] == 2
     assert "the 3 most different images of <tmp>/" in (run.folder / "notebooks" / executed[4]).read_text()
     assert (run.folder / "REPORT.md").is_file() and len(list((run.folder / "figures").glob("*.png"))) >= 8
+    own_report = (run.folder / "REPORT.md").read_text()  # about this run: no committed verdicts, no hash suffixes
+    assert "## Verdicts" not in own_report and "## This run (one draw)" in own_report
+    assert "12 images of my_parts at 32 px" in own_report
     assert yaml.safe_load((run.folder / "run.yaml").read_text())["IMAGE_SIZE"] == 32
     for path in (run.folder / "notebooks").glob("*.ipynb"):
         assert str(ROOT) + "/.venv" not in path.read_text()

@@ -276,18 +276,8 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import papermill
 
-    from vae_overlay import notebook_clean, report
-
     logging.getLogger("papermill.translators").setLevel(logging.ERROR)  # "Unable to parse line ..." of comments
-    run = plan(changes, runs_dir, notebook_dir)
-    if run.is_default:
-        out_dir, results = Path(notebook_dir), Path(results_dir)
-    else:
-        out_dir, results = run.folder / "notebooks", run.folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
-    print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
-    print(preflight(run), flush=True)
+
     @contextlib.contextmanager
     def kernels_stderr(log):
         """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook runs."""
@@ -301,6 +291,25 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
             os.dup2(saved, 2)
             os.close(saved)
 
+    own_log = tempfile.NamedTemporaryFile("w", prefix="reproduce-", suffix=".log", delete=False)
+    try:  # this process's own TensorFlow start (the plan times one training step) logs to own_log, not the console
+        with own_log, kernels_stderr(own_log):
+            from vae_overlay import notebook_clean, report
+
+            run = plan(changes, runs_dir, notebook_dir)
+            plan_text = preflight(run)
+    except BaseException:
+        print(f"(this process's own log: {own_log.name})", file=sys.stderr)
+        raise
+    Path(own_log.name).unlink(missing_ok=True)
+    if run.is_default:
+        out_dir, results = Path(notebook_dir), Path(results_dir)
+    else:
+        out_dir, results = run.folder / "notebooks", run.folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
+    print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
+    print(plan_text, flush=True)
     timings = {}
     for path in run.notebooks:
         print(f"{path.name} ...", end="", flush=True)
