@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # Cheap at the paper's settings: nbval re-runs them and compares the checked outputs.
 # 05 and 06 train for minutes at their defaults (05: two 3,000-step models; 06: 2 seeds x 2 VAEs and 7 classifiers)
-# and 07 needs the study's models: tests/test_notebook05.py, 06 and 07 run them with smaller parameters and tiny studies.
+# and 05b and 07 read the study tables (07 also its models): tests/test_notebook05.py, 05b, 06 and 07 run them with
+# smaller parameters and tiny studies.
 NBVAL_NOTEBOOKS := $(filter-out notebooks/05% notebooks/06% notebooks/07%,$(NOTEBOOKS))
 # Any notebook parameter on the command line makes a run of its own under runs/<name>/ (make reproduce
 # DATASET=data/mine IMAGE_SIZE=128), as does RUN_CONFIG=runs/<name>/run.yaml; without one, the default run
@@ -27,9 +28,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Executes the notebooks top to bottom with papermill (vae_overlay.config: which run, which notebooks, where).
+# Executes the notebooks top to bottom with papermill (vae_overlay.reproduce; which run, which notebooks and where:
+# vae_overlay.config).
 reproduce: $(STAMP)
-	$(BIN)/python -m vae_overlay.config $(if $(RUN_CONFIG),--config "$(RUN_CONFIG)") $(RUN_ARGS)
+	$(BIN)/python -m vae_overlay.reproduce $(if $(RUN_CONFIG),--config "$(RUN_CONFIG)") $(RUN_ARGS)
 
 # Notebooks first (nbval, in order 01 -> 04, on copies whose ../artifacts is this checkout's): they leave the
 # trained model that the browser test uses. Then the unit and notebook tests on both cores (pytest-xdist, one test

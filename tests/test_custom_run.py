@@ -1,4 +1,4 @@
-"""A user's run on their own images: `make reproduce DATASET=<folder>` (vae_overlay.config) end to end.
+"""A user's run on their own images: `make reproduce DATASET=<folder>` (vae_overlay.reproduce, vae_overlay.config) end to end.
 
 The run writes only under its own folder (runs/<name>/), never the committed notebooks or results/; its
 notebooks 03 refuses a model trained on other images, naming the notebook to re-run.
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from vae_overlay import config, data, runs, stream, synth, train
+from vae_overlay import config, data, reproduce, runs, stream, synth, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's two models on 8 copies for 2 epochs.
@@ -47,7 +47,7 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
     second = config.plan({"DATASET": str(image_folder(tmp_path / "b" / "mine"))}, tmp_path / "runs")
     assert first.name.startswith("mine-") and second.name.startswith("mine-") and first.name != second.name
     assert [p.name[:2] for p in first.notebooks] == ["01", "02", "03", "04", "05"]
-    assert set(first.skipped) == {"06_augment_classifier.ipynb", "07_section3_study.ipynb"}
+    assert set(first.skipped) == {"05b_overlay_studies.ipynb", "06_augment_classifier.ipynb", "07_section3_study.ipynb"}
     assert first.parameters["FIGURES_DIR"] == str(tmp_path.resolve() / "runs" / first.name / "figures")
     (tmp_path / "a" / "mine" / "extra.png").write_bytes((tmp_path / "b" / "mine" / "part_00.png").read_bytes())
     edited = config.plan({"DATASET": str(tmp_path / "a" / "mine")}, tmp_path / "runs")
@@ -55,7 +55,7 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
     same_size = config.plan({"IMAGE_SIZE": 128}, tmp_path / "runs")
     assert same_size.name.startswith("elpv-crack-patches-") and len(same_size.notebooks) == 6  # 06 applies, 07 not
     synthetic = config.plan({"DATASET": "synthetic"}, tmp_path / "runs")
-    assert set(synthetic.skipped) == {"06_augment_classifier.ipynb", "07_section3_study.ipynb"}
+    assert set(synthetic.skipped) == {"05b_overlay_studies.ipynb", "06_augment_classifier.ipynb", "07_section3_study.ipynb"}
     with pytest.raises(ValueError, match="unknown parameter.*IMAGE_SIZ\\b.*IMAGE_SIZE"):
         config.plan({"IMAGE_SIZ": 32})
     with pytest.raises(FileNotFoundError, match="no such folder"):
@@ -69,7 +69,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
     committed = tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data")
     folder = image_folder(tmp_path / "my parts")
     capfd.readouterr()
-    run = config.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
+    run = reproduce.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
     assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
     out, err = capfd.readouterr()  # what the terminal shows, the kernels' own output included
     assert "images: 12 usable" in out and "estimated time on this machine" in out
@@ -104,17 +104,17 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
         papermill.execute_notebook(str(ROOT / "notebooks" / "03_latent_distribution.ipynb"), str(tmp_path / "03.ipynb"),
                                    parameters=run.parameters, cwd=str(ROOT / "notebooks"), progress_bar=False)
     # the same run started again: 01 rewrites the images, 02 reloads its model, and the whole run goes through
-    again = config.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
+    again = reproduce.reproduce({"DATASET": str(folder), **SMALL}, runs_dir=tmp_path / "runs", progress=False)
     assert again.folder == run.folder and "Loaded the finished model" in (run.folder / "notebooks" / executed[1]).read_text()
     # a failing notebook names itself and where its outputs are
     empty = tmp_path / "no images"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
     with pytest.raises(data.DatasetError, match=r"No usable image in .*no images"):  # refused before any notebook
-        config.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
+        reproduce.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
     monkeypatch.setattr(config, "preflight", lambda run, step_seconds=None: "")  # as if the folder emptied later
     with pytest.raises(RuntimeError, match=r"01_prepare_dataset.ipynb stopped with DatasetError: .*no images"):
-        config.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
+        reproduce.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
     assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
 
 
@@ -134,7 +134,7 @@ def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp
 
 def test_notebook_parameters_match_the_committed_defaults_that_in_place_runs_compare_with():
     for path in config.notebooks():
-        assert config.parameters(path) == config.DEFAULTS[path.name[:2]], path.name
+        assert config.parameters(path) == config.DEFAULTS[config.number(path)], path.name
 
 
 def test_output_folder_keeps_results_for_the_defaults_and_names_the_run_otherwise(tmp_path, capsys):
@@ -183,11 +183,11 @@ def test_preflight_says_images_notebooks_and_time_before_training_and_refuses_to
     folder = image_folder(tmp_path / "mine", count=12)
     (folder / "broken.png").write_bytes(b"not a png")
     run = config.plan({"DATASET": str(folder), "FULL_SWEEP": False}, tmp_path / "runs")
-    text = config.preflight(run, step_seconds=0.05)
+    text = reproduce.preflight(run, step_seconds=0.05)
     assert f"images: 12 usable in {folder}, 1 skipped" in text and "skipped broken.png" in text
     assert "notebooks: 01 (~15 s), 02 (~25 s), 03 (~15 s), 04 (~15 s), 05 (~5 min)" in text  # 05: 2 x 150 x 20 steps
     assert "skipped 06_augment_classifier.ipynb" in text and "one training step here takes 50 ms" in text
     few = image_folder(tmp_path / "few", count=4)
     with pytest.raises(data.DatasetError, match=rf"{few} has 4 usable image\(s\); a run needs at least 10"):
-        config.preflight(config.plan({"DATASET": str(few)}, tmp_path / "runs"), step_seconds=0.05)
-    assert 0 < config.seconds_per_step(16, repeats=2) < 5
+        reproduce.preflight(config.plan({"DATASET": str(few)}, tmp_path / "runs"), step_seconds=0.05)
+    assert 0 < reproduce.seconds_per_step(16, repeats=2) < 5

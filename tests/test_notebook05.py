@@ -1,8 +1,8 @@
 """Notebook 05 (the overlay experiment): its cells stay short, and it runs end to end with small parameters.
 
-The defaults train two models of 3,000 steps (about 5 min on an idle 2-core machine) and read the committed study
-tables; the small runs below train a few steps per model on 32 px images, run two tiny studies through a real Dask
-LocalCluster from the notebook, and check the summary.json the notebook records and the figures it saves.
+The defaults train two models of 3,000 steps (minutes on a 2-core machine); the small runs below train a few steps
+per model on 32 px images and check the summary.json the notebook records and the figures it saves. Notebook 05b
+(the studies) has its own test.
 """
 import json
 from pathlib import Path
@@ -11,10 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "05_overlay_defects.ipynb"
-SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "OVERLAY_EPOCHS": 2, "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5, 2.0],
-            "VARIANT_STUDY": "tiny4", "DIMS_STUDY": "tiny4-dims", "RUN_STUDIES": True, "WORKERS": 1}
+SMALL_05 = {"IMAGE_SIZE": 32, "COPIES": 8, "OVERLAY_EPOCHS": 2, "N_LATENT_SAMPLES": 50, "WEIGHTS": [0.5, 2.0]}
 FIGURES = ("fig4_overlay_sources", "fig5_overlays_paper_recipe", "fig5a_overlay_latents", "fig5b_overlay_methods",
-           "fig5c_variant_study", "fig5d_latent_plane", "fig5e_latent_dimension_study")
+           "fig5d_latent_plane")
 
 
 def source(cell) -> str:
@@ -29,9 +28,8 @@ def test_committed_notebook_is_short_calls_with_its_parameters_and_no_machine_pa
     parameters = [cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", [])]
     assert len(parameters) == 1
     names = {line.split("=")[0].strip() for line in source(parameters[0]).splitlines() if "=" in line and line[0].isupper()}
-    assert set(SMALL_05) | {"STUDY_RESULTS_DIR", "SCHEDULER", "DATASET", "OVERLAY_IMAGES", "ARTIFACTS_DIR",
-                            "FIGURES_DIR", "RETRAIN", "FIXED_VARIANT", "BATCH_SIZE", "LEARNING_RATE", "SEED",
-                            "LATENT_DIM"} <= names
+    assert set(SMALL_05) | {"DATASET", "OVERLAY_IMAGES", "ARTIFACTS_DIR", "FIGURES_DIR", "RETRAIN", "FIXED_VARIANT",
+                            "BATCH_SIZE", "LEARNING_RATE", "SEED", "LATENT_DIM"} <= names
     assert sum("# NBVAL_CHECK_OUTPUT" in text for text in code) >= 8
     assert any('report.record("05_overlay_defects"' in text for text in code)
     text = NOTEBOOK.read_text()
@@ -40,8 +38,7 @@ def test_committed_notebook_is_short_calls_with_its_parameters_and_no_machine_pa
 
 @pytest.mark.slow
 def test_notebook05_small(tmp_path, run_notebook, notebook_text):
-    notebook, results = run_notebook("05_overlay_defects.ipynb", tmp_path, STUDY_RESULTS_DIR=str(tmp_path / "results"),
-                                     **SMALL_05)
+    notebook, results = run_notebook("05_overlay_defects.ipynb", tmp_path, **SMALL_05)
     text = notebook_text(notebook)
     assert "sources: ['crack_1', 'crack_2', 'pore'] (3, 32, 32, 1) float32" in text
     assert "training images: 24 = 8 copies x 3 sources; 3 batches per epoch, 6 steps in 2 epochs" in text
@@ -52,16 +49,6 @@ def test_notebook05_small(tmp_path, run_notebook, notebook_text):
         assert summary[key]["verdict"] in ("collapsed", "overlapping", "separated")
         assert len(summary[key]["kl_per_source"]) == 3
     assert summary["fixed_variant"]["name"] == "standardised + leaky"
-    studies = summary["studies"]
-    variants = studies["variants"]
-    assert (variants["study"], variants["runs_finished"], variants["runs_planned"]) == ("tiny4", 4, 4)
-    assert set(studies["variants"]["configurations"]) == {f"{s}|{v}" for s in ("paper-trio", "distinct")
-                                                          for v in ("paper", "free bits")}
-    for entry in studies["variants"]["configurations"].values():
-        assert entry["runs"] == 1 and entry["separated"] + entry["overlapping"] + entry["collapsed"] == 1
-        assert entry["fidelity|latent sum|low"] <= entry["fidelity|latent sum|diff"] <= entry["fidelity|latent sum|high"]
-    assert set(studies["dims"]["configurations"]) == {"2", "3"} and studies["dims"]["runs_finished"] == 2
-    assert "tiny4.csv: 4 of 4 runs finished, 0 failed" in text and "tiny4-dims.csv: 2 of 2 runs finished, 0 failed" in text
     scores = summary["fidelity_mean_score"]
     assert len(scores) == 10 and {"pixel mean (baseline)", "pixel compositing (darkest)", "paper: latent sum",
                                   "fixed: decoded compositing"} <= set(scores)
@@ -81,13 +68,11 @@ def test_notebook05_small_on_two_images_without_masks(tmp_path, run_notebook, no
     for name in ("crack_1", "pore"):  # the images only, not their masks
         (folder / f"{name}.png").write_bytes((ROOT / "data" / "synthetic" / f"{name}.png").read_bytes())
     notebook, results = run_notebook("05_overlay_defects.ipynb", tmp_path, **{
-        **SMALL_05, "OVERLAY_IMAGES": [str(folder / "crack_1.png"), str(folder / "pore.png")], "DATASET": "mine",
-        "RUN_STUDIES": False, "STUDY_RESULTS_DIR": str(tmp_path / "no-results")})
+        **SMALL_05, "OVERLAY_IMAGES": [str(folder / "crack_1.png"), str(folder / "pore.png")], "DATASET": "mine"})
     text = notebook_text(notebook)
     assert "sources: ['crack_1', 'pore'] (2, 32, 32, 1) float32" in text
     assert "masks: none (fidelity cannot be measured)" in text and "no masks: no fidelity table" in text
     summary = json.loads((results / "summary.json").read_text())["05_overlay_defects"]
-    assert summary["studies"]["variants"]["runs_finished"] == 0 and "no table yet: make study STUDY=tiny4" in text
     assert summary["fidelity_mean_score"] == {} and summary["defect_threshold"] is None
     assert summary["paper_recipe"]["n_clusters"] in (1, 2) and len(summary["paper_recipe"]["kl_per_source"]) == 2
     assert [p.name[:5] for p in (tmp_path / "artifacts").iterdir()] == ["mine-"]  # its own artifacts folder

@@ -416,12 +416,10 @@ def test_verdict_and_summary(trio_runs, tmp_path):
     assert outcome["best_latent"] in {row["method"] for row in methods} - {"fixed: decoded compositing"}
     seconds = experiment.training_seconds(paper, fixed)
     assert seconds == {"paper": paper["seconds"], "fixed": fixed["seconds"]}
-    studies = {"variants": {"study": "section4", "runs_finished": 0, "runs_planned": 42, "configurations": {}},
-               "dims": {"study": "section4-dims", "runs_finished": 0, "runs_planned": None, "configurations": {}}}
     summary = experiment.summary(setup, image_size=32, copies=4, paper=paper, fixed=fixed, methods=methods,
-                                 studies=studies, seconds=seconds, run_minutes=0.5)
+                                 seconds=seconds, run_minutes=0.5)
     assert set(summary) == {"image_size", "copies", "epochs", "latent_dim", "paper_recipe", "fixed_variant",
-                            "defect_threshold", "fidelity_mean_score", "studies", "training_minutes", "run_minutes"}
+                            "defect_threshold", "fidelity_mean_score", "training_minutes", "run_minutes"}
     assert summary["fixed_variant"]["name"] == "standardised + leaky"
     report.record("05_overlay_defects", summary, tmp_path)
     text = report.write_report(tmp_path).read_text()

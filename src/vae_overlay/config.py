@@ -17,21 +17,19 @@ notebook cannot silently analyse another dataset or size than the one before it.
 ``load_trained`` is how notebooks 03 and 04 open notebook 02's model with notebook 01's images: it checks by
 hash that they belong together and names the notebook to re-run when they do not.
 
-    python -m vae_overlay.config DATASET=data/mine IMAGE_SIZE=128      # what `make reproduce ...` runs
+`vae_overlay.reproduce` executes a run (`make reproduce`).
 """
 from __future__ import annotations
 
 import ast
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from vae_overlay import data
-from vae_overlay.runs import RunMismatch, atomic_write_text, fingerprint, run_dir, safe_name
+from vae_overlay.runs import RunMismatch, fingerprint, run_dir, safe_name
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -42,6 +40,8 @@ ELPV_DATASETS = ("elpv-crack-patches", "elpv-cracks")
 ONLY_IF = {"06": ("DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): notebook 06 classifies the "
                   "ELPV cells labelled defective and functional, which a run on other images is not about",
                   lambda dataset: dataset in ELPV_DATASETS),
+           "05b": ("it shows the committed Section 4 studies (make study extends them), not this run",
+                   lambda dataset: False),
            "07": ("it shows the committed Section 3 study (make study extends it), not this run",
                   lambda dataset: False)}
 FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
@@ -58,9 +58,11 @@ DEFAULTS = {
     "04": {**_SHARED, "LATENT_DIM": 2, **_BOX, "STEP": 0.1, "SHOW_EVERY": 2.5, "FULL_SWEEP": True,
            "DECODE_BATCH_SIZE": 64, "PATH_ENDS": None, "PATH_STEPS": 12, "STRETCH": True},
     "05": {**_SHARED, "OVERLAY_IMAGES": None, "LATENT_DIM": 2, "COPIES": 500, "OVERLAY_EPOCHS": 20, "BATCH_SIZE": 10,
-           "LEARNING_RATE": 2e-3, "RETRAIN": False, "FIXED_VARIANT": "standardised + leaky", "VARIANT_STUDY": "section4",
-           "DIMS_STUDY": "section4-dims", "STUDY_RESULTS_DIR": "../results", "RUN_STUDIES": False, "WORKERS": None,
-           "SCHEDULER": None, "WEIGHTS": [0.5, 0.75, 1.25, 1.5, 2.0], "N_LATENT_SAMPLES": 500},
+           "LEARNING_RATE": 2e-3, "RETRAIN": False, "FIXED_VARIANT": "standardised + leaky",
+           "WEIGHTS": [0.5, 0.75, 1.25, 1.5, 2.0], "N_LATENT_SAMPLES": 500},
+    "05b": {"VARIANT_STUDY": "section4", "DIMS_STUDY": "section4-dims", "STUDY_RESULTS_DIR": "../results",
+            "RUN_STUDIES": False, "WORKERS": None, "SCHEDULER": None, "ARTIFACTS_DIR": "../artifacts",
+            "FIGURES_DIR": "../results/figures"},
     "06": {"MODULE_TYPE": "mono", **{k: _SHARED[k] for k in ("IMAGE_SIZE", "SEED", "ARTIFACTS_DIR", "FIGURES_DIR")},
            **_PAPER, "VAE_ATTEMPTS": 3, "RETRAIN": False, "N_SEEDS": 2, "TEST_FRACTION": 0.5, "N_TRAIN_PER_CLASS": 80,
            "N_VAL_PER_CLASS": 20, "N_GENERATED_PER_CLASS": 80, "OVERLAY_METHOD": "sum", "CLASSIFIER_STEPS": 500,
@@ -71,6 +73,11 @@ DEFAULTS = {
            "REPRESENTATIVE_DATA": ("elpv-crack-patches", 64, "sum")},
 }
 MAX_SAMPLE = 3000  # images of a streamed dataset that notebooks 03 and 04 analyse (an even sample)
+
+
+def number(notebook: str | Path) -> str:
+    """A notebook's place in the series, the part of its name before the first '_': "05", "05b"."""
+    return Path(notebook).name.split("_")[0]
 
 
 def notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
@@ -164,7 +171,7 @@ def output_folder(notebook: str, values: dict, runs_dir: str | Path | None = Non
     import os
 
     runs_dir = runs_dir or os.environ.get("VAE_OVERLAY_RUNS_DIR") or ROOT / "runs"
-    defaults = DEFAULTS[notebook[:2]]
+    defaults = DEFAULTS[number(notebook)]
     if values["FIGURES_DIR"] != defaults["FIGURES_DIR"]:
         return values["FIGURES_DIR"]
     changed = differing({k: values[k] for k in defaults if k not in FOLDERS and k in values}, defaults)
@@ -195,7 +202,7 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     folder = Path(runs_dir).resolve() / name
     chosen, skipped = [], {}
     for path in series:
-        why, applies = ONLY_IF.get(path.name[:2], ("", None))
+        why, applies = ONLY_IF.get(number(path), ("", None))
         if applies is None or applies(dataset):
             chosen.append(path)
         else:
@@ -203,138 +210,6 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     run_parameters = dict(changes, ARTIFACTS_DIR=str(folder / "artifacts"), FIGURES_DIR=str(folder / "figures"),
                           RESULTS_DIR=str(folder))
     return Run(name, folder, chosen, run_parameters, skipped)
-
-
-MIN_IMAGES = 10  # one minibatch at the paper's settings: a smaller image set is refused before anything runs
-# Notebook 04's full sweep and notebook 06 measured as multiples of one training step at 64 px on the same machine
-# (2026-11-29: the sweep 149 s and 06 6:28 where a step took about 0.05 s); notebooks' own overhead ~15 s each.
-STEP_EQUIVALENTS = {"04 sweep": 3000, "06": 7800}
-NOTEBOOK_OVERHEAD_S = 15
-
-
-def seconds_per_step(image_size: int, batch_size: int = 10, repeats: int = 5) -> float:
-    """Seconds of one training step of the paper's model at `image_size` on this machine, timed after tracing."""
-    import time
-
-    from vae_overlay import checkpoint, train
-
-    images = np.random.default_rng(0).random((batch_size, image_size, image_size, 1), np.float32)
-    step = train.make_train_step(checkpoint.new_vae(train.run_settings(images, batch_size=batch_size), images))
-    step(images).numpy()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        step(images).numpy()
-    return (time.perf_counter() - started) / repeats
-
-
-def preflight(run: Run, step_seconds: float | None = None) -> str:
-    """What `make reproduce` says before it trains anything: the images found and skipped (a folder), the notebooks
-    that run and the ones skipped, and the estimated time on this machine (from one timed training step). Raises
-    DatasetError naming the folder when it holds fewer than MIN_IMAGES usable images."""
-    values = {**{k: v for d in DEFAULTS.values() for k, v in d.items()}, **run.parameters}
-    lines = []
-    count = 80  # the built-in sets
-    if values["DATASET"] not in data.BUILT_IN:
-        loaded = data.load_folder(values["DATASET"], 16)  # every file decoded once, small: what notebook 01 will use
-        count = len(loaded.images)
-        lines.append(f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"
-                     + "".join(f"\n  skipped {name}: {why}" for name, why in loaded.skipped[:10]))
-        if count < MIN_IMAGES:
-            raise data.DatasetError(f"{values['DATASET']} has {count} usable image(s); a run needs at least "
-                                    f"{MIN_IMAGES} (one minibatch of the paper's training). Add images and run again.")
-    step = step_seconds if step_seconds is not None else seconds_per_step(values["IMAGE_SIZE"])
-    batch = values["BATCH_SIZE"]
-    estimate = {"01": 0.0, "02": -(-count // batch) * values["EPOCHS"] * step, "03": 0.0,
-                "04": STEP_EQUIVALENTS["04 sweep"] * step if values["FULL_SWEEP"] else 0.0,
-                "05": 2 * -(-3 * values["COPIES"] // batch) * values["OVERLAY_EPOCHS"] * step,
-                "06": STEP_EQUIVALENTS["06"] * step, "07": 0.0}
-    shown = [(path.name[:2], estimate[path.name[:2]] + NOTEBOOK_OVERHEAD_S) for path in run.notebooks]
-    total = sum(seconds for _, seconds in shown)
-    lines.append("notebooks: " + ", ".join(f"{number} (~{seconds / 60:.0f} min)" if seconds >= 90 else
-                                            f"{number} (~{seconds:.0f} s)" for number, seconds in shown))
-    lines.extend(f"skipped {name}: {why}" for name, why in run.skipped.items())
-    lines.append(f"estimated time on this machine: about {total / 60:.0f} min (one training step here takes "
-                 f"{1000 * step:.0f} ms; finished trainings are reloaded, not repeated)")
-    return "\n".join(lines)
-
-
-def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR,
-              results_dir: str | Path = ROOT / "results", progress: bool = False) -> Run:
-    """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md.
-
-    The console gets the plan (`preflight`), one line per notebook (name, minutes, status) and the paths written.
-    The kernels' own standard error (TensorFlow's C++ log, which TensorFlow 2.21 writes before its log level takes
-    effect) goes to a temporary file, named when a notebook fails and deleted otherwise; papermill's
-    parameter-parsing warnings are not shown. `progress`: papermill's per-cell progress bars too."""
-    import contextlib
-    import logging
-    import os
-    import tempfile
-    import time
-
-    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # before TensorFlow starts here or in a kernel
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import papermill
-
-    logging.getLogger("papermill.translators").setLevel(logging.ERROR)  # "Unable to parse line ..." of comments
-
-    @contextlib.contextmanager
-    def kernels_stderr(log):
-        """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook runs."""
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-    own_log = tempfile.NamedTemporaryFile("w", prefix="reproduce-", suffix=".log", delete=False)
-    try:  # this process's own TensorFlow start (the plan times one training step) logs to own_log, not the console
-        with own_log, kernels_stderr(own_log):
-            from vae_overlay import notebook_clean, report
-
-            run = plan(changes, runs_dir, notebook_dir)
-            plan_text = preflight(run)
-    except BaseException:
-        print(f"(this process's own log: {own_log.name})", file=sys.stderr)
-        raise
-    Path(own_log.name).unlink(missing_ok=True)
-    if run.is_default:
-        out_dir, results = Path(notebook_dir), Path(results_dir)
-    else:
-        out_dir, results = run.folder / "notebooks", run.folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
-    print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
-    print(plan_text, flush=True)
-    timings = {}
-    for path in run.notebooks:
-        print(f"{path.name} ...", end="", flush=True)
-        output, started = out_dir / path.name, time.perf_counter()
-        own = parameters(path)  # the run's values of the names this notebook has (the others mean nothing to it)
-        log = tempfile.NamedTemporaryFile("w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False)
-        try:
-            with log, kernels_stderr(log):
-                papermill.execute_notebook(str(path), str(output), cwd=str(notebook_dir),
-                                           parameters={k: v for k, v in run.parameters.items() if k in own},
-                                           progress_bar=progress, kernel_name="python3")
-        except papermill.PapermillExecutionError as error:
-            print(f" stopped after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-            raise RuntimeError(f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
-                               f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
-                               "cause and run the same command again (finished trainings are reloaded).") from None
-        Path(log.name).unlink(missing_ok=True)
-        notebook_clean.clean_notebook(output)
-        timings[path.stem[:2]] = round(time.perf_counter() - started, 1)
-        print(f" {timings[path.stem[:2]] / 60:.1f} min, ok", flush=True)
-    report.record("reproduce", {"notebook_seconds": timings}, results)
-    written = report.write_report(results)
-    figures = Path(run.parameters.get("FIGURES_DIR", Path(results) / "figures"))
-    print(f"wrote: notebooks in {out_dir}, figures in {figures}, {Path(results) / 'summary.json'}, {written}")
-    return run
 
 
 def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, max_sample: int = MAX_SAMPLE):
@@ -376,24 +251,3 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
         raise FileNotFoundError(f"no dataset in {run}: run 01_prepare_dataset.ipynb first with DATASET = {dataset!r}.")
     raise RunMismatch(f"the images in {run} are not the ones {model_path} was trained on (their hash differs): "
                       f"the dataset changed after notebook 02 ran; {redo_02}.")
-
-
-def main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Run the notebook series (make reproduce).")
-    parser.add_argument("assignments", nargs="*", help="NAME=value parameters, e.g. DATASET=data/mine IMAGE_SIZE=128")
-    parser.add_argument("--config", help="a run.yaml (NAME: value lines); command-line values win")
-    parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
-    args = parser.parse_args(argv)
-    changes = yaml.safe_load(Path(args.config).read_text()) or {} if args.config else {}
-    changes = {k: v for k, v in changes.items() if k not in FOLDERS}
-    changes.update(parse_assignments(args.assignments))
-    try:
-        reproduce(changes, args.runs_dir)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        sys.exit(f"make reproduce: {error}")
-
-
-if __name__ == "__main__":
-    main()

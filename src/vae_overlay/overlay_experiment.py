@@ -277,13 +277,13 @@ def _latent_summary(run: dict) -> dict:
 
 
 def summary(setup: Setup, *, image_size: int, copies: int, paper: dict, fixed: dict, methods: list[dict],
-            studies: dict, seconds: dict, run_minutes: float) -> dict:
-    """What notebook 05 records in results/summary.json (read by `vae_overlay.report`); `studies` holds what it
-    read of the study tables (`overlay_study.record`, with the runs finished and planned)."""
+            seconds: dict, run_minutes: float) -> dict:
+    """What notebook 05 records in results/summary.json (read by `vae_overlay.findings`: the default run); the
+    studies' tables are read by notebook 05b and by `findings` themselves."""
     return {
         "image_size": image_size, "copies": copies, "epochs": setup.epochs, "latent_dim": setup.latent_dim,
         "paper_recipe": _latent_summary(paper), "fixed_variant": {"name": fixed["name"], **_latent_summary(fixed)},
         "defect_threshold": setup.threshold,
-        "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods}, "studies": studies,
+        "fidelity_mean_score": {row["method"]: round(row["mean"], 4) for row in methods},
         "training_minutes": round(sum(seconds.values()) / 60, 2), "run_minutes": round(run_minutes, 2),
     }

@@ -132,3 +132,35 @@ def latent_plane_figure(plane: dict, names, combo_names, title: str):
                        bbox={"boxstyle": "round,pad=0.15", "fc": "yellow", "ec": "k", "lw": 0.5},
                        arrowprops={"arrowstyle": "-", "color": "k", "lw": 0.8})
     return fig
+
+
+def dimension_figure(dims: list[dict], runs: list[dict], floor: float, methods=None):
+    """The latent-dimension study: per method its fidelity minus the pixel mean's over the dimensions (mean and 95 %
+    interval, `overlay_study.summarize`'s `dims`), and every run's final reconstruction term above a perfect one
+    (`floor`) with the mean and interval per dimension."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for j, method in enumerate(methods or overlay_study.SHOWN):
+        found = np.array([[s["latent_dim"]] + [s[f"fidelity|{method}|{e}"] for e in ("diff", "low", "high")]
+                          for s in dims])
+        if len(found):
+            left.errorbar(found[:, 0] * 1.04 ** (j - 1.5), found[:, 1], fmt="-o", capsize=3, label=method,
+                          yerr=[found[:, 1] - found[:, 2], found[:, 3] - found[:, 1]])
+    left.axhline(0, color="k", lw=1, label="pixel mean")
+    right.scatter([r["latent_dim"] for r in runs], [r["final_reconstruction"] - floor for r in runs], color="C3",
+                  s=16, alpha=0.6, label="one run")
+    if dims:
+        recon = np.array([[s["latent_dim"]] + [s[f"reconstruction_{e}"] - floor for e in ("mean", "low", "high")]
+                          for s in dims])
+        right.errorbar(recon[:, 0] * 1.06, recon[:, 1], yerr=[recon[:, 1] - recon[:, 2], recon[:, 3] - recon[:, 1]],
+                       fmt="o", color="k", capsize=3, label="mean, 95 % interval")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([2, 4, 8, 16], ["2", "4", "8", "16"])
+        ax.set_xlabel("latent dimension")
+        ax.legend(fontsize=9)
+    left.set_ylabel("fidelity minus the pixel mean's")
+    right.set_ylabel("reconstruction above perfect (nats/image)")
+    variant = runs[0]["variant"] if runs else "-"
+    fig.suptitle(f"Latent dimension ({variant}, paper trio, {len(runs)} runs)", fontsize=10)
+    fig.tight_layout()
+    return fig

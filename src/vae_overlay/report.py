@@ -152,14 +152,15 @@ def readme_block(results: Path) -> list[str]:
 
 ANSWERS = {  # notebook -> the claims (by the start of their names) it answers
     "02": ("Latent means",), "03": ("Latent means",), "04": ("The latent space",),
-    "05": ("Each source", "Decoding the sum", "A higher latent"), "06": ("A training set",),
+    "05": ("Each source", "Decoding the sum"), "05b": ("Each source", "Decoding the sum", "A higher latent"),
+    "06": ("A training set",),
     "07": ("Latent means", "The latent space")}
 
 
 def answer(notebook: str, results: str | Path = "../results") -> str:
     """The verdicts a notebook answers, as Markdown for its opening cell (figures relative to notebooks/): the same
     rows as REPORT.md's table, each with its unit of analysis, correction and rule."""
-    found = [f for f in findings.all_findings(results) if f.claim.startswith(ANSWERS[notebook[:2]])]
+    found = [f for f in findings.all_findings(results) if f.claim.startswith(ANSWERS[notebook.split("_")[0]])]
     if not found:
         return "No study table yet: `make study` (see the README) measures this notebook's claims."
     return "\n".join([*verdict_table(found, f"{Path(results).as_posix()}/figures"), "", *(
