@@ -21,3 +21,14 @@ def test_markdown_cells_carry_no_hand_typed_measurements(path):
              for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
              for text in ["".join(cell["source"])] for m in MEASUREMENT.finditer(text)]
     assert not found, "print these from a code cell or display generated Markdown instead:\n" + "\n".join(found)
+
+
+MOST_CELLS, MOST_WORDS = 30, 1650  # a notebook a reader takes in at one sitting; a longer one is split (05 / 05b)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("0*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_stay_readable_in_one_sitting_and_open_with_their_title(path):
+    cells = json.loads(path.read_text())["cells"]
+    words = sum(len("".join(cell["source"]).split()) for cell in cells if cell["cell_type"] == "markdown")
+    assert len(cells) <= MOST_CELLS and words <= MOST_WORDS, (len(cells), words)
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith(f"# {path.name[:2]}")

@@ -325,7 +325,7 @@ def default_run(summary: dict) -> pd.DataFrame:
         lo, hi = s02["latent_min"], s02["latent_max"]
         rows += [("training set", f"{s01.get('images')} images of {runs.dataset_label(s01.get('dataset', '?'))} at "
                                          f"{s01.get('image_size')} px"),
-                 ("training (100 epochs)", f"{s02['train_seconds']:.0f} s; final loss {s02['final_loss']:.1f} = "
+                 (f"training ({s02.get('epochs')} epochs)", f"{s02['train_seconds']:.0f} s; final loss {s02['final_loss']:.1f} = "
                                            f"reconstruction {s02['final_reconstruction']:.1f} + KL {s02['final_kl']:.2f}"),
                  ("latent means", f"z₁ ∈ [{lo[0]:.1f}, {hi[0]:.1f}], z₂ ∈ [{lo[1]:.1f}, {hi[1]:.1f}]"),
                  ("dead Dense(16) units", f"{s02['dead_dense_units']} of 16")]
@@ -335,8 +335,9 @@ def default_run(summary: dict) -> pd.DataFrame:
                   f"{s03['shapiro_p'][1]:.3f}); {100 * s03['hull_fraction_of_paper_box']:.1f} % of the paper's box")]
     if s04:
         rows += [("crack-like decodes", f"{100 * s04['crack_fraction_occupied']:.0f} % of the occupied region"),
-                 ("continuity", f"largest / mean step along a latent path {s04['smoothness']:.2f} (1 = even)"),
-                 ("full sweep", f"{s04['sweep_images']:,} images decoded in {s04['sweep_seconds']:.0f} s")]
+                 ("continuity", f"largest / mean step along a latent path {s04['smoothness']:.2f} (1 = even)")]
+        if s04.get("sweep_images"):  # None when FULL_SWEEP = False
+            rows += [("full sweep", f"{s04['sweep_images']:,} images decoded in {s04['sweep_seconds']:.0f} s")]
     if paper:
         rows += [("overlay, paper's recipe", f"{paper['verdict']}: {paper['n_clusters']} cluster(s), separation "
                   f"{paper['min_separation']:.2f} sd, {paper['dead_units']} of 16 dead units; trained in "
