@@ -14,6 +14,7 @@ from sklearn.metrics import log_loss
 from vae_overlay import classifier, runs
 from vae_overlay import classifier_experiment as experiment
 from vae_overlay.elpv import elpv_image
+from vae_overlay.stats import paired_comparison
 
 matplotlib.use("Agg")
 
@@ -243,7 +244,7 @@ def test_evaluate_accuracy_and_balanced_accuracy():
 def test_paired_comparison_on_a_known_case():
     baseline = np.array([0.70, 0.72, 0.74, 0.76, 0.78])
     other = baseline + np.array([1, 2, 3, 4, 5]) / 100
-    result = classifier.paired_comparison(baseline, other)
+    result = paired_comparison(baseline, other)
     # differences 0.01..0.05: mean 0.03, sd sqrt(2.5)/100, t = 0.03 / (sd / sqrt 5) = 3 sqrt 2 = 4.2426
     assert result["mean_difference"] == pytest.approx(0.03)
     assert result["std_difference"] == pytest.approx(np.sqrt(2.5) / 100)
@@ -256,14 +257,14 @@ def test_paired_comparison_on_a_known_case():
 
 
 def test_paired_comparison_edge_cases():
-    same = classifier.paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    same = paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
     assert same["mean_difference"] == 0 and same["p_value"] == 1.0 and same["improved"] == 0
-    shifted = classifier.paired_comparison([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    shifted = paired_comparison([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     assert shifted["mean_difference"] == pytest.approx(-0.1) and shifted["p_value"] < 1e-6
     with pytest.raises(ValueError):
-        classifier.paired_comparison([0.5, 0.6], [0.5])
+        paired_comparison([0.5, 0.6], [0.5])
     with pytest.raises(ValueError):
-        classifier.paired_comparison([0.5], [0.6])
+        paired_comparison([0.5], [0.6])
 
 
 # ----------------------------------------------------------------------------- classifier and VAE samples
@@ -450,7 +451,7 @@ def test_summarise_pairs_the_seeds_and_compares_with_the_original_set():
     assert original["std"] == pytest.approx(0.02)
     paired = summary["paired_vs_original"]
     assert list(paired) == list(experiment.CONDITIONS)[1:]
-    assert paired["(2) classical augmentation"]["roc_auc"] == classifier.paired_comparison(
+    assert paired["(2) classical augmentation"]["roc_auc"] == paired_comparison(
         [0.70, 0.72, 0.74], [0.80, 0.81, 0.83])
     assert paired["(4) + VAE overlays"]["accuracy"]["mean_difference"] == pytest.approx(-0.02 / 3)
     assert [t["seed"] for t in summary["timings"]] == [5, 6, 7] and len(summary["vae_restarts"]) == 3

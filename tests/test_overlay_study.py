@@ -4,6 +4,7 @@ import pytest
 from scipy import ndimage
 
 from vae_overlay import overlay_study, study
+from vae_overlay.stats import holm
 
 
 def disc_image(size=32, centre=(12, 12), radius=4, depth=0.5, level=0.8):
@@ -176,8 +177,8 @@ def test_reconstruction_floor_is_the_sources_own_entropy_below_any_other_decode(
 
 
 def test_holm_adjusts_in_step_down_order_and_keeps_nan():
-    assert study.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    adjusted = study.holm([0.2, float("nan"), 0.9])
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([0.2, float("nan"), 0.9])
     assert adjusted[0] == pytest.approx(0.4) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.9)
 
 

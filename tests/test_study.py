@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from vae_overlay import section3_study, study
+from vae_overlay.stats import t_interval
 
 TINY = {"seed": [0, 1], "image_size": [16], "loss": ["sum", "keras-io-2020"], "data": ["synthetic"], "epochs": [2]}
 
@@ -166,9 +167,9 @@ def test_t_interval_is_scipys_t_interval_a_point_without_spread_and_nan_below_tw
 
     values = [0.1, 0.4, -0.2, 0.3, float("nan")]  # the NaN is left out, as a dropped run
     expected = stats.ttest_1samp(values[:4], 0.0).confidence_interval(0.9)
-    assert study.t_interval(values, 0.9) == pytest.approx((expected.low, expected.high))
-    assert study.t_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2))
-    assert all(v != v for v in study.t_interval([0.3])) and all(v != v for v in study.t_interval([]))
+    assert t_interval(values, 0.9) == pytest.approx((expected.low, expected.high))
+    assert t_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2))
+    assert all(v != v for v in t_interval([0.3])) and all(v != v for v in t_interval([]))
 
 
 def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys):

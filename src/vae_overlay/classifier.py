@@ -15,14 +15,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from scipy import stats
 from sklearn import metrics
 
 from vae_overlay.data import as_uint8, square_resize
 from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
 from vae_overlay.runs import atomic_write_text
-from vae_overlay.study import t_interval
 
 DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
 MODULE_TYPES = ("mono", "poly", "both")
@@ -335,24 +333,3 @@ def evaluate(labels, scores, threshold: float = 0.5) -> dict:
     return {"accuracy": float(metrics.accuracy_score(labels, predicted)),
             "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)),
             "roc_auc": float(metrics.roc_auc_score(labels, scores))}
-
-
-def paired_comparison(baseline, other, confidence: float = 0.95) -> dict:
-    """Paired comparison of `other` against `baseline` (same seeds): mean difference, its t-based
-    confidence interval and the two-sided paired t-test p-value (scipy.stats.ttest_rel), and how many
-    pairs improved. Identical differences (no spread) give t = 0, p = 1 if zero, else t = +-inf, p = 0."""
-    baseline = np.asarray(baseline, dtype=np.float64)
-    other = np.asarray(other, dtype=np.float64)
-    if baseline.shape != other.shape or baseline.ndim != 1 or len(baseline) < 2:
-        raise ValueError("need two 1-D arrays of the same length >= 2 (one value per seed)")
-    differences = other - baseline
-    mean, std = float(differences.mean()), float(differences.std(ddof=1))
-    low, high = t_interval(differences, confidence)
-    if std == 0:
-        t_value = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
-        p_value = 1.0 if mean == 0 else 0.0
-    else:
-        test = stats.ttest_rel(other, baseline)
-        t_value, p_value = float(test.statistic), float(test.pvalue)
-    return {"n": len(differences), "mean_difference": mean, "std_difference": std, "ci_low": float(low),
-            "ci_high": float(high), "t": t_value, "p_value": p_value, "improved": int((differences > 0).sum())}

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vae_overlay import classifier, overlay, train
+from vae_overlay.stats import paired_comparison
 
 CONDITIONS = {  # name: (classical augmentation?, generated sets added to the training set)
     "(1) original": (False, ()),
@@ -236,7 +237,7 @@ def describe_seed(result: dict) -> str:
 
 def summarise(results: list) -> dict:
     """The seeds' results -> {"conditions": {condition: {metric: {mean, std, per_seed}}}, "paired_vs_original":
-    {condition: {metric: classifier.paired_comparison}}, "vae_restarts", "generated_image_checks", "timings"}.
+    {condition: {metric: stats.paired_comparison}}, "vae_restarts", "generated_image_checks", "timings"}.
     The seeds pair up in the order of `results`."""
     rows = [row for result in results for row in result["rows"]]
     values = {c: {m: np.array([row[m] for row in rows if row["condition"] == c]) for m in METRICS} for c in CONDITIONS}
@@ -244,7 +245,7 @@ def summarise(results: list) -> dict:
     return {
         "conditions": {c: {m: {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                                "per_seed": v.tolist()} for m, v in values[c].items()} for c in CONDITIONS},
-        "paired_vs_original": {c: {m: classifier.paired_comparison(values[baseline][m], values[c][m]) for m in METRICS}
+        "paired_vs_original": {c: {m: paired_comparison(values[baseline][m], values[c][m]) for m in METRICS}
                                for c in CONDITIONS if c != baseline},
         "vae_restarts": [run for result in results for run in result["vae_runs"]],
         "generated_image_checks": [check for result in results for check in result["generated_checks"]],

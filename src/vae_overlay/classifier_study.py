@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import classifier, runs, study
 from vae_overlay import classifier_experiment as experiment
+from vae_overlay import runs, study
+from vae_overlay.stats import paired_comparison, t_interval
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
@@ -75,7 +76,7 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
             entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs),
                      "margin": margin}
             if len(pairs) >= 2:
-                paired = classifier.paired_comparison(pairs[:, 0], pairs[:, 1])  # mean, 95 % CI, p, runs improved
+                paired = paired_comparison(pairs[:, 0], pairs[:, 1])  # mean, 95 % CI, p, runs improved
                 diff, n, mean, sd = pairs[:, 1] - pairs[:, 0], paired["n"], paired["mean_difference"], paired["std_difference"]
                 if sd == 0:  # every run the same difference: equivalent exactly when it lies inside the margin
                     tost_p = 0.0 if abs(mean) < margin else 1.0
@@ -113,7 +114,7 @@ def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
         for condition in experiment.STUDY_CONDITIONS:
             values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
             values = values[np.isfinite(values)]
-            low, high = study.t_interval(values)
+            low, high = t_interval(values)
             out.append({"n_train": n_train, "condition": condition, "runs": len(values),
                         "mean": float(values.mean()) if len(values) else float("nan"),
                         "ci_low": float(low), "ci_high": float(high)})

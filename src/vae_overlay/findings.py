@@ -20,6 +20,7 @@ import pandas as pd
 
 from vae_overlay import classifier_experiment as experiment
 from vae_overlay import classifier_study, overlay_study, runs, section3_study, study
+from vae_overlay.stats import holm, t_interval, wilson
 
 VERDICTS = ("holds", "fails", "not supported", "undecided")
 MOSTLY = 0.5  # "mainly" / "most trainings": a share above one half
@@ -44,7 +45,7 @@ class Finding:
 
 
 def share(hits: int, n: int) -> str:
-    low, high = study.wilson(hits, n)
+    low, high = wilson(hits, n)
     return f"{hits} of {n} [{low:.2f}, {high:.2f}]"
 
 
@@ -54,7 +55,7 @@ def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: i
 
 def share_word(hits: int, n: int) -> str:
     """holds: most units, by the Wilson interval's lower end; fails: the upper end below one half; else undecided."""
-    low, high = study.wilson(hits, n)
+    low, high = wilson(hits, n)
     return "holds" if low > MOSTLY else "fails" if high < MOSTLY else "undecided"
 
 
@@ -129,12 +130,12 @@ def crack_like(results: Path) -> Finding | None:
     entries = []
     for values, group in study.grouped(rows, ("data", "image_size", "loss")):
         shares = np.array([r["crack_fraction_occupied"] for r in group], np.float64)
-        low, high = study.t_interval(shares)
+        low, high = t_interval(shares)
         p = stats.ttest_1samp(shares, MOSTLY, alternative="greater").pvalue if shares.std() > 0 else 1.0
         entries.append({"data": values["data"], "px": values["image_size"], "loss": values["loss"],
                         "runs": len(group), "crack-like share": interval(shares.mean(), low, high),
                         "p (> ½)": float(p), "mean": shares.mean(), "high": high})
-    for entry, adjusted in zip(entries, study.holm([e["p (> ½)"] for e in entries])):
+    for entry, adjusted in zip(entries, holm([e["p (> ½)"] for e in entries])):
         entry["p Holm"] = round(adjusted, 4)
         entry["p (> ½)"] = round(entry["p (> ½)"], 4)
     held = [e for e in entries if e["p Holm"] < 0.05]
@@ -262,7 +263,7 @@ def classifier_gain(results: Path, name: str = "classifier") -> Finding | None:
     auc = {(e["n_train"], e["condition"]): e for e in classifier_study.summarize(rows, "roc_auc")}
     uses_vae = {c for c, (_, sets) in experiment.STUDY_CONDITIONS.items() if set(sets) & set(experiment.VAE_SETS)}
     vae = [e for e in primary if e["condition"] in uses_vae and "mean" in e]
-    adjusted = dict(zip([id(e) for e in vae], study.holm([e["p"] for e in vae])))
+    adjusted = dict(zip([id(e) for e in vae], holm([e["p"] for e in vae])))
     detail = []
     for e in primary:
         other, measured = auc[(e["n_train"], e["condition"])], "mean" in e
@@ -296,7 +297,7 @@ def tost_interval(rows: list[dict], entry: dict) -> str:
     metric, condition = classifier_study.PRIMARY, entry["condition"]
     diffs = [r[f"{metric}|{condition}"] - r[f"{metric}|{baseline}"] for r in rows
              if r["n_train"] == entry["n_train"] and np.isfinite(r.get(f"{metric}|{condition}", np.nan))]
-    low, high = study.t_interval(diffs, 0.90)
+    low, high = t_interval(diffs, 0.90)
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 

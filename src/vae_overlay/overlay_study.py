@@ -40,6 +40,7 @@ import numpy as np
 from vae_overlay import overlay, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
+from vae_overlay.stats import holm, paired_comparison, t_interval, wilson
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
 SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
@@ -248,12 +249,12 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
     summary = []
     for values, group in study.grouped(rows, by):
         verdicts = [r["verdict"] for r in group]
-        low, high = study.wilson(verdicts.count("separated"), len(group))
+        low, high = wilson(verdicts.count("separated"), len(group))
         recon = np.array([r["final_reconstruction"] for r in group], np.float64)
         entry = {**values, "runs": len(group), "separated_low": low, "separated_high": high,
                  "dead_units_median": float(np.median([r["dead_units"] for r in group])),
                  "reconstruction_mean": float(recon.mean())}
-        entry.update(zip(("reconstruction_low", "reconstruction_high"), study.t_interval(recon)))
+        entry.update(zip(("reconstruction_low", "reconstruction_high"), t_interval(recon)))
         entry.update({name: verdicts.count(name) for name in ("separated", "overlapping", "collapsed")})
         for score in SCORES:
             columns = {m: sorted(c for c in group[0] if c.startswith(f"{score}|{m}|")) for m in METHODS}
@@ -264,7 +265,7 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
                     continue
                 diff = (values_ - table[baseline]).ravel()
                 diff = diff[np.isfinite(diff)]
-                low, high = study.t_interval(diff)
+                low, high = t_interval(diff)
                 entry.update({f"{score}|{method}|diff": float(diff.mean()) if len(diff) else float("nan"),
                               f"{score}|{method}|low": low, f"{score}|{method}|high": high,
                               f"{score}|{method}|seeds_better": int((np.nanmean(values_ - table[baseline], axis=1) > 0).sum())})
@@ -331,17 +332,15 @@ def arm_verdicts(rows: list[dict], score: str = "contrast", baseline: str = "pix
     * "one cluster per source": `sets`, `sets_separated` (sets where every seed separated) with its 95 % Wilson
       interval, and the mean separated share over sets;
     * "the overlay keeps the defects": per method, the paired difference from `baseline` over sets
-      (`classifier.paired_comparison`: mean, 95 % t interval, p, sets improved) and the p-value Holm-adjusted over
+      (`stats.paired_comparison`: mean, 95 % t interval, p, sets improved) and the p-value Holm-adjusted over
       the `methods` compared (`<method>|p_holm`); `<method>|holds` = the sets where the method beats the baseline.
     """
-    from vae_overlay.classifier import paired_comparison
-
     means = set_means(rows, score, (baseline, *methods))
     verdicts = []
     for values, group in study.grouped(means, ("variant", "arm")):
         shares = [g["separated_share"] for g in group]
         separated = sum(share == 1.0 for share in shares)
-        low, high = study.wilson(separated, len(group))
+        low, high = wilson(separated, len(group))
         entry = {**values, "sets": len(group), "sets_separated": separated, "separated_low": low,
                  "separated_high": high, "separated_share_mean": float(np.mean(shares))}
         tests = {}
@@ -349,7 +348,7 @@ def arm_verdicts(rows: list[dict], score: str = "contrast", baseline: str = "pix
             pairs = [(g[baseline], g[method]) for g in group if np.isfinite(g[baseline]) and np.isfinite(g[method])]
             if len(pairs) >= 2:
                 tests[method] = paired_comparison(*np.array(pairs).T)
-        for method, adjusted in zip(tests, study.holm([t["p_value"] for t in tests.values()])):
+        for method, adjusted in zip(tests, holm([t["p_value"] for t in tests.values()])):
             test = tests[method]
             entry.update({f"{method}|diff": test["mean_difference"], f"{method}|low": test["ci_low"],
                           f"{method}|high": test["ci_high"], f"{method}|p": test["p_value"],

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_overlay import runs, study
+from vae_overlay.stats import wilson
 from vae_overlay.study import run_key
 
 TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
@@ -121,7 +122,7 @@ def summarize(rows: list[dict], by=CONFIGURATION) -> list[dict]:
                  "two_axes": [r["active_units"] == 2 for r in group]}
         flags.update({name: [extents(r)[name] for r in group] for name in extents(group[0])})
         for name, hits in flags.items():
-            low, high = study.wilson(sum(hits), len(hits))
+            low, high = wilson(sum(hits), len(hits))
             entry.update({name: sum(hits), f"{name}_rate": sum(hits) / len(hits), f"{name}_low": low, f"{name}_high": high})
         reaches = [reach(r) for r in group]
         entry.update(reach_median=float(np.median(reaches)), reach_max=float(max(reaches)))

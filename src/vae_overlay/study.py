@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from vae_overlay import runs
 from vae_overlay.data import BUILT_IN as DATA_SOURCES
 
@@ -222,41 +220,6 @@ def grouped(rows: list[dict], by) -> list[tuple[dict, list[dict]]]:
         if not row.get("error"):
             groups.setdefault(tuple(row[key] for key in by), []).append(row)
     return [(dict(zip(by, values)), group) for values, group in sorted(groups.items())]
-
-
-def wilson(hits: int, n: int) -> tuple[float, float]:
-    """The 95 % Wilson interval of a share `hits` of `n` (scipy.stats.binomtest)."""
-    from scipy import stats
-
-    interval = stats.binomtest(int(hits), int(n)).proportion_ci(method="wilson")
-    return float(interval.low), float(interval.high)
-
-
-def holm(p_values) -> list[float]:
-    """Holm's step-down adjustment of p-values for the family they form (NaN stays NaN, results capped at 1): the
-    k-th smallest p is multiplied by (m - k + 1), and each adjusted value is at least the one before it."""
-    p_values = np.asarray(p_values, np.float64)
-    finite = np.flatnonzero(np.isfinite(p_values))
-    adjusted = np.full(len(p_values), np.nan)
-    running = 0.0
-    for rank, index in enumerate(finite[np.argsort(p_values[finite], kind="stable")]):
-        running = max(running, min(1.0, (len(finite) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
-
-
-def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
-    """The `confidence` t interval of the mean of the finite `values`: NaN for fewer than two, the mean itself at both
-    ends when they do not spread (every run the same)."""
-    from scipy import stats
-
-    values = np.asarray(values, np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    mean, sd = float(values.mean()), float(values.std(ddof=1))
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / np.sqrt(len(values)) if sd > 0 else 0.0
-    return mean - half, mean + half
 
 
 def write_table(path: str | Path, rows: list[dict]) -> None:
