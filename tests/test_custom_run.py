@@ -112,7 +112,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
     (empty / "notes.txt").write_text("not an image")
     with pytest.raises(data.DatasetError, match=r"No usable image in .*no images"):  # refused before any notebook
         reproduce.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
-    monkeypatch.setattr(config, "preflight", lambda run, step_seconds=None: "")  # as if the folder emptied later
+    monkeypatch.setattr(reproduce, "preflight", lambda run, step_seconds=None: "")  # as if the folder emptied later
     with pytest.raises(RuntimeError, match=r"01_prepare_dataset.ipynb stopped with DatasetError: .*no images"):
         reproduce.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
     assert tree_digest(ROOT / "notebooks", ROOT / "results", ROOT / "data") == committed
