@@ -63,7 +63,8 @@ def run(config: dict, artifacts_dir: str) -> dict:
 
 def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALENCE_MARGIN) -> list[dict]:
     """Per n_train and condition: the paired difference from "(1) original" over the runs that have both (mean,
-    95 % CI, p), the minimum detectable effect and the TOST equivalence p-value against +-`margin`."""
+    95 % CI, p), the minimum detectable effect, and the TOST equivalence p-value against +-`margin` with its 90 %
+    interval (`tost_low`, `tost_high`)."""
     from scipy import stats
 
     baseline = next(iter(experiment.STUDY_CONDITIONS))
@@ -83,8 +84,9 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
                 else:
                     tost_p = max(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue,
                                  stats.ttest_1samp(diff, margin, alternative="less").pvalue)
+                tost_low, tost_high = t_interval(diff, 0.90)  # TOST at 5 % <=> this interval lies inside +-margin
                 entry.update(mean=mean, ci_low=paired["ci_low"], ci_high=paired["ci_high"], p=paired["p_value"],
-                             improved=paired["improved"], tost_p=float(tost_p),
+                             improved=paired["improved"], tost_p=float(tost_p), tost_low=tost_low, tost_high=tost_high,
                              mde=float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)))
             entry["verdict"] = verdict(entry)
             out.append(entry)
