@@ -20,7 +20,7 @@ from sklearn import metrics
 from vae_overlay.data import as_uint8, square_resize
 from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
-from vae_overlay.runs import atomic_write_text
+from vae_overlay.runs import atomic_write_text, seed_everything
 
 DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
 MODULE_TYPES = ("mono", "poly", "both")
@@ -241,8 +241,7 @@ def build_classifier(image_size: int = 64, seed: int | None = None) -> keras.Mod
 
     Strided convolutions instead of pooling keep a training step at ~20 ms on 2 CPU cores.
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     inputs = keras.Input(shape=(image_size, image_size, 1), name="cell")
     x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
     for number, filters in enumerate((16, 32, 64, 64), start=1):

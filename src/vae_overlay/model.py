@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from vae_overlay.runs import atomic_path, check_finite
+from vae_overlay.runs import atomic_path, check_finite, seed_everything
 
 LOSSES = ("sum", "keras-io-2020")
 KERAS_IO_2020_PIXELS = 28 * 28  # the MNIST image area the 2020 example multiplies the mean BCE by
@@ -174,8 +174,7 @@ def build_vae(image_size: int = 64, latent_dim: int = 2, seed: int | None = 42, 
 
     `encoder_options`: those of `build_encoder` (activation, dense_units, log_var_bias, standardize_with).
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     encoder = build_encoder(image_size, latent_dim, seed=seed, **encoder_options)
     decoder = build_decoder(image_size, latent_dim)
     return VAE(encoder, decoder, loss=loss, name="vae")

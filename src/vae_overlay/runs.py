@@ -60,6 +60,20 @@ def fingerprint(value) -> str:
     return digest.hexdigest()[:16]
 
 
+def seed_everything(seed: int | None = None, deterministic: bool = False) -> None:
+    """The one way a run is seeded, so that the same seed gives the same weights: with a `seed`, Python's,
+    NumPy's and the backend's random generators (`keras.utils.set_random_seed`); with `deterministic`,
+    TensorFlow's deterministic kernels for the rest of the process (same seed on CPU -> same weights)."""
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def check_same_settings(found: dict, wanted: dict, source, hint: str = "set retrain=True") -> None:
     """Raise RunMismatch naming every key whose value differs between `found` (from `source`) and `wanted`
     (a key present on one side only differs too)."""
