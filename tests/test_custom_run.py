@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from vae_overlay import config, data, reproduce, runs, stream, synth, train
+from vae_overlay import config, data, datasets, reproduce, runs, stream, synth, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's two models on 8 copies for 2 epochs.
@@ -97,7 +97,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
         assert str(ROOT) + "/.venv" not in path.read_text()
 
     # Notebook 01 re-run on other images, notebook 02 not: notebook 03 must refuse the pair and say what to run.
-    artifacts = runs.run_dir(run.parameters["ARTIFACTS_DIR"], str(folder))
+    artifacts = datasets.run_dir(run.parameters["ARTIFACTS_DIR"], str(folder))
     images, names = data.load_dataset(artifacts / "dataset.npz")
     data.save_dataset(artifacts / "dataset.npz", data.LoadedImages(images[:, ::-1].copy(), names))
     with pytest.raises(papermill.PapermillExecutionError, match="02_train_vae.ipynb with RETRAIN = True"):
@@ -120,7 +120,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
 
 def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp_path):
     folder = image_folder(tmp_path / "streamed", count=10)
-    run = runs.run_dir(tmp_path / "artifacts", str(folder))
+    run = datasets.run_dir(tmp_path / "artifacts", str(folder))
     source = stream.ImageStream(folder, 32, run / "image-cache", verbose=0)
     train.train_vae(source, run, epochs=1, batch_size=5, verbose=0)
     images, names, vae, found = config.load_trained(tmp_path / "artifacts", str(folder), 32, 2, max_sample=4)

@@ -48,7 +48,8 @@ def run(config: dict, artifacts_dir: str) -> dict:
     settings = experiment.Settings(n_train_per_class=config["n_train"], n_val_per_class=config["n_val"],
                                    n_generated_per_class=config["n_train"], epochs=config["epochs"],
                                    classifier_steps=config["classifier_steps"])
-    folder = Path(artifacts_dir) / "classifier" / f"{config['module_type']}-{config['image_size']}px-split{config['seed']}"
+    label = f"{config['module_type']}-{config['image_size']}px-split{config['seed']}"
+    folder = runs.named_folder(Path(artifacts_dir) / "classifier", label)
     result = experiment.run_seed(task, config["seed"], folder, settings, conditions=experiment.STUDY_CONDITIONS,
                                  drop_collapsed=True)
     row = {"n_test": len(task.test_names), "n_test_defective": int(task.labels(task.test_names).sum()),

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data
-from vae_overlay.runs import RunMismatch, fingerprint, run_dir, safe_name
+from vae_overlay import data, datasets
+from vae_overlay.runs import RunMismatch, fingerprint, folder_name
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -147,17 +147,17 @@ def run_identity(changes: dict, series_dataset: str = ELPV_DATASETS[0]) -> tuple
     after an edit, never share a run). `make reproduce` and a notebook executed in place name a run alike."""
     changes = {k: as_list(v) for k, v in changes.items()}
     dataset = str(changes.get("DATASET", series_dataset))
-    custom_data = dataset not in data.BUILT_IN
+    custom_data = dataset not in datasets.BUILT_IN
     listing = []
     if custom_data:
         folder = data.resolve_folder(dataset).resolve()
         if not folder.is_dir():
             raise FileNotFoundError(f"DATASET={dataset!r}: no such folder (looked for {folder}); give a folder of "
-                                    f"images or one of {list(data.BUILT_IN)}")
+                                    f"images or one of {list(datasets.BUILT_IN)}")
         changes["DATASET"] = dataset = str(folder)
         listing = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
-    label = safe_name(Path(dataset).name) if custom_data else dataset
-    return f"{label}-{fingerprint({'parameters': changes, 'files': listing})[:8]}", changes
+    label = Path(dataset).name if custom_data else dataset
+    return folder_name(label, {"parameters": changes, "files": listing}, 8), changes
 
 
 def output_folder(notebook: str, values: dict, runs_dir: str | Path | None = None) -> str:
@@ -222,7 +222,7 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
     """
     from vae_overlay import model, stream, train
 
-    run = run_dir(artifacts_dir, dataset)
+    run = datasets.run_dir(artifacts_dir, dataset)
     model_path = run / train.MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found: run 02_train_vae.ipynb first with DATASET = {dataset!r} "
@@ -241,7 +241,7 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
                               f"01_prepare_dataset.ipynb with IMAGE_SIZE = {image_size}, then 02.")
         if fingerprint(images) == trained["images_sha256"]:
             return images, names, model.load_vae(model_path), run
-    if cache.is_dir() and dataset not in data.BUILT_IN:
+    if cache.is_dir() and dataset not in datasets.BUILT_IN:
         source = stream.ImageStream(data.resolve_folder(dataset), image_size, cache, verbose=0)
         if source.sha256 == trained["images_sha256"]:
             index = np.unique(np.linspace(0, len(source) - 1, min(max_sample, len(source))).astype(int))

@@ -1,5 +1,5 @@
-"""Image folders -> arrays, the data-source dispatch (`load_source`: the ELPV sources are `vae_overlay.elpv`'s, the
-synthetic one `vae_overlay.synth`'s) and the prepared-dataset files.
+"""Image folders -> arrays, and the prepared-dataset files (the data-source dispatch over these, the
+ELPV sources and the synthetic one is `vae_overlay.datasets`).
 
 The loading rule (documented in the README):
 
@@ -33,7 +33,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vae_overlay.runs import atomic_write_bytes
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 8000 x 8000 photo loads; a 100k x 100k bomb does not
-BUILT_IN = ("elpv-cracks", "elpv-crack-patches", "elpv-crack-patches-wide", "synthetic")  # DATASETs that are not folders
 
 
 class DatasetError(ValueError):
@@ -203,7 +202,7 @@ def stack_images(images: list[np.ndarray], size: int) -> np.ndarray:
     return np.stack(images)[..., None].astype(np.float32) if images else np.zeros((0, size, size, 1), np.float32)
 
 
-# --- dispatch and files ------------------------------------------------------------------------
+# --- folders and files ------------------------------------------------------------------------
 
 def resolve_folder(dataset: str | Path) -> Path:
     """A folder path as given, or relative to the project root when it is not found as given."""
@@ -212,21 +211,6 @@ def resolve_folder(dataset: str | Path) -> Path:
         return path
     candidate = project_root() / path
     return candidate if candidate.exists() else path
-
-
-def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 80) -> LoadedImages:
-    """DATASET ("elpv-cracks", "elpv-crack-patches", "synthetic", or a folder) -> LoadedImages at `size` px."""
-    if dataset.startswith("elpv-"):
-        from vae_overlay import elpv  # elpv builds on this module's loaders
-
-        return elpv.load(dataset, size)
-    if dataset == "synthetic":
-        from vae_overlay import synth
-
-        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed, kinds=("crack",), crack_fraction=1.0)
-        names = [f"synthetic_{kind}_{i:03d}" for i, kind in enumerate(kinds)]
-        return LoadedImages(images.astype(np.float32), names, source=f"synthetic (seed {seed})")
-    return load_folder(resolve_folder(dataset), size)
 
 
 def check_images(images):

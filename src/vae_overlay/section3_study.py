@@ -30,9 +30,9 @@ SECONDS_PER_IMAGE_EPOCH = 0.0048  # measured: 100 epochs x 80 images at 64 px in
 @lru_cache(maxsize=8)
 def training_images(data: str, image_size: int) -> np.ndarray:
     """The 80 training images of a data source at `image_size` px (cached per process)."""
-    from vae_overlay import data as data_module
+    from vae_overlay import datasets
 
-    return data_module.load_source(data, image_size).images
+    return datasets.load_source(data, image_size).images
 
 
 def images_fingerprint(config: dict) -> str:
@@ -80,12 +80,17 @@ def measure(vae, images) -> dict:
             for key, value in row.items()}
 
 
+def run_folder(artifacts_dir, key: str) -> Path:
+    """The folder of the study run whose table key is `key`: `artifacts_dir/<key>/`."""
+    return runs.named_folder(artifacts_dir, key)
+
+
 def train_and_measure(config: dict, artifacts_dir: str) -> dict:
     """A Section 3 run: train (or resume, or load) in `artifacts_dir/<key>/` and `measure`."""
     from vae_overlay import train
 
     images = training_images(config["data"], config["image_size"])
-    folder = Path(artifacts_dir) / run_key(config)
+    folder = run_folder(artifacts_dir, run_key(config))
     vae, history = train.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
     record = train.read_history(folder / train.HISTORY_FILE)
     return dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
@@ -138,7 +143,8 @@ def load_run(row: dict, artifacts_dir) -> tuple:
     from vae_overlay import train
 
     images = training_images(row["data"], row["image_size"])
-    vae, _ = train.train_vae(images, Path(artifacts_dir) / row["key"], verbose=0, **{key: row[key] for key in TRAIN_KEYS})
+    vae, _ = train.train_vae(images, run_folder(artifacts_dir, row["key"]), verbose=0,
+                             **{key: row[key] for key in TRAIN_KEYS})
     return vae, images
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vae_overlay import runs
-from vae_overlay.data import BUILT_IN as DATA_SOURCES
+from vae_overlay.datasets import BUILT_IN as DATA_SOURCES
 
 STUDY_VERSION = 1  # bump when a measurement changes: tables of another version are refused, not mixed
 LOSSES = ("sum", "keras-io-2020")
