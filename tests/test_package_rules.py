@@ -119,3 +119,10 @@ def test_package_imports_point_down():
     graph = {path.stem: imported_modules(path) - {path.stem} for path in MODULES}
     cycle = import_cycle(graph)
     assert cycle == [], f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_domain_modules_never_import_the_study_runner():
+    """A study kind is a plug-in of the runner (it imports study.py); the pieces it runs do not."""
+    domain = ("runs", "data", "datasets", "elpv", "synth", "model", "train", "overlay",
+              "classifier")
+    assert {name for name in domain if "study" in imported_modules(PACKAGE / f"{name}.py")} == set()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_overlay import classifier, runs, study
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import runs, study
 from vae_overlay.stats import paired_comparison, t_interval
 
 PRIMARY = "balanced_accuracy"
@@ -60,6 +60,13 @@ def run(config: dict, artifacts_dir: str) -> dict:
         for metric in experiment.METRICS:
             row[f"{metric}|{result_row['condition']}"] = round(float(result_row[metric]), 5)
     return row
+
+
+KIND = study.register("classifier", study.Kind(
+    defaults={"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
+              "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
+    run=run, data=data_fingerprint, seconds=seconds,
+    allowed={"module_type": classifier.MODULE_TYPES}, text_columns=("module_type",)))
 
 
 def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALENCE_MARGIN) -> list[dict]:

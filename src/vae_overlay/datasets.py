@@ -1,9 +1,10 @@
-"""DATASET, the parameter every notebook shares: the images it names and the artifacts folder they go to.
+"""DATASET, the parameter the notebooks share: the images it names, the folder of their artifacts.
 
-A DATASET is one of the built-in sources (`BUILT_IN`: the ELPV sources of `vae_overlay.elpv`, the synthetic
-one of `vae_overlay.synth`) or a folder of images (loaded by `vae_overlay.data`'s rule). This module sits above
-all three, so that they never import each other to dispatch: `load_source` picks the loader, `run_dir` names
-the folder a dataset's artifacts (dataset.npz, vae.keras, history.json) go to.
+A DATASET is one of the built-in sources (`BUILT_IN`: the ELPV sources of `vae_overlay.elpv`, the
+synthetic one of `vae_overlay.synth`) or a folder of images (loaded by `vae_overlay.data`'s rule).
+This module sits above all three, so that they never import each other to dispatch: `load_source`
+picks the loader, `run_dir` names the folder of a dataset's artifacts (dataset.npz, vae.keras,
+history.json).
 """
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import numpy as np
 
 from vae_overlay import data, runs
 
-BUILT_IN = ("elpv-cracks", "elpv-crack-patches", "elpv-crack-patches-wide", "synthetic")  # DATASETs, not folders
+# the DATASETs that are not folders
+BUILT_IN = ("elpv-cracks", "elpv-crack-patches", "elpv-crack-patches-wide", "synthetic")
 PATH_DIGITS = 6  # hex digits of a folder's path hash in its run name (the folders on disk carry 6)
 
 
-def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 80) -> data.LoadedImages:
-    """DATASET ("elpv-cracks", "elpv-crack-patches", "synthetic", or a folder) -> LoadedImages at `size` px."""
+def load_source(dataset: str, size: int, seed: int = 42,
+                synthetic_count: int = 80) -> data.LoadedImages:
+    """DATASET ("elpv-cracks", "elpv-crack-patches", "synthetic", or a folder) -> LoadedImages at
+    `size` px."""
     if dataset.startswith("elpv-"):
         from vae_overlay import elpv
 
@@ -27,18 +31,20 @@ def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 
     if dataset == "synthetic":
         from vae_overlay import synth
 
-        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed, kinds=("crack",),
-                                              crack_fraction=1.0)
+        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed,
+                                              kinds=("crack",), crack_fraction=1.0)
         names = [f"synthetic_{kind}_{i:03d}" for i, kind in enumerate(kinds)]
-        return data.LoadedImages(images.astype(np.float32), names, source=f"synthetic (seed {seed})")
+        source = f"synthetic (seed {seed})"
+        return data.LoadedImages(images.astype(np.float32), names, source=source)
     return data.load_folder(data.resolve_folder(dataset), size)
 
 
 def run_name(dataset: str) -> str:
-    """Name of the artifacts folder for a dataset: a built-in set's name, or a folder's name and path hash.
+    """Name of the artifacts folder for a dataset: a built-in set's name, or a folder's name and the
+    hash of its path.
 
-    The hash of the folder's absolute path keeps two folders called `mine`, or a folder called `synthetic`,
-    from sharing one artifacts folder.
+    The hash of the folder's absolute path keeps two folders called `mine`, or a folder called
+    `synthetic`, from sharing one artifacts folder.
     """
     if dataset in BUILT_IN:
         return runs.folder_name(dataset)
@@ -47,7 +53,8 @@ def run_name(dataset: str) -> str:
 
 
 def dataset_label(name: str) -> str:
-    """A `run_name` as a reader calls the dataset: without the path hash ("my_cracks-6b0498" -> "my_cracks")."""
+    """A `run_name` as a reader calls the dataset, without the path hash: "my_cracks-6b0498" ->
+    "my_cracks"."""
     return re.sub(rf"-[0-9a-f]{{{PATH_DIGITS}}}$", "", name)
 
 

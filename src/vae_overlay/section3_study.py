@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import runs, study
+from vae_overlay import datasets, model, runs, study
 from vae_overlay.stats import wilson
 from vae_overlay.study import run_key
 
+PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}  # Section 3
 TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
 PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
 BOX_REACHED = (10.0, 7.0)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
@@ -30,8 +31,6 @@ SECONDS_PER_IMAGE_EPOCH = 0.0048  # measured: 100 epochs x 80 images at 64 px in
 @lru_cache(maxsize=8)
 def training_images(data: str, image_size: int) -> np.ndarray:
     """The 80 training images of a data source at `image_size` px (cached per process)."""
-    from vae_overlay import datasets
-
     return datasets.load_source(data, image_size).images
 
 
@@ -54,7 +53,7 @@ def crack_scores(images) -> np.ndarray:
 
 def measure(vae, images) -> dict:
     """Everything a study row records about one trained VAE and its training images."""
-    from vae_overlay import latent, model
+    from vae_overlay import latent
     from vae_overlay.overlay import dead_units
 
     means = model.encode_mean(vae, images).astype(np.float64)
@@ -96,6 +95,12 @@ def train_and_measure(config: dict, artifacts_dir: str) -> dict:
     return dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
                 final_kl=round(history["kl_loss"][-1], 4), train_seconds=round(sum(record["epoch_seconds"]), 2),
                 **measure(vae, images))
+
+
+KIND = study.register("section3", study.Kind(
+    defaults={"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER},
+    run=train_and_measure, data=images_fingerprint, seconds=section3_seconds,
+    allowed={"loss": model.LOSSES, "data": datasets.BUILT_IN}, text_columns=("data", "loss")))
 
 
 def reach(row: dict) -> float:
