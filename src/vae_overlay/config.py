@@ -33,17 +33,18 @@ from vae_overlay.runs import RunMismatch, fingerprint, folder_name
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
-# Notebooks that do not apply to every run: 06 uses the labelled ELPV cells itself, whatever DATASET is, so it runs
-# with the ELPV built-ins (the default run's crack patches included) and is skipped for synthetic images or a folder
-# (a run about other images); 07 reads the committed study table.
+# Notebooks that do not apply to every run: notebook -> (the DATASETs of a run it applies to, why
+# it is skipped in a run on another one). 06 uses the labelled ELPV cells itself, whatever DATASET
+# is, so it runs with the ELPV built-ins (the default run's crack patches included) and is skipped
+# for synthetic images or a folder (a run about other images); 05b and 07 show committed studies.
 ELPV_DATASETS = ("elpv-crack-patches", "elpv-cracks")
-ONLY_IF = {"06": ("DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): notebook 06 classifies the "
-                  "ELPV cells labelled defective and functional, which a run on other images is not about",
-                  lambda dataset: dataset in ELPV_DATASETS),
-           "05b": ("it shows the committed Section 4 studies (make study extends them), not this run",
-                   lambda dataset: False),
-           "07": ("it shows the committed Section 3 study (make study extends it), not this run",
-                  lambda dataset: False)}
+APPLIES_ONLY_TO = {
+    "06": (ELPV_DATASETS, "DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): "
+                          "notebook 06 classifies the ELPV cells labelled defective and "
+                          "functional, which a run on other images is not about"),
+    "05b": ((), "it shows the committed Section 4 studies (make study extends them), not this run"),
+    "07": ((), "it shows the committed Section 3 study (make study extends it), not this run"),
+}
 FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
 _SHARED = {"DATASET": "elpv-crack-patches", "IMAGE_SIZE": 64, "SEED": 42, "ARTIFACTS_DIR": "../artifacts",
            "FIGURES_DIR": "../results/figures"}
@@ -202,8 +203,8 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     folder = Path(runs_dir).resolve() / name
     chosen, skipped = [], {}
     for path in series:
-        why, applies = ONLY_IF.get(number(path), ("", None))
-        if applies is None or applies(dataset):
+        applies_to, why = APPLIES_ONLY_TO.get(number(path), (None, ""))
+        if applies_to is None or dataset in applies_to:
             chosen.append(path)
         else:
             skipped[path.name] = why
