@@ -208,7 +208,7 @@ def test_dataset_round_trip_and_missing_file_message(tmp_path):
     images, names = data.load_dataset(path)
     assert np.array_equal(images, loaded.images) and names == loaded.names
     assert not list((tmp_path / "run").glob("*.tmp")), "no temp file left behind"
-    with pytest.raises(FileNotFoundError, match="01_prepare_dataset"):
+    with pytest.raises(data.DatasetMissing, match=r"other/dataset\.npz not found"):
         data.load_dataset(tmp_path / "other" / "dataset.npz")
 
 

@@ -22,6 +22,7 @@ hash that they belong together and names the notebook to re-run when they do not
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_overlay import data, datasets
-from vae_overlay.runs import RunMismatch, fingerprint, folder_name
+from vae_overlay.runs import NonFiniteState, RunMismatch, fingerprint, folder_name
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -213,6 +214,34 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     return Run(name, folder, chosen, run_parameters, skipped)
 
 
+def notebook_advice() -> tuple:
+    """(exception type, what to do about it in the notebook series) for the errors that the lower
+    layers raise with the facts alone: which notebook makes the missing file, what to set."""
+    from vae_overlay import model, overlay
+
+    same_folders = "with the same DATASET and ARTIFACTS_DIR"
+    return ((data.DatasetMissing, f"run notebooks/01_prepare_dataset.ipynb first {same_folders}."),
+            (data.ImagesUnusable, "re-create the dataset with notebooks/01_prepare_dataset.ipynb."),
+            (model.ModelMissing, f"run notebooks/02_train_vae.ipynb first ({same_folders})."),
+            (model.ModelUnusable, "re-run notebooks/02_train_vae.ipynb with RETRAIN = True."),
+            (NonFiniteState, "re-run notebooks/02_train_vae.ipynb with RETRAIN = True."),
+            (overlay.SourcesUnusable, "set OVERLAY_IMAGES to a list of at least two existing image "
+                                      "files (paths relative to notebooks/ or absolute)."))
+
+
+@contextlib.contextmanager
+def advised():
+    """Around a notebook's calls into the package: an error of `notebook_advice` is raised again, of
+    the same type, with what to do about it in the notebooks appended to its facts."""
+    try:
+        yield
+    except Exception as error:
+        advice = next((text for kind, text in notebook_advice() if isinstance(error, kind)), None)
+        if advice is None:
+            raise
+        raise type(error)(f"{error} In the notebooks: {advice}") from error
+
+
 def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, max_sample: int = MAX_SAMPLE):
     """(images, names, vae, run folder) for notebooks 03 and 04, checked to belong together.
 
@@ -241,13 +270,17 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
             raise RunMismatch(f"{npz} holds {images.shape[1]} px images, not IMAGE_SIZE = {image_size}: re-run "
                               f"01_prepare_dataset.ipynb with IMAGE_SIZE = {image_size}, then 02.")
         if fingerprint(images) == trained["images_sha256"]:
-            return images, names, model.load_vae(model_path), run
+            with advised():
+                vae = model.load_vae(model_path)
+            return images, names, vae, run
     if cache.is_dir() and dataset not in datasets.BUILT_IN:
         source = stream.ImageStream(data.resolve_folder(dataset), image_size, cache, verbose=0)
         if source.sha256 == trained["images_sha256"]:
             index = np.unique(np.linspace(0, len(source) - 1, min(max_sample, len(source))).astype(int))
             print(f"streamed training: analysing an even sample of {len(index):,} of {len(source):,} images")
-            return source.read(index), [source.names[i] for i in index], model.load_vae(model_path), run
+            with advised():
+                vae = model.load_vae(model_path)
+            return source.read(index), [source.names[i] for i in index], vae, run
     if not npz.is_file() and not cache.is_dir():
         raise FileNotFoundError(f"no dataset in {run}: run 01_prepare_dataset.ipynb first with DATASET = {dataset!r}.")
     raise RunMismatch(f"the images in {run} are not the ones {model_path} was trained on (their hash differs): "

@@ -39,6 +39,15 @@ class DatasetError(ValueError):
     """A dataset folder or file that cannot be used, with what to do about it."""
 
 
+class DatasetMissing(FileNotFoundError):
+    """No prepared dataset file where one was expected (`config.advised` names the notebook)."""
+
+
+class ImagesUnusable(DatasetError):
+    """Images that cannot be trained on (shape, NaN, range), with the facts (`config.advised` adds
+    what to do in the notebooks)."""
+
+
 class ImageSkipped(Exception):
     """One file that is not a usable image; the message is the reason shown in the report."""
 
@@ -219,19 +228,20 @@ def check_images(images):
         return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
-                         "load them with vae_overlay.data.load_dataset (notebook 01 writes them).")
+        raise ImagesUnusable(f"images must have shape (n, size, size, 1), got {images.shape}: "
+                             "load them with vae_overlay.data.load_dataset.")
     if len(images) == 0:
-        raise ValueError("images is empty: the dataset holds no image; re-run notebook 01.")
+        raise ImagesUnusable("images is empty: the dataset holds no image.")
     images = images.astype(np.float32, copy=False)
     bad = ~np.isfinite(images)
     if bad.any():
         count = int(bad.reshape(len(images), -1).any(axis=1).sum())
-        raise ValueError(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
-                         "re-create the dataset with notebook 01.")
+        raise ImagesUnusable(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
+                             "the dataset must be made again.")
     if images.min() < 0 or images.max() > 1:
-        raise ValueError(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
-                         f"[{images.min():.3g}, {images.max():.3g}]: divide 8-bit images by 255.")
+        low, high = images.min(), images.max()
+        raise ImagesUnusable(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
+                             f"[{low:.3g}, {high:.3g}]: divide 8-bit images by 255.")
     return images
 
 
@@ -244,9 +254,10 @@ def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
 
 
 def load_dataset(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """A dataset.npz written by notebook 01 -> (images, names); says what to run if missing."""
+    """A dataset.npz written by `save_dataset` (notebook 01) -> (images, names); DatasetMissing if
+    there is none."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found: run notebooks/01_prepare_dataset.ipynb first with "
-                                "the same DATASET and ARTIFACTS_DIR.")
+        raise DatasetMissing(f"{path} not found: no prepared dataset there "
+                             "(data.save_dataset writes one).")
     with np.load(path, allow_pickle=False) as data:
         return data["images"].astype(np.float32), [str(n) for n in data["names"]]
