@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import overlay, runs, study, synth
+from vae_overlay import overlay, overlay_methods, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.stats import holm, paired_comparison, t_interval, wilson
@@ -50,7 +50,9 @@ ELPV_MASK_LEVEL = 0.4  # an ELPV patch's mask: ridge response >= 0.4 x its 99.5t
 ARMS = {"same-surface": ("paper-trio", "same-surface"), "distinct": ("distinct", "distinct"), "elpv": ("elpv",)}
 SOURCE_SETS = ("paper-trio", "distinct", *(f"{family}/{k}" for family in ("same-surface", "distinct", "elpv")
                                            for k in range(FAMILY_SIZE)))
-METHODS = ("pixel mean", "pixel darkest", "latent sum", "latent mean", "offset", "decoded composite")
+# the methods scored, as keys of overlay_methods.METHODS, and their names (the tables' columns)
+STUDIED = ("pixel mean", "pixel darkest", "sum", "mean", "offset", "composite")
+METHODS = tuple(overlay_methods.METHODS[key].name for key in STUDIED)
 SCORES = ("fidelity", "contrast", "ssim")
 SECONDS_PER_STEP = 0.11  # measured: 3,000 steps of batch 10 at 64 px in 169-348 s on 2 shared cores
 
@@ -202,12 +204,8 @@ def score_all(setup: experiment.Setup, make_overlay) -> dict:
 
 def methods(setup: experiment.Setup, trained: dict) -> dict:
     """METHODS -> combo -> overlay image, for one trained model (z_bg of the offset sum: the encoded background)."""
-    return {"pixel mean": experiment.pixel_method(setup, "mean"),
-            "pixel darkest": experiment.pixel_method(setup, "darkest"),
-            "latent sum": experiment.latent_method(setup, trained, "sum"),
-            "latent mean": experiment.latent_method(setup, trained, "mean"),
-            "offset": experiment.latent_method(setup, trained, "offset"),
-            "decoded composite": experiment.decoded_composite(trained)}
+    return {overlay_methods.METHODS[key].name: experiment.method_overlay(setup, trained, key)
+            for key in STUDIED}
 
 
 # ----------------------------------------------------------------------------- one run
@@ -307,7 +305,8 @@ def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> di
 
 # ----------------------------------------------------------------------------- the source set as the unit
 
-CLAIM_METHODS = ("latent sum", "latent mean", "offset", "decoded composite")  # compared with the pixel mean
+CLAIM_METHODS = tuple(overlay_methods.METHODS[key].name for key in STUDIED
+                      if overlay_methods.METHODS[key].needs_model)  # compared with the pixel mean
 
 
 def set_means(rows: list[dict], score: str = "contrast", methods=("pixel mean", *CLAIM_METHODS)) -> list[dict]:
