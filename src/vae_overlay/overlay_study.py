@@ -40,7 +40,7 @@ import numpy as np
 from vae_overlay import overlay, overlay_methods, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
-from vae_overlay.stats import holm, paired_comparison, t_interval, wilson
+from vae_overlay.stats import holm, paired_comparison, paired_differences, t_interval, wilson
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
 SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
@@ -261,8 +261,7 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
                 entry[f"{score}|{method}"] = float(np.nanmean(values_))
                 if method == baseline:
                     continue
-                diff = (values_ - table[baseline]).ravel()
-                diff = diff[np.isfinite(diff)]
+                diff = paired_differences(table[baseline], values_)
                 low, high = t_interval(diff)
                 entry.update({f"{score}|{method}|diff": float(diff.mean()) if len(diff) else float("nan"),
                               f"{score}|{method}|low": low, f"{score}|{method}|high": high,
