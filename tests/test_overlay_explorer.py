@@ -17,8 +17,9 @@ from PIL import Image
 
 from vae_overlay import model, overlay, overlay_methods
 from vae_overlay import overlay_experiment as experiment
-from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled, upscale
+from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled
 from vae_overlay.overlay_plane import BACKGROUND_SHADES, disc
+from vae_overlay.widgets import upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIO = [ROOT / "data" / "synthetic" / f"{name}.png" for name in ("crack_1", "crack_2", "pore")]

@@ -31,7 +31,8 @@ from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.latent import compiled_decoder
 from vae_overlay.overlay_plane import LatentPlane
-from vae_overlay.widgets import png_bytes
+from vae_overlay.overlay_study import ring
+from vae_overlay.widgets import png_bytes, upscale
 
 METHODS = {key: found.label for key, found in overlay_methods.METHODS.items()}  # key -> menu label
 # where z_bg comes from, as overlay_experiment.method_overlay names it
@@ -44,20 +45,10 @@ PLANE_LEGEND = ("discs: the sources' centres (their colours), z_bg (dark: encode
 
 
 def outline(mask) -> np.ndarray:
-    """The pixels just outside a boolean mask that touch it (4-neighbourhood): its contour, drawn around the
-    mask so that the mask's own pixels stay visible."""
-    mask = np.asarray(mask, bool)
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    grown[:, 1:] |= mask[:, :-1]
-    grown[:, :-1] |= mask[:, 1:]
-    return grown & ~mask
-
-
-def upscale(pixels, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of the first two axes by an integer factor."""
-    return np.asarray(pixels).repeat(factor, axis=0).repeat(factor, axis=1)
+    """A mask's contour as the explorer draws it: the pixels just outside it that touch it
+    (`overlay_study.ring` of width 1, 4-neighbourhood), so that the mask's own pixels stay
+    visible."""
+    return ring(mask, 1, neighbours=4)
 
 
 def to_rgb(image) -> np.ndarray:

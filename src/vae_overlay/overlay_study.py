@@ -161,11 +161,17 @@ def seconds(config: dict) -> float:
 
 # ----------------------------------------------------------------------------- the two second-opinion scores
 
-def ring(mask, width: int = 2) -> np.ndarray:
-    """The pixels within `width` px of a mask but outside it (chessboard distance)."""
+def ring(mask, width: int = 2, neighbours: int = 8) -> np.ndarray:
+    """The pixels within `width` px of a mask but outside it: by chessboard distance (`neighbours`
+    8) or by city-block distance (4; with width 1 the mask's contour, as the overlay explorer draws
+    it)."""
     from scipy import ndimage
 
-    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width) & ~mask
+    if neighbours not in (4, 8):
+        raise ValueError(f"neighbours must be 4 or 8, got {neighbours}")
+    structure = ndimage.generate_binary_structure(2, 2 if neighbours == 8 else 1)
+    mask = np.asarray(mask, bool)
+    return ndimage.binary_dilation(mask, structure=structure, iterations=width) & ~mask
 
 
 def contrast_retention(image, sources, masks) -> float:
