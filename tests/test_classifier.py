@@ -16,6 +16,7 @@ from vae_overlay import classifier_experiment as experiment
 from vae_overlay.elpv import elpv_image
 from vae_overlay.stats import (
     equivalence,
+    mean_above,
     minimum_detectable_effect,
     paired_comparison,
     paired_differences,
@@ -296,6 +297,13 @@ def test_equivalence_is_two_one_sided_t_tests_and_its_interval():
     assert equivalence(differences + 0.03, 0.02)["p"] > 0.5  # all beyond the margin: not equivalent
     assert equivalence([0.01, 0.01, 0.01], 0.02)["p"] == 0.0  # no spread, inside the margin
     assert equivalence([0.03, 0.03, 0.03], 0.02)["p"] == 1.0  # no spread, outside
+
+
+def test_mean_above_is_a_one_sided_t_test_and_1_without_spread():
+    values = np.array([0.55, 0.62, 0.58, 0.7])
+    expected = stats.ttest_1samp(values, 0.5, alternative="greater").pvalue
+    assert mean_above(values, 0.5) == pytest.approx(expected) and mean_above(values, 0.5) < 0.05
+    assert mean_above(values, 0.9) > 0.95 and mean_above([0.6, 0.6, 0.6], 0.5) == 1.0
 
 
 def test_minimum_detectable_effect_is_the_t_quantiles_times_the_standard_error():

@@ -36,6 +36,10 @@ class Method:
     space: str
     rule: str
 
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+
     @property
     def needs_model(self) -> bool:
         """Whether the method needs a trained model (its items: latent vectors or their decodes)."""

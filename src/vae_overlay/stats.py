@@ -47,6 +47,15 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+def mean_above(values, threshold: float) -> float:
+    """The one-sided t-test's p-value that the mean of `values` lies above `threshold`; 1 for
+    values that do not spread (no test is possible)."""
+    values = np.asarray(values, np.float64)
+    if values.std() == 0:
+        return 1.0
+    return float(stats.ttest_1samp(values, threshold, alternative="greater").pvalue)
+
+
 def paired_differences(baseline, other) -> np.ndarray:
     """`other - baseline` pair by pair (flattened, float64), the pairs where either value is missing
     (not finite) left out: the units a paired comparison counts."""
