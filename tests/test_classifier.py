@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import ndimage, stats
 from sklearn.metrics import log_loss
 
-from vae_overlay import classifier, runs
+from vae_overlay import classifier, diagnostics, runs
 from vae_overlay import classifier_experiment as experiment
 from vae_overlay.elpv import elpv_image
 from vae_overlay.stats import (
@@ -369,18 +369,6 @@ def test_sample_vae_gives_images_in_range():
     assert np.array_equal(samples, classifier.sample_vae(vae.encoder, vae.decoder, images, 7, seed=1))
 
 
-def test_latent_collapse_is_detected():
-    from vae_overlay import model
-
-    vae = model.build_vae(16, 2, seed=0)
-    images = np.random.default_rng(0).random((10, 16, 16, 1)).astype(np.float32)
-    assert not classifier.latent_collapsed(vae.encoder, images)
-    # dead hidden layer (what training collapse looks like): every image gets the same latent mean
-    dense = vae.encoder.get_layer("dense")
-    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
-    assert classifier.latent_collapsed(vae.encoder, images)
-
-
 def test_mean_pairwise_rms():
     images = np.stack([np.full((4, 4, 1), v, np.float32) for v in (0.0, 0.1, 0.3)])
     assert classifier.mean_pairwise_rms(images) == pytest.approx((0.1 + 0.3 + 0.2) / 3)
@@ -460,7 +448,8 @@ def test_a_collapsed_vae_is_trained_again_in_its_own_folder(crack_images, tmp_pa
     for name in same:  # identical images: every encoding is the same point, in every attempt
         task.image_of[name] = task.image_of[same[0]]
     vae, restarts, collapsed = experiment.train_class_vae(task, same, tmp_path / "vae-defective", 0, TINY)
-    assert (restarts, collapsed) == (1, True) and classifier.latent_collapsed(vae.encoder, task.images(same))
+    assert (restarts, collapsed) == (1, True)
+    assert diagnostics.latent_collapsed(vae.encoder, task.images(same))
     assert (tmp_path / "vae-defective-restart1" / "vae.keras").is_file()
 
 

@@ -41,6 +41,23 @@ def test_batched_decode_matches_one_call_decode(decoder):
     assert reference.std() > 0  # the decoder is not trivially constant
 
 
+def test_batched_decode_in_float32_gives_the_decoders_values(decoder, tmp_path):
+    z = np.random.default_rng(1).normal(scale=3.0, size=(23, 2))
+    values = latent.decode_batched(decoder, z, batch_size=5, dtype=np.float32)
+    assert values.dtype == np.float32 and values.shape == (23, 16, 16, 1)
+    called = decoder(z.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(values, called, atol=1e-6)
+    rounded = np.round(np.clip(values, 0, 1) * 255).astype(int)
+    assert np.abs(rounded - latent.decode_batched(decoder, z, batch_size=5)).max() <= 1
+    one = latent.decode_batched(decoder, z[3], dtype=np.float32)  # one point (d,) is one image
+    assert one.shape == (1, 16, 16, 1) and np.array_equal(one[0], values[3])
+    path = tmp_path / "float.npy"
+    mapped = latent.decode_batched(decoder, z, batch_size=5, out=path, dtype=np.float32)
+    assert mapped.dtype == np.float32 and np.array_equal(np.load(path), values)
+    with pytest.raises(ValueError, match="dtype"):
+        latent.decode_batched(decoder, z, dtype=np.float64)
+
+
 def test_decode_into_memmap_and_preallocated(decoder, tmp_path):
     z = np.linspace(-5, 5, 40, dtype=np.float32).reshape(20, 2)
     expected = latent.decode_batched(decoder, z, batch_size=7)

@@ -16,8 +16,13 @@ def test_kl_matches_closed_form_and_numerical_integral():
     z_log_var = rng.normal(0, 1, (50, 3)).astype(np.float32)
     variance = np.exp(z_log_var.astype(np.float64))
     closed_form = 0.5 * (variance + z_mean.astype(np.float64) ** 2 - 1 - np.log(variance))
-    np.testing.assert_allclose(np.asarray(model.kl_divergence(z_mean, z_log_var)), closed_form,
+    as_tensors = (keras.ops.convert_to_tensor(z_mean), keras.ops.convert_to_tensor(z_log_var))
+    np.testing.assert_allclose(np.asarray(model.kl_divergence(*as_tensors)), closed_form,
                                rtol=1e-5, atol=1e-6)
+    # NumPy arrays (the diagnostics' KL per source) are computed in their own dtype
+    in_float64 = model.kl_divergence(z_mean.astype(np.float64), z_log_var.astype(np.float64))
+    assert in_float64.dtype == np.float64
+    np.testing.assert_allclose(in_float64, closed_form, rtol=1e-12, atol=1e-12)
     # One entry by integrating p log(p/q) numerically, independent of any formula.
     mean, std = float(z_mean[0, 0]), float(np.sqrt(variance[0, 0]))
     p, q = stats.norm(mean, std), stats.norm(0, 1)
@@ -40,6 +45,18 @@ def test_sampling_has_the_requested_mean_and_variance():
     again = np.asarray(model.Sampling(seed=7)([np.tile(mean, (n, 1)), np.tile(log_var, (n, 1))]))
     np.testing.assert_array_equal(again, z.astype(np.float32))
     assert not np.array_equal(np.asarray(layer([mean[None], log_var[None]])), z[:1].astype(np.float32))
+
+
+def test_reparameterize_is_one_formula_for_tensors_and_arrays():
+    rng = np.random.default_rng(4)
+    z_mean, z_log_var, epsilon = rng.normal(0, 1, (3, 20, 2))
+    expected = z_mean + np.sqrt(np.exp(z_log_var)) * epsilon
+    in_float64 = model.reparameterize(z_mean, z_log_var, epsilon)
+    assert in_float64.dtype == np.float64
+    np.testing.assert_allclose(in_float64, expected, rtol=1e-12)
+    tensors = [keras.ops.convert_to_tensor(np.float32(a)) for a in (z_mean, z_log_var, epsilon)]
+    from_tensors = np.asarray(model.reparameterize(*tensors))
+    np.testing.assert_allclose(from_tensors, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_architecture_is_the_keras_io_example():
@@ -124,6 +141,21 @@ def test_encode_mean_matches_the_encoder_in_any_batch_size(crack_images):
     for batch_size in (2, 4, 256):
         np.testing.assert_allclose(model.encode_mean(vae.encoder, images, batch_size), expected, atol=1e-6)
     assert model.encode_mean(vae, images[:0]).shape == (0, 3)
+
+
+def test_encode_gives_means_and_log_variances_in_any_batch_size_and_dtype(crack_images):
+    vae = model.build_vae(16, 3, seed=2)
+    images = crack_images(9)
+    z_mean, z_log_var, _ = (np.asarray(output) for output in vae.encoder(images))
+    for batch_size in (2, 256):
+        means, log_vars = model.encode(vae, images, batch_size)
+        assert means.dtype == log_vars.dtype == np.float32
+        np.testing.assert_allclose(means, z_mean, atol=1e-6)
+        np.testing.assert_allclose(log_vars, z_log_var, atol=1e-6)
+    means, log_vars = model.encode(vae.encoder, images, dtype=np.float64)
+    assert means.dtype == log_vars.dtype == np.float64
+    np.testing.assert_array_equal(log_vars, model.encode(vae, images)[1].astype(np.float64))
+    assert [part.shape for part in model.encode(vae, images[:0])] == [(0, 3), (0, 3)]
 
 
 def test_config_round_trip_keeps_seed_and_sizes():

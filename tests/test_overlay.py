@@ -1,4 +1,4 @@
-"""The overlay experiment: mixed batches, variants trained through train_vae, cluster checks, fidelity, overlays,
+"""The overlay experiment: mixed batches, variants trained through train_vae, fidelity, overlays,
 and notebook 05's drivers (overlay_experiment) on small images and one or two epochs."""
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vae_overlay import model, overlay, overlay_methods, report, runs, train
+from vae_overlay import latent, model, overlay, overlay_methods, report, runs, train
 from vae_overlay import overlay_experiment as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,60 +164,6 @@ def test_load_sources_without_masks_and_with_missing_files(tmp_path):
         overlay.load_sources([tmp_path / "a.png"], 16)
 
 
-# ----------------------------------------------------------------------------- cluster checks
-
-def clouds(centres, spread, n=400, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = np.asarray(centres, float)
-    points = np.concatenate([c + spread * rng.standard_normal((n, centres.shape[1])) for c in centres])
-    return points, np.repeat(np.arange(len(centres)), n)
-
-
-def test_cluster_separation_separated_collapsed_partial_and_overlapping():
-    separated = overlay.cluster_separation(*clouds([[0, 0], [10, 0], [0, 10]], 1.0))
-    assert separated["n_clusters"] == 3 and not separated["collapsed"] and separated["verdict"] == "separated"
-    assert separated["min_ratio"] == pytest.approx(10 / np.sqrt(2), rel=0.1)
-    collapsed = overlay.cluster_separation(*clouds([[0, 0], [0.01, 0], [0, 0.01]], 1.0))
-    assert collapsed["n_clusters"] == 1 and collapsed["collapsed"] and collapsed["min_ratio"] < 0.1
-    assert collapsed["verdict"] == "collapsed"
-    partial = overlay.cluster_separation(*clouds([[0, 0], [1, 0], [20, 0]], 1.0))  # ratio 0.7 merges two
-    assert partial["n_clusters"] == 2 and partial["collapsed"]
-    overlapping = overlay.cluster_separation(*clouds([[0, 0], [3, 0], [0, 3]], 1.0))  # ratio ~2.1
-    assert overlapping["n_clusters"] == 3 and overlapping["verdict"] == "overlapping"
-    high_dim = overlay.cluster_separation(*clouds(np.eye(3, 16) * 10, 1.0))
-    assert high_dim["n_clusters"] == 3 and high_dim["spreads"] == pytest.approx([1, 1, 1], rel=0.05)
-
-
-def test_sampled_latents_follow_the_posterior():
-    z_mean = np.array([[1.0, -2.0], [0.0, 3.0]])
-    z_log_var = np.log(np.array([[0.25, 0.25], [4.0, 4.0]]))
-    points, labels = overlay.sample_latents(z_mean, z_log_var, 20000, seed=1)
-    assert np.allclose(points[labels == 0].mean(0), z_mean[0], atol=0.02)
-    assert np.allclose(points[labels == 1].std(0), [2.0, 2.0], rtol=0.03)
-    again, _ = overlay.sample_latents(z_mean, z_log_var, 20000, seed=1)
-    assert np.array_equal(points, again)
-
-
-def test_kl_per_source_closed_form():
-    assert overlay.kl_per_source([[0.0, 0.0]], [[0.0, 0.0]]).tolist() == [0.0]
-    # one dimension with mean 2 and variance 0.5: 0.5 * (0.5 + 4 - 1 - ln 0.5)
-    value = overlay.kl_per_source([[2.0]], [[np.log(0.5)]])[0]
-    assert value == pytest.approx(0.5 * (0.5 + 4 - 1 - np.log(0.5)))
-
-
-def test_dead_units_on_a_tiny_encoder():
-    inputs = keras.Input((2, 2, 1))
-    hidden = keras.layers.Dense(4, activation="relu", name="dense")(keras.layers.Flatten()(inputs))
-    encoder = keras.Model(inputs, [keras.layers.Dense(2, name="z_mean")(hidden)])
-    kernel = np.zeros((4, 4), np.float32)
-    kernel[:, 0] = 1.0  # unit 0 follows the (positive) pixel sum: alive
-    kernel[:, 1] = -1.0  # unit 1: negative for positive images: dead
-    encoder.get_layer("dense").set_weights([kernel, np.array([0.0, 0.0, -1.0, 0.5], np.float32)])
-    images = np.random.default_rng(0).uniform(0.1, 1.0, (5, 2, 2, 1)).astype(np.float32)
-    # unit 2 has zero weights and bias -1: dead; unit 3 bias 0.5: alive
-    assert overlay.dead_units(encoder, images) == (2, 4)
-
-
 # ----------------------------------------------------------------------------- overlay methods and generation
 
 def test_overlay_latent_methods_agree_with_their_definitions():
@@ -248,20 +194,21 @@ def test_generate_overlays_shapes_determinism_and_definition():
     assert np.array_equal(overlays, again) and np.array_equal(sources, same)
     other, _ = overlay.generate_overlays(vae.encoder, vae.decoder, images, 7, seed=4)
     assert not np.array_equal(overlays, other)
-    z_mean = overlay.posterior(vae.encoder, images)[0]
-    expected = overlay.decode(vae.decoder, z_mean[sources[0]].sum(0))
+    z_mean = model.encode(vae.encoder, images, dtype=np.float64)[0]
+    expected = latent.decode_batched(vae.decoder, z_mean[sources[0]].sum(0), dtype=np.float32)
     assert np.allclose(overlays[0], expected[0], atol=1e-6)
     triples, combos = overlay.generate_overlays(vae.encoder, vae.decoder, images, 4, seed=3, pairs=False,
                                                 method="offset")
     assert triples.shape == (4, 8, 8, 1) and combos.shape == (4, 3)
     z_bg = z_mean.mean(0)
-    expected = overlay.decode(vae.decoder, z_bg + (z_mean[combos[1]] - z_bg).sum(0))
+    offset = z_bg + (z_mean[combos[1]] - z_bg).sum(0)
+    expected = latent.decode_batched(vae.decoder, offset, dtype=np.float32)
     assert np.allclose(triples[1], expected[0], atol=1e-6)
     sampled, _ = overlay.generate_overlays(vae.encoder, vae.decoder, images, 3, seed=3, sample=True)
     assert sampled.shape == (3, 8, 8, 1) and not np.allclose(sampled, overlays[:3])
     composite, pairs = overlay.generate_overlays(vae.encoder, vae.decoder, images, 5, seed=3, method="composite")
     assert np.array_equal(pairs, sources[:5])  # same seed, same draws
-    expected = overlay.decode(vae.decoder, z_mean[pairs[2]]).min(axis=0)
+    expected = latent.decode_batched(vae.decoder, z_mean[pairs[2]], dtype=np.float32).min(axis=0)
     assert np.allclose(composite[2], expected, atol=1e-6)
     with pytest.raises(ValueError, match="method"):
         overlay.generate_overlays(vae.encoder, vae.decoder, images, 2, method="product")
@@ -326,8 +273,8 @@ def test_variants_train_what_they_say(tmp_path):
     settings = train.read_history(tmp_path / "fixed" / train.HISTORY_FILE)["settings"]
     assert settings["model"] == {"activation": "leaky_relu", "standardize_input": True} and "kl_weight" not in settings
     reloaded = model.load_vae(tmp_path / "fixed" / train.MODEL_FILE)
-    assert np.allclose(overlay.posterior(reloaded.encoder, sources)[0], overlay.posterior(fixed.encoder, sources)[0],
-                       atol=1e-6)
+    reloaded_means = model.encode_mean(reloaded, sources)
+    assert np.allclose(reloaded_means, model.encode_mean(fixed, sources), atol=1e-6)
     for name, key, value in [("free bits", "kl_weight", {"beta": 1.0, "warmup_epochs": 0.0, "free_bits": 0.5}),
                              ("Adam 1e-3", "optimizer", "adam")]:
         vae, history = overlay.train_variant(sources, 2, overlay.VARIANTS[name], tmp_path / name, epochs=1)
@@ -371,11 +318,11 @@ def test_prepare_and_train_and_check(trio_runs):
 def test_self_fidelity_and_the_latent_sum_follow_their_definitions(trio_runs):
     setup, _, fixed = trio_runs
     decoder, z_mean = fixed["vae"].decoder, fixed["report"]["z_mean"]
-    decoded = overlay.decode(decoder, z_mean)
+    decoded = latent.decode_batched(decoder, z_mean, dtype=np.float32)
     expected = np.mean([overlay.fidelity(decoded[i], setup.masks[i:i + 1], setup.background, setup.threshold)["score"]
                         for i in range(3)])
     assert experiment.self_fidelity(setup, fixed) == pytest.approx(expected)
-    image = overlay.decode(decoder, z_mean[[0, 2]].sum(0))[0]
+    image = latent.decode_batched(decoder, z_mean[[0, 2]].sum(0), dtype=np.float32)[0]
     expected = overlay.fidelity(image, setup.masks[[0, 2]], setup.background, setup.threshold)["score"]
     scored = experiment.evaluate(setup, experiment.method_overlay(setup, fixed, "sum"))
     assert scored["results"][1]["score"] == pytest.approx(expected)
@@ -404,10 +351,11 @@ def test_overlay_methods_and_their_fidelity_table(trio_runs):
         assert row["counts"] == ("-" if run is None else
                                  "yes" if not run["report"]["collapsed"] and row["mean"] > baseline else "no")
     decoder, z = fixed["vae"].decoder, fixed["report"]["z_mean"]
-    assert np.allclose(methods["fixed: decoded compositing"]["make"]((0, 1)), overlay.decode(decoder, z[[0, 1]]).min(0))
+    composite = latent.decode_batched(decoder, z[[0, 1]], dtype=np.float32).min(0)
+    assert np.allclose(methods["fixed: decoded compositing"]["make"]((0, 1)), composite)
     centre = z.mean(0)
-    assert np.allclose(methods["fixed: offset, z_bg centres"]["make"]((0, 1, 2)),
-                       overlay.decode(decoder, centre + (z - centre).sum(0))[0], atol=1e-6)
+    offset = latent.decode_batched(decoder, centre + (z - centre).sum(0), dtype=np.float32)[0]
+    assert np.allclose(methods["fixed: offset, z_bg centres"]["make"]((0, 1, 2)), offset, atol=1e-6)
     with pytest.raises(ValueError, match="background_from"):
         experiment.method_overlay(setup, fixed, "sum", background_from="corner")
 

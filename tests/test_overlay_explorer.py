@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import model, overlay, overlay_methods
+from vae_overlay import diagnostics, model, overlay, overlay_methods
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled
 from vae_overlay.overlay_plane import BACKGROUND_SHADES, disc
@@ -165,10 +165,11 @@ def test_methods_agree_with_notebook_05s_functions_on_a_keras_io_vae(trio):
     setup, _ = trio
     vae = model.build_vae(SIZE, 2, seed=3)
     explorer = OverlayExplorer(setup, vae)
-    run = {"vae": vae, "report": {"z_mean": overlay.posterior(vae.encoder, setup.sources)[0]}}
+    report = diagnostics.latent_report(vae.encoder, setup.sources, n_samples=10)
+    run = {"vae": vae, "report": report}
     assert np.allclose(explorer.z_mean, run["report"]["z_mean"])
     ones = (1.0,) * setup.k  # the sliders' default: the table's overlays
-    z_bg = {"image": overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0],
+    z_bg = {"image": experiment.encoded_background(setup, vae.encoder),
             "centres": run["report"]["z_mean"].mean(axis=0)}
     for combo in setup.combos:
         centres = run["report"]["z_mean"][list(combo)]

@@ -208,12 +208,6 @@ def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.9
     return out
 
 
-def latent_collapsed(encoder, images, tolerance: float = 1e-3) -> bool:
-    """True when the encoder maps every image to the same latent mean (spread below `tolerance` in
-    every dimension): the VAE has collapsed and decodes one image, the training mean, for everything."""
-    return bool((encode_mean(encoder, images).std(axis=0) < tolerance).all())
-
-
 def mean_pairwise_rms(images) -> float:
     """Mean root-mean-square pixel difference over all pairs of distinct images: how varied a set is."""
     distances = rms_distances(images, images)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vae_overlay import classifier, overlay, runs, train
+from vae_overlay import classifier, diagnostics, overlay, runs, train
 from vae_overlay.stats import paired_comparison
 
 CONDITIONS = {  # name: (classical augmentation?, generated sets added to the training set)
@@ -90,9 +90,9 @@ def load_task(module_type: str, image_size: int, test_fraction: float, seed: int
 
 def train_class_vae(task: Task, names, folder: Path, seed: int, settings: Settings):
     """The VAE of one class, trained on `names` in `folder` (cached by train.train_vae). A collapsed VAE
-    (`classifier.latent_collapsed`) is trained again with seed + 1000 in `<folder>-restart1`, and so on,
-    up to `settings.vae_attempts` trainings. Returns (vae, restarts, collapsed): collapsed is True when
-    every attempt collapsed (the last one is returned)."""
+    (`diagnostics.latent_collapsed`) is trained again with seed + 1000 in `<folder>-restart1`, and
+    so on, up to `settings.vae_attempts` trainings. Returns (vae, restarts, collapsed): collapsed is
+    True when every attempt collapsed (the last one is returned)."""
     images = task.images(names)
     for attempt in range(settings.vae_attempts):
         restart = f"{folder.name}-restart{attempt}"
@@ -101,7 +101,7 @@ def train_class_vae(task: Task, names, folder: Path, seed: int, settings: Settin
         vae, _ = train.train_vae(images, attempt_folder, latent_dim=settings.latent_dim, epochs=settings.epochs,
                                  batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                                  seed=seed + 1000 * attempt, retrain=settings.retrain, verbose=0)
-        collapsed = classifier.latent_collapsed(vae.encoder, images)
+        collapsed = diagnostics.latent_collapsed(vae.encoder, images)
         if not collapsed:
             break
     return vae, attempt, collapsed

@@ -101,26 +101,32 @@ def compiled_decoder(decoder, uint8: bool = False):
     return call
 
 
-def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None):
-    """Decode latent points z (n, d) to uint8 images (n, s, s, 1), one compiled call per batch.
+def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, dtype=np.uint8):
+    """Decode latent points z (n, d), or one point (d,), to images (n, s, s, 1), one compiled call
+    per batch: the one batched decode path.
 
-    `out`: None (a new array), a preallocated uint8 array or np.memmap of that shape, or a file path
-    (a .npy memmap is created there, so the images never have to fit in memory as float32).
+    `dtype`: np.uint8 (the default: rounded grey levels, for sweeps and figures) or np.float32 (the
+    decoder's values in (0, 1), for measurements such as the overlays' fidelity).
+    `out`: None (a new array), a preallocated array or np.memmap of that shape and dtype, or a file
+    path (a .npy memmap is created there, so the images never have to fit in memory as float32).
     `progress`: None/False, True (a `tqdm.auto` bar: a widget in a notebook, a line in a terminal), or a
     callable(done, total) called after every batch.
     """
-    z = np.asarray(z, dtype=np.float32)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.float32):
+        raise ValueError(f"dtype must be np.uint8 or np.float32, got {dtype}")
+    z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if z.ndim != 2 or z.shape[1] != _latent_dim(decoder):
         raise ValueError(f"z must have shape (n, {_latent_dim(decoder)}), got {z.shape}")
     shape = (len(z), *(int(size) for size in decoder.outputs[0].shape[1:]))
     if out is None:
-        out = np.empty(shape, dtype=np.uint8)
+        out = np.empty(shape, dtype=dtype)
     elif isinstance(out, (str, Path)):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        out = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=shape)
-    if out.shape != shape or out.dtype != np.uint8:
-        raise ValueError(f"out must be uint8 with shape {shape}, got {out.dtype} {out.shape}")
-    decode = compiled_decoder(decoder, uint8=True)
+        out = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape)
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"out must be {dtype} with shape {shape}, got {out.dtype} {out.shape}")
+    decode = compiled_decoder(decoder, uint8=dtype == np.uint8)
     # At most one update a second: each is a widget message, and a flood of them can crowd out a notebook's output.
     with tqdm(total=len(z), desc="decoding", unit="image", disable=progress is not True, mininterval=1.0) as bar:
         for begin in range(0, len(z), batch_size):

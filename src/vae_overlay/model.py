@@ -31,7 +31,7 @@ class Sampling(layers.Layer):
     def call(self, inputs):
         z_mean, z_log_var = inputs
         epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+        return reparameterize(z_mean, z_log_var, epsilon)
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -46,9 +46,22 @@ class Sampling(layers.Layer):
             self.seed_generator.state.assign(np.asarray(store["seed_generator_state"]))
 
 
+def _array_module(values):
+    """NumPy for NumPy arrays (kept in their dtype: the diagnostics' float64), else keras.ops."""
+    return np if isinstance(values, np.ndarray) else ops
+
+
+def reparameterize(z_mean, z_log_var, epsilon):
+    """z = z_mean + exp(z_log_var / 2) * epsilon, epsilon ~ N(0, I): a draw from the posterior (the
+    reparameterisation trick); tensors in `Sampling`, NumPy arrays in the diagnostics."""
+    return z_mean + _array_module(z_log_var).exp(0.5 * z_log_var) * epsilon
+
+
 def kl_divergence(z_mean, z_log_var):
-    """KL(N(z_mean, exp(z_log_var)) || N(0, 1)) per latent dimension (element-wise)."""
-    return -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+    """KL(N(z_mean, exp(z_log_var)) || N(0, 1)) per latent dimension (element-wise): the loss term
+    on tensors; on NumPy arrays (in their dtype) the diagnostics' KL per source."""
+    xp = _array_module(z_log_var)
+    return -0.5 * (1.0 + z_log_var - xp.square(z_mean) - xp.exp(z_log_var))
 
 
 def _check_sizes(image_size: int, latent_dim: int) -> None:
@@ -224,14 +237,21 @@ def load_vae(path: str | Path) -> VAE:
     return model
 
 
-def encode_mean(encoder, images, batch_size: int = 256) -> np.ndarray:
-    """z_mean of every image (n, latent_dim), in batches; accepts the encoder or the whole VAE, and an
-    array or anything sliceable to arrays (a stream.ImageStream is read a batch at a time)."""
+def encode(encoder, images, batch_size: int = 256, dtype=np.float32) -> tuple:
+    """(z_mean, z_log_var) of every image, each (n, latent_dim) in `dtype`, in batches: the one
+    encode path. Takes the encoder or the whole VAE, and an array or anything sliceable to arrays
+    (a stream.ImageStream is read a batch at a time)."""
     if isinstance(encoder, VAE):
         encoder = encoder.encoder
     if isinstance(images, (np.ndarray, list)):
         images = np.asarray(images, dtype=np.float32)
-    means = [np.asarray(encoder(images[start:start + batch_size], training=False)[0])
-             for start in range(0, len(images), batch_size)]
-    latent_dim = int(encoder.outputs[0].shape[-1])
-    return np.concatenate(means, axis=0) if means else np.zeros((0, latent_dim), np.float32)
+    empty = np.zeros((0, int(encoder.outputs[0].shape[-1])))  # no images: (0, latent_dim)
+    batches = [encoder(images[start:start + batch_size], training=False)[:2]
+               for start in range(0, len(images), batch_size)] or [(empty, empty)]
+    parts = [[np.asarray(batch[i], dtype) for batch in batches] for i in (0, 1)]
+    return np.concatenate(parts[0]), np.concatenate(parts[1])
+
+
+def encode_mean(encoder, images, batch_size: int = 256) -> np.ndarray:
+    """z_mean of every image (n, latent_dim) float32: `encode`'s first half."""
+    return encode(encoder, images, batch_size)[0]

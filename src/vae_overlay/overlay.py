@@ -10,9 +10,9 @@ them into notebook 05's sweep, methods and latent-dimension studies.
   as `vae_overlay.train.mixed_batches` expects).
 * `Variant`, `VARIANTS`, `train_variant` — the paper's recipe and the changes tried to keep its latent space
   from collapsing; every variant trains through `vae_overlay.train.train_vae` (its caching rule included).
-* `latent_report` (`cluster_separation`, `kl_per_source`, `dead_units`) — is the latent space degenerate?
-* `decode`, `generate_overlays` — decoding, and overlays in bulk by the methods of
-  `vae_overlay.overlay_methods`.
+* `identification_gain` — what telling the sources apart is worth to the reconstruction loss
+  (whether the latent space is degenerate: `vae_overlay.diagnostics.latent_report`).
+* `generate_overlays` — overlays in bulk by the methods of `vae_overlay.overlay_methods`.
 * `fidelity` (`background_estimate`, `defect_threshold`) — how much of each source defect an overlay
   shows, and what it shows that no source has.
 """
@@ -22,14 +22,11 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from vae_overlay import overlay_methods, train
+from vae_overlay import latent, model, overlay_methods, train
 from vae_overlay.data import ImageSkipped, load_image
 
-COLLAPSE_THRESHOLD = 1.0  # pooled sd between centres: closer clusters are one (> 24% of draws nearer the other centre)
-SEPARATION_THRESHOLD = 3.0  # "far apart" (the paper's expectation): < 2% of draws nearer the other centre
 DEFECT_DEPTH_FRACTION = 0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
 SPURIOUS_TOLERANCE = 1  # px: defect pixels this close to a source mask are not counted as spurious
 
@@ -152,103 +149,7 @@ def train_variant(sources, copies: int, variant: Variant, run_dir, *, latent_dim
         kl_weight=variant.kl_weight(), model_options=variant.model_options())
 
 
-# ----------------------------------------------------------------------------- is the latent space degenerate?
-
-def posterior(encoder, images):
-    """(z_mean, z_log_var) of images (n, s, s, 1) as float64 arrays (n, d)."""
-    z_mean, z_log_var = encoder(np.asarray(images, np.float32), training=False)[:2]
-    return np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
-
-
-def sample_latents(z_mean, z_log_var, n_per_source: int, seed: int = 0):
-    """n_per_source draws z = mean + exp(log_var / 2) * eps for every source: points (k*n, d), labels."""
-    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((len(z_mean), n_per_source, z_mean.shape[1]))
-    points = z_mean[:, None, :] + np.exp(0.5 * z_log_var)[:, None, :] * eps
-    return points.reshape(-1, z_mean.shape[1]), np.repeat(np.arange(len(z_mean)), n_per_source)
-
-
-def kl_per_source(z_mean, z_log_var) -> np.ndarray:
-    """KL(q(z|x_i) || N(0, I)) in nats for every source (summed over latent dimensions)."""
-    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
-    return (-0.5 * (1.0 + z_log_var - z_mean**2 - np.exp(z_log_var))).sum(axis=1)
-
-
-def cluster_separation(points, labels, merge_below: float = COLLAPSE_THRESHOLD,
-                       separated_from: float = SEPARATION_THRESHOLD) -> dict:
-    """How far apart the clusters of labelled latent points are, relative to their spread.
-
-    For clusters i, j with centres c and spreads s (per-axis standard deviation: the RMS distance to
-    the centre over sqrt(d)), ratio[i, j] = |c_i - c_j| / sqrt(s_i^2 + s_j^2). For two isotropic
-    Gaussian clusters of equal spread, a point drawn from one lies nearer the other's centre with
-    probability Phi(-ratio / sqrt(2)): 50% when the centres coincide, 24% at ratio 1, 7.9% at 2,
-    1.7% at 3. Clusters closer than `merge_below` are merged (connected components) and the model is
-    "collapsed" when fewer clusters than sources remain; "separated" when every pair is at least
-    `separated_from` apart; "overlapping" in between (distinct centres whose draws mix).
-    """
-    points = np.asarray(points, np.float64)
-    labels = np.asarray(labels)
-    sources = np.unique(labels)
-    centres = np.stack([points[labels == s].mean(axis=0) for s in sources])
-    spreads = np.array([np.sqrt(((points[labels == s] - c) ** 2).sum(axis=1).mean() / points.shape[1])
-                        for s, c in zip(sources, centres)])
-    k = len(sources)
-    ratio = np.full((k, k), np.inf)
-    for i, j in combinations(range(k), 2):
-        scale = np.sqrt(spreads[i] ** 2 + spreads[j] ** 2)
-        distance = np.linalg.norm(centres[i] - centres[j])
-        ratio[i, j] = ratio[j, i] = distance / scale if scale > 0 else (np.inf if distance > 0 else 0.0)
-    parent = list(range(k))
-
-    def root(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i, j in combinations(range(k), 2):
-        if ratio[i, j] < merge_below:
-            parent[root(i)] = root(j)
-    n_clusters = len({root(i) for i in range(k)})
-    min_ratio = float(ratio[np.triu_indices(k, 1)].min()) if k > 1 else float("inf")
-    collapsed = n_clusters < k
-    verdict = "collapsed" if collapsed else ("separated" if min_ratio >= separated_from else "overlapping")
-    return {"centres": centres, "spreads": spreads, "ratio": ratio, "min_ratio": min_ratio,
-            "n_clusters": n_clusters, "n_sources": k, "collapsed": collapsed, "verdict": verdict}
-
-
-def dead_units(encoder, images, layer_name: str = "dense") -> tuple[int, int]:
-    """(units of the encoder's hidden Dense layer whose output is <= 0 for every image, total units).
-
-    For ReLU these units output exactly 0 for all inputs and get no gradient: they are dead. (For a
-    leaky ReLU they are merely inactive; they still pass a small gradient.)
-    """
-    hidden = encoder.get_layer(layer_name).output
-    probe = keras.Model(encoder.input, hidden)
-    values = np.asarray(probe(np.asarray(images, np.float32), training=False))
-    return int((values.max(axis=0) <= 0).sum()), int(values.shape[-1])
-
-
-def latent_report(encoder, sources, n_samples: int = 500, seed: int = 0) -> dict:
-    """Separation (on n_samples draws per source), KL per source and dead units of one trained model."""
-    z_mean, z_log_var = posterior(encoder, sources)
-    points, labels = sample_latents(z_mean, z_log_var, n_samples, seed)
-    report = cluster_separation(points, labels)
-    report.update(z_mean=z_mean, z_log_var=z_log_var, points=points, labels=labels,
-                  kl=kl_per_source(z_mean, z_log_var))
-    report["dead"], report["units"] = dead_units(encoder, sources)
-    return report
-
-
-def describe_latents(report: dict, names) -> str:
-    """The printed verdict for one model: separation, KL per source, dead units, 'collapsed'."""
-    kl = ", ".join(f"{name} {value:.2f}" for name, value in zip(names, report["kl"]))
-    return (f"clusters: {report['n_clusters']} for {report['n_sources']} sources ({report['verdict']})\n"
-            f"  min separation {min(report['min_ratio'], 999):.1f} sd (collapsed below {COLLAPSE_THRESHOLD:g}, "
-            f"separated from {SEPARATION_THRESHOLD:g})\n"
-            f"  KL per source [nats]: {kl}\n"
-            f"  dead encoder units (output <= 0 for every source): {report['dead']}/{report['units']}")
-
+# ---------------------------------------------------------- what telling the sources apart is worth
 
 def identification_gain(sources) -> np.ndarray:
     """Nats per image by which the reconstruction loss falls when the decoder outputs each source
@@ -261,12 +162,6 @@ def identification_gain(sources) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- overlay methods
-
-def decode(decoder, z) -> np.ndarray:
-    """Decode latent points (n, d) to float images (n, s, s, 1) in one call."""
-    z = np.atleast_2d(np.asarray(z, np.float32))
-    return np.asarray(decoder(z, training=False), np.float32)
-
 
 def subsets(k: int, sizes=(2, 3)) -> list[tuple[int, ...]]:
     """All index tuples of the given sizes out of k sources (pairs, then triples, ...)."""
@@ -294,9 +189,7 @@ def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: s
     with_model = [key for key, found in overlay_methods.METHODS.items() if found.needs_model]
     if method not in with_model:
         raise ValueError(f"method must be one of {with_model}, got {method!r}")
-    parts = [posterior(encoder, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    z_mean = np.concatenate([part[0] for part in parts])
-    z_log_var = np.concatenate([part[1] for part in parts])
+    z_mean, z_log_var = model.encode(encoder, images, batch_size, dtype=np.float64)
     z_bg = z_mean.mean(axis=0) if z_background is None else np.asarray(z_background, np.float64)
     rng = np.random.default_rng(seed)
     sources = np.zeros((n, group), np.int64)
@@ -304,21 +197,17 @@ def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: s
         sources[row] = np.sort(rng.choice(len(images), size=group, replace=False))
     chosen = z_mean[sources]  # (n, group, d)
     if sample:
-        chosen = chosen + np.exp(0.5 * z_log_var[sources]) * rng.standard_normal(chosen.shape)
+        chosen = model.reparameterize(chosen, z_log_var[sources], rng.standard_normal(chosen.shape))
     size = int(decoder.outputs[0].shape[1])
     if overlay_methods.METHODS[method].space == "decoded":
         flat = chosen.reshape(-1, chosen.shape[-1])
-        decoded = [decode(decoder, flat[i:i + batch_size]) for i in range(0, len(flat), batch_size)]
-        decoded = np.concatenate(decoded) if decoded else np.zeros((0, size, size, 1), np.float32)
+        decoded = latent.decode_batched(decoder, flat, batch_size, dtype=np.float32)
         decoded = decoded.reshape(n, group, size, size, 1)
         combined = [overlay_methods.combine(method, decodes) for decodes in decoded]
         return np.array(combined, np.float32).reshape(n, size, size, 1), sources
     latents = [overlay_methods.combine(method, z, z_bg, weight) for z in chosen]
     latents = np.array(latents, np.float64).reshape(n, z_mean.shape[1])
-    overlays = np.empty((n, size, size, 1), np.float32)
-    for start in range(0, n, batch_size):
-        overlays[start:start + batch_size] = decode(decoder, latents[start:start + batch_size])
-    return overlays, sources
+    return latent.decode_batched(decoder, latents, batch_size, dtype=np.float32), sources
 
 
 # ----------------------------------------------------------------------------- fidelity against the masks

@@ -7,7 +7,8 @@ as tables and plots, and that the tests check; the pieces they combine are in `v
 
 * `prepare` / `Setup` — the sources, their masks, the defect-free background and the defect threshold, and
   the folder the experiment's models go to (one run folder per configuration, see `run_folder`).
-* `train_and_check` — train (or load) one variant and check its latent space (`overlay.latent_report`).
+* `train_and_check` — train (or load) one variant and check its latent space
+  (`diagnostics.latent_report`).
 * `self_fidelity` — how much of its own defect each decoded cluster centre shows.
 * `method_overlay`, `evaluate`, `weight_scores`, `overlay_methods`, `method_rows` — the methods of
   `vae_overlay.overlay_methods` as functions of a subset of sources, and their fidelity table.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data, datasets, overlay, runs, train
+from vae_overlay import data, datasets, diagnostics, latent, model, overlay, runs, train
 from vae_overlay.overlay_methods import METHODS, combine, lookup
 
 PIXEL_MEAN = METHODS["pixel mean"].label  # the method table's rows of the pixel methods
@@ -128,14 +129,15 @@ def train_and_check(setup: Setup, variant, seed: int, copies: int, latent_dim: i
                     verbose: int = 0) -> dict:
     """Train (or load, if finished) `variant` (a Variant or a key of overlay.VARIANTS) on `copies` copies of each
     source and check its latent space. Returns the run: name, seed, copies, latent_dim, vae, history,
-    report (`overlay.latent_report`), seconds (of training, as recorded when it was trained), steps."""
+    report (`diagnostics.latent_report`), seconds (of training, as recorded when it was trained),
+    steps."""
     variant = overlay.VARIANTS[variant] if isinstance(variant, str) else variant
     latent_dim = setup.latent_dim if latent_dim is None else int(latent_dim)
     folder = run_folder(setup, variant, seed, copies, latent_dim)
     vae, history = overlay.train_variant(setup.sources, copies, variant, folder, latent_dim=latent_dim,
                                          epochs=setup.epochs, seed=seed, retrain=setup.retrain, verbose=verbose)
     seconds = float(sum(train.read_history(folder / train.HISTORY_FILE)["epoch_seconds"]))
-    report = overlay.latent_report(vae.encoder, setup.sources, setup.n_samples, seed=seed)
+    report = diagnostics.latent_report(vae.encoder, setup.sources, setup.n_samples, seed=seed)
     steps = -(-setup.k * copies // variant.batch_size) * setup.epochs  # mixed_batches: ceil(n / batch) per epoch
     return {"name": variant.name, "variant": variant, "seed": seed, "copies": copies, "latent_dim": latent_dim,
             "vae": vae, "history": history, "report": report, "seconds": seconds, "steps": steps}
@@ -145,7 +147,7 @@ def self_fidelity(setup: Setup, run: dict) -> float:
     """Mean over sources of the fidelity of each decoded cluster centre to its own mask (nan without masks)."""
     if not setup.have_masks:
         return float("nan")
-    decoded = overlay.decode(run["vae"].decoder, run["report"]["z_mean"])
+    decoded = latent.decode_batched(run["vae"].decoder, run["report"]["z_mean"], dtype=np.float32)
     return float(np.mean([overlay.fidelity(decoded[i], setup.masks[i:i + 1], setup.background, setup.threshold)["score"]
                           for i in range(setup.k)]))
 
@@ -154,7 +156,7 @@ def self_fidelity(setup: Setup, run: dict) -> float:
 
 def encoded_background(setup: Setup, encoder) -> np.ndarray:
     """z_bg of the latent methods by default: the latent mean (d,) of the defect-free background."""
-    return overlay.posterior(encoder, setup.background[None, ..., None])[0][0]
+    return model.encode(encoder, setup.background[None, ..., None], dtype=np.float64)[0][0]
 
 
 def method_overlay(setup: Setup, run: dict | None, key: str, weight: float = 1.0,
@@ -169,7 +171,10 @@ def method_overlay(setup: Setup, run: dict | None, key: str, weight: float = 1.0
         return lambda combo: combine(key, setup.sources[list(combo)])
     z_mean, vae = run["report"]["z_mean"], run["vae"]
     if space == "decoded":
-        return lambda combo: combine(key, overlay.decode(vae.decoder, z_mean[list(combo)]))
+        def decoded(combo):
+            return latent.decode_batched(vae.decoder, z_mean[list(combo)], dtype=np.float32)
+
+        return lambda combo: combine(key, decoded(combo))
     if background_from == "image":
         z_bg = encoded_background(setup, vae.encoder)
     elif background_from == "centres":
@@ -179,7 +184,7 @@ def method_overlay(setup: Setup, run: dict | None, key: str, weight: float = 1.0
 
     def make(combo):
         z = combine(key, z_mean[list(combo)], z_bg, weight)
-        return overlay.decode(vae.decoder, z)[0]
+        return latent.decode_batched(vae.decoder, z, dtype=np.float32)[0]
 
     return make
 
@@ -246,8 +251,6 @@ def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 9) -> dict:
     sums and offset sums of every overlay in setup.combos, and decoded tiles over a square-stepped grid covering
     them all (half a unit of margin; `tiles_per_axis` on the longer side: 9 keeps a 64 px tile about its own
     size in a figure 900 px wide): {centres, z_bg, sums, offsets, z1, z2, tiles (n1, n2, s, s) uint8}."""
-    from vae_overlay import latent
-
     centres, vae = run["report"]["z_mean"], run["vae"]
     z_bg = encoded_background(setup, vae.encoder)
     sums = np.array([combine("sum", centres[list(c)]) for c in setup.combos])

@@ -26,7 +26,7 @@ import numpy as np
 from ipyevents import Event
 from matplotlib import colormaps
 
-from vae_overlay import overlay, overlay_methods
+from vae_overlay import model, overlay, overlay_methods
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.latent import compiled_decoder
@@ -98,7 +98,7 @@ class OverlayExplorer:
         if self.k < 2:
             raise ValueError(f"the explorer needs at least two source images, got {self.k}")
         self.decode = compiled_decoder(vae.decoder)
-        self.z_mean = overlay.posterior(vae.encoder, self.sources)[0]  # the cluster centres, once
+        self.z_mean = model.encode(vae.encoder, self.sources, dtype=np.float64)[0]  # the centres
         self.z_background = {"image": experiment.encoded_background(setup, vae.encoder),
                              "centres": self.z_mean.mean(axis=0)}
         self.decoded_centres = self.decode(self.z_mean)  # decoded compositing needs no decoding per change

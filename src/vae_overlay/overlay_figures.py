@@ -27,8 +27,9 @@ def decode_distances(sources, decodes) -> dict:
 def collapse_figure(sources, names, decodes, decode_names, report: dict, title: str):
     """The paper's Figure 5 with its check on the figure: the sources and, framed in red, their pixel mean on
     top; the decodes below, each captioned with its distance from that mean; the title adds the model's latent
-    check (`overlay.latent_report`: clusters, verdict, the closest pair's separation) and how far apart the
-    decodes are (`decode_distances`). A collapsed model's decodes are called one image. Returns the figure."""
+    check (`diagnostics.latent_report`: clusters, verdict, the closest pair's separation) and how
+    far apart the decodes are (`decode_distances`). A collapsed model's decodes are called one
+    image. Returns the figure."""
     alike = decode_distances(sources, decodes)
     k, n = len(sources), len(decodes)
     columns = max(k + 1, n)

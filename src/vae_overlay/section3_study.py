@@ -21,7 +21,6 @@ TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "lo
 PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
 BOX_REACHED = (10.0, 7.0)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
 PAPER_EXTENT = (15.0, 10.0)  # the box's own edges: |z1| = 15, |z2| = 10 (`extents`)
-ACTIVE_VARIANCE = 0.01  # a latent unit is active if the variance over images of E[z|x] exceeds this
 GRID_POINTS = 21  # decodes per axis of the crack-region grids (21 x 21 over the box and over the occupied region)
 CRACK_QUANTILE = 0.1  # a decode "scores like a training crack" at or above this quantile of the training scores
 CONFIGURATION = ("data", "image_size", "loss")  # what `summarize` groups by, and the figures' rows
@@ -53,8 +52,7 @@ def crack_scores(images) -> np.ndarray:
 
 def measure(vae, images) -> dict:
     """Everything a study row records about one trained VAE and its training images."""
-    from vae_overlay import latent
-    from vae_overlay.overlay import dead_units
+    from vae_overlay import diagnostics, latent
 
     means = model.encode_mean(vae, images).astype(np.float64)
     row = {}
@@ -62,9 +60,9 @@ def measure(vae, images) -> dict:
         values = means[:, d]
         row.update({f"z{d + 1}_min": values.min(), f"z{d + 1}_max": values.max(), f"z{d + 1}_std": values.std(),
                     f"z{d + 1}_p01": np.percentile(values, 1), f"z{d + 1}_p99": np.percentile(values, 99)})
-    row["dead_units"], row["dense_units"] = dead_units(vae.encoder, images)
-    row["active_units"] = int((means.var(axis=0) > ACTIVE_VARIANCE).sum())
-    row["collapsed"] = row["active_units"] == 0
+    row["dead_units"], row["dense_units"] = diagnostics.dead_units(vae.encoder, images)
+    row["active_units"] = diagnostics.active_units(means)
+    row["collapsed"] = diagnostics.no_active_unit(means)
     reach = np.abs(means).max(axis=0)
     row["box_reached"] = bool(len(reach) >= 2 and (reach[0] >= BOX_REACHED[0] or reach[1] >= BOX_REACHED[1]))
     row["crack_threshold"] = float(np.quantile(crack_scores(images), CRACK_QUANTILE))
