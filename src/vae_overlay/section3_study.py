@@ -80,17 +80,25 @@ def measure(vae, images) -> dict:
             for key, value in row.items()}
 
 
-def train_and_measure(config: dict, artifacts_dir: str) -> dict:
-    """A Section 3 run: train (or resume, or load) in `artifacts_dir/<key>/` and `measure`."""
-    from vae_overlay import train
+def train(config: dict, artifacts_dir: str) -> tuple:
+    """(vae, training images, what the training recorded) of a Section 3 run: trained (or resumed, or loaded)
+    in `artifacts_dir/<key>/`, the key of the `section3` kind, so another kind asking for the same training
+    (realism_study.py) finds it there."""
+    from vae_overlay import train as training
 
     images = training_images(config["data"], config["image_size"])
-    folder = Path(artifacts_dir) / run_key(config)
-    vae, history = train.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
-    record = train.read_history(folder / train.HISTORY_FILE)
-    return dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
-                final_kl=round(history["kl_loss"][-1], 4), train_seconds=round(sum(record["epoch_seconds"]), 2),
-                **measure(vae, images))
+    folder = Path(artifacts_dir) / run_key({key: config[key] for key in study.kind_of("section3").defaults})
+    vae, history = training.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
+    record = training.read_history(folder / training.HISTORY_FILE)
+    return vae, images, dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
+                             final_kl=round(history["kl_loss"][-1], 4),
+                             train_seconds=round(sum(record["epoch_seconds"]), 2))
+
+
+def train_and_measure(config: dict, artifacts_dir: str) -> dict:
+    """A Section 3 run: `train` and `measure`."""
+    vae, images, recorded = train(config, artifacts_dir)
+    return {**recorded, **measure(vae, images)}
 
 
 def reach(row: dict) -> float:

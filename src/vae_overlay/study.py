@@ -69,10 +69,19 @@ KINDS = {"section3": Kind({"data": "elpv-cracks", "image_size": 64, "loss": "sum
                            "copies": 500, "epochs": 20}, "vae_overlay.overlay_study:run",
                           "vae_overlay.overlay_study:data_fingerprint", "vae_overlay.overlay_study:seconds",
                           {"sources": "vae_overlay.overlay_study:SOURCE_SETS", "variant": "vae_overlay.overlay:VARIANTS"}),
+         "realism": Kind({"data": "elpv-crack-patches", "image_size": 64, "loss": "sum", "seed": 0, **PAPER},
+                         "vae_overlay.realism_study:run", "vae_overlay.realism_study:data_fingerprint",
+                         "vae_overlay.realism_study:seconds", {"loss": LOSSES, "data": "vae_overlay.realism_study:DATA"}),
          "classifier": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
                              "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
                             "vae_overlay.classifier_study:run", "vae_overlay.classifier_study:data_fingerprint",
-                            "vae_overlay.classifier_study:seconds", {"module_type": ("mono", "poly", "both")})}
+                            "vae_overlay.classifier_study:seconds", {"module_type": ("mono", "poly", "both")}),
+         "classifier-balance": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
+                                     "test_fraction": 0.5, "classifier_steps": 500},
+                                    "vae_overlay.classifier_study:run_balance",
+                                    "vae_overlay.classifier_study:data_fingerprint",
+                                    "vae_overlay.classifier_study:balance_seconds",
+                                    {"module_type": ("mono", "poly", "both")})}
 GRIDS_FILE = Path(__file__).with_name("grids.yaml")  # the named grids, with what each is for
 
 
