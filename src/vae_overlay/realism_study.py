@@ -147,3 +147,37 @@ def summarize(rows: list[dict], measure: str = "realism") -> list[dict]:
     for entry, p in zip(summary, adjusted):
         entry["p_holm"] = p
     return summary
+
+
+def figure(rows: list[dict]):
+    """Per latent dimension, each run's realism, sharpness and share of crack-like samples (dots, red when the
+    run collapsed) with the mean over runs and its 95 % interval. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    summary = summarize(rows)
+    dims = [s["latent_dim"] for s in summary]
+    panels = (("realism", "realism of samples\n(1 = real cracks, 0 = pixel mean)"),
+              ("sharpness", "sharpness of samples\n(gradient / real patches')"),
+              ("crack_like", "samples scoring like\na training crack (share)"))
+    fig, axes = plt.subplots(1, 3, figsize=(11.2, 3.6))
+    for ax, (name, title) in zip(axes, panels):
+        for position, (_, group) in enumerate(study.grouped(rows, ("latent_dim",))):
+            colours = ["tab:red" if r["collapsed"] else "0.4" for r in group]
+            ax.scatter(np.full(len(group), position) + np.linspace(-0.12, 0.12, len(group)),
+                       [r[name] for r in group], s=16, color=colours)
+        means = [s[name] for s in summary]
+        errors = [[m - s[f"{name}_low"] for m, s in zip(means, summary)],
+                  [s[f"{name}_high"] - m for m, s in zip(means, summary)]]
+        ax.errorbar(np.arange(len(dims)) + 0.3, means, yerr=np.nan_to_num(errors), fmt="D", color="C0",
+                    capsize=3, ms=5)
+        ax.set_xticks(np.arange(len(dims)), [str(d) for d in dims])
+        ax.set_xlabel("latent dimension", fontsize=10)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=9)
+    axes[0].axhline(1, color="k", ls="--", lw=1)
+    axes[0].axhline(0, color="k", lw=1)
+    runs = sum(s["runs"] for s in summary)
+    fig.suptitle(f"{runs} trainings on 80 crack patches: samples against {HELD_OUT} unseen patches "
+                 "(dots: runs, red: collapsed; diamonds: mean, 95 %)", fontsize=10)
+    fig.tight_layout()
+    return fig
