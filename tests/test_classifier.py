@@ -14,7 +14,15 @@ from sklearn.metrics import log_loss
 from vae_overlay import classifier, runs
 from vae_overlay import classifier_experiment as experiment
 from vae_overlay.elpv import elpv_image
-from vae_overlay.stats import paired_comparison
+from vae_overlay.stats import (
+    equivalence,
+    mean_above,
+    minimum_detectable_effect,
+    paired_comparison,
+    paired_differences,
+    verdict,
+    word,
+)
 
 matplotlib.use("Agg")
 
@@ -265,6 +273,55 @@ def test_paired_comparison_edge_cases():
         paired_comparison([0.5, 0.6], [0.5])
     with pytest.raises(ValueError):
         paired_comparison([0.5], [0.6])
+    # a pair with a missing value is left out of the comparison, as paired_differences leaves it out
+    missing = paired_comparison([0.5, 0.6, np.nan, 0.7], [0.6, 0.8, 0.9, 0.8])
+    assert missing["n"] == 3 and missing == paired_comparison([0.5, 0.6, 0.7], [0.6, 0.8, 0.8])
+    with pytest.raises(ValueError, match="two pairs"):
+        paired_comparison([0.5, np.nan], [0.6, 0.7])
+
+
+def test_paired_differences_flatten_and_leave_out_missing_pairs():
+    baseline = np.array([[0.5, 0.5], [np.nan, 0.4]])
+    other = np.array([[0.7, 0.4], [0.9, np.inf]])
+    assert paired_differences(baseline, other) == pytest.approx([0.2, -0.1])
+
+
+def test_equivalence_is_two_one_sided_t_tests_and_its_interval():
+    differences = np.array([0.001, -0.004, 0.003, 0.002, -0.001, 0.000])
+    tost = equivalence(differences, 0.02)
+    lower = stats.ttest_1samp(differences, -0.02, alternative="greater").pvalue
+    upper = stats.ttest_1samp(differences, 0.02, alternative="less").pvalue
+    assert tost["p"] == pytest.approx(max(lower, upper)) and tost["p"] < 0.001
+    interval = stats.t.interval(0.90, 5, differences.mean(), stats.sem(differences))
+    assert (tost["low"], tost["high"]) == pytest.approx(interval)
+    assert equivalence(differences + 0.03, 0.02)["p"] > 0.5  # all beyond the margin: not equivalent
+    assert equivalence([0.01, 0.01, 0.01], 0.02)["p"] == 0.0  # no spread, inside the margin
+    assert equivalence([0.03, 0.03, 0.03], 0.02)["p"] == 1.0  # no spread, outside
+
+
+def test_mean_above_is_a_one_sided_t_test_and_1_without_spread():
+    values = np.array([0.55, 0.62, 0.58, 0.7])
+    expected = stats.ttest_1samp(values, 0.5, alternative="greater").pvalue
+    assert mean_above(values, 0.5) == pytest.approx(expected) and mean_above(values, 0.5) < 0.05
+    assert mean_above(values, 0.9) > 0.95 and mean_above([0.6, 0.6, 0.6], 0.5) == 1.0
+
+
+def test_minimum_detectable_effect_is_the_t_quantiles_times_the_standard_error():
+    expected = (stats.t.ppf(0.975, 19) + stats.t.ppf(0.8, 19)) * 0.05 / np.sqrt(20)
+    assert minimum_detectable_effect(20, 0.05) == pytest.approx(expected)
+    assert minimum_detectable_effect(20, 0.05, power=0.9) > minimum_detectable_effect(20, 0.05)
+
+
+def test_verdict_words_an_interval_against_a_threshold_and_a_margin():
+    assert verdict(0.6, 0.9, 0.5) == "holds" and verdict(0.1, 0.4, 0.5) == "fails"
+    assert verdict(0.3, 0.7, 0.5) == "undecided" and verdict(np.nan, np.nan) == "undecided"
+    assert verdict(0.01, 0.03, words=("better", "worse")) == "better"
+    assert verdict(-0.01, 0.01, equivalent_within="within ±2 pp") == "equivalent within ±2 pp"
+    assert verdict(-0.02, -0.01, words=("better", "worse"), equivalent_within="within ±5 pp") \
+        == "worse, but within ±5 pp"
+    assert [word(True, False), word(False, True)] == ["holds", "fails"]
+    assert word(False, False) == "undecided"
+    assert word(False, False, "not supported") == "not supported"
 
 
 # ----------------------------------------------------------------------------- classifier and VAE samples

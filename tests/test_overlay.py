@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vae_overlay import model, overlay, report, runs, train
+from vae_overlay import model, overlay, overlay_methods, report, runs, train
 from vae_overlay import overlay_experiment as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +129,9 @@ def test_background_and_threshold_recover_the_shared_surface():
     assert np.allclose(estimate, surface)
     # median darkening over all 18 mask pixels: 8 at 0.2, 6 at 0.3, 4 at 0.5 -> 0.3; half of it
     assert overlay.defect_threshold(sources, masks) == pytest.approx(0.15)
-    assert overlay.fidelity(overlay.pixel_overlay(sources, "darkest"), masks, estimate, 0.15)["score"] == 1.0
-    mean = overlay.fidelity(overlay.pixel_overlay(sources, "mean"), masks, estimate, 0.15)
+    darkest = overlay_methods.pixel_overlay(sources, "darkest")
+    assert overlay.fidelity(darkest, masks, estimate, 0.15)["score"] == 1.0
+    mean = overlay.fidelity(overlay_methods.pixel_overlay(sources, "mean"), masks, estimate, 0.15)
     assert mean["recall"].tolist() == [0.0, 0.0, 1.0]  # only the pore's 0.5 / 3 > 0.15
 
 
@@ -140,8 +141,10 @@ def test_fidelity_on_the_committed_trio_ranks_compositing_above_the_mean():
     background = overlay.background_estimate(sources, masks)
     threshold = overlay.defect_threshold(sources, masks, background)
     assert 0.02 < threshold < 0.2
-    darkest = overlay.fidelity(overlay.pixel_overlay(sources, "darkest"), masks, background, threshold)
-    mean = overlay.fidelity(overlay.pixel_overlay(sources, "mean"), masks, background, threshold)
+    darkest = overlay.fidelity(overlay_methods.pixel_overlay(sources, "darkest"), masks, background,
+                               threshold)
+    mean = overlay.fidelity(overlay_methods.pixel_overlay(sources, "mean"), masks, background,
+                            threshold)
     assert darkest["min_recall"] > 0.7 and darkest["spurious"] < 0.05
     assert darkest["score"] > mean["score"] + 0.2
     for i in range(3):  # a source scored against its own mask shows its defect and little else
@@ -220,13 +223,15 @@ def test_dead_units_on_a_tiny_encoder():
 def test_overlay_latent_methods_agree_with_their_definitions():
     z = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
     z_bg = np.array([1.0, 1.0])
-    assert np.allclose(overlay.overlay_latent(z, "sum"), [4.5, 1.5])
-    assert np.allclose(overlay.overlay_latent(z, "mean"), [1.5, 0.5])
-    assert np.allclose(overlay.overlay_latent(z, "offset", z_bg), z_bg + (z - z_bg).sum(0))
-    assert np.allclose(overlay.overlay_latent(z, "offset"), overlay.overlay_latent(z, "sum"))
-    assert np.allclose(overlay.overlay_latent(z, "weighted", np.zeros(2), 1 / 3), overlay.overlay_latent(z, "mean"))
+    assert np.allclose(overlay_methods.overlay_latent(z, "sum"), [4.5, 1.5])
+    assert np.allclose(overlay_methods.overlay_latent(z, "mean"), [1.5, 0.5])
+    assert np.allclose(overlay_methods.overlay_latent(z, "offset", z_bg), z_bg + (z - z_bg).sum(0))
+    assert np.allclose(overlay_methods.overlay_latent(z, "offset"),
+                       overlay_methods.overlay_latent(z, "sum"))
+    assert np.allclose(overlay_methods.overlay_latent(z, "weighted", np.zeros(2), 1 / 3),
+                       overlay_methods.overlay_latent(z, "mean"))
     with pytest.raises(ValueError, match="method"):
-        overlay.overlay_latent(z, "product")
+        overlay_methods.overlay_latent(z, "product")
 
 
 def tiny_vae(size=8, latent_dim=2, seed=0):
@@ -372,7 +377,7 @@ def test_self_fidelity_and_the_latent_sum_follow_their_definitions(trio_runs):
     assert experiment.self_fidelity(setup, fixed) == pytest.approx(expected)
     image = overlay.decode(decoder, z_mean[[0, 2]].sum(0))[0]
     expected = overlay.fidelity(image, setup.masks[[0, 2]], setup.background, setup.threshold)["score"]
-    scored = experiment.evaluate(setup, experiment.latent_method(setup, fixed, "sum"))
+    scored = experiment.evaluate(setup, experiment.method_overlay(setup, fixed, "sum"))
     assert scored["results"][1]["score"] == pytest.approx(expected)
 
 
@@ -388,8 +393,8 @@ def test_overlay_methods_and_their_fidelity_table(trio_runs):
     assert list(rows[0]) == ["method", "crack_1+crack_2", "crack_1+pore", "crack_2+pore", "all", "mean",
                              "rec crack_1", "rec crack_2", "rec pore", "spurious", "counts"]
     by_name = {row["method"]: row for row in rows}
-    darkest = overlay.fidelity(overlay.pixel_overlay(setup.sources, "darkest"), setup.masks, setup.background,
-                               setup.threshold)
+    darkest = overlay.fidelity(overlay_methods.pixel_overlay(setup.sources, "darkest"), setup.masks,
+                               setup.background, setup.threshold)
     assert by_name["pixel compositing (darkest)"]["all"] == pytest.approx(darkest["score"])
     assert by_name["pixel compositing (darkest)"]["all"] > by_name["pixel mean (baseline)"]["all"]
     baseline = by_name["pixel mean (baseline)"]["mean"]
@@ -404,7 +409,7 @@ def test_overlay_methods_and_their_fidelity_table(trio_runs):
     assert np.allclose(methods["fixed: offset, z_bg centres"]["make"]((0, 1, 2)),
                        overlay.decode(decoder, centre + (z - centre).sum(0))[0], atol=1e-6)
     with pytest.raises(ValueError, match="background_from"):
-        experiment.latent_method(setup, fixed, "sum", background_from="corner")
+        experiment.method_overlay(setup, fixed, "sum", background_from="corner")
 
 
 @pytest.mark.slow
@@ -432,7 +437,7 @@ def test_without_masks_nothing_is_scored(trio_runs):
     blind = experiment.Setup(setup.sources, None, setup.names, setup.folder, epochs=1, n_samples=30)
     assert blind.threshold is None and blind.background.shape == (32, 32) and not blind.have_masks
     assert np.isnan(experiment.self_fidelity(blind, fixed))
-    scored = experiment.evaluate(blind, experiment.pixel_method(blind, "mean"))
+    scored = experiment.evaluate(blind, experiment.method_overlay(blind, None, "pixel mean"))
     assert scored["results"] == [None] * 4 and np.isnan(scored["mean_score"])
     assert experiment.method_rows(blind, experiment.overlay_methods(blind, paper, fixed, 1.0)) == []
     outcome = experiment.verdict(blind, fixed, [])

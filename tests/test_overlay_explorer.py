@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import model, overlay
+from vae_overlay import model, overlay, overlay_methods
 from vae_overlay import overlay_experiment as experiment
-from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled, upscale
+from vae_overlay.overlay_explorer import METHODS, OverlayExplorer, outline, scaled
 from vae_overlay.overlay_plane import BACKGROUND_SHADES, disc
+from vae_overlay.widgets import upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIO = [ROOT / "data" / "synthetic" / f"{name}.png" for name in ("crack_1", "crack_2", "pore")]
@@ -171,22 +172,24 @@ def test_methods_agree_with_notebook_05s_functions_on_a_keras_io_vae(trio):
             "centres": run["report"]["z_mean"].mean(axis=0)}
     for combo in setup.combos:
         centres = run["report"]["z_mean"][list(combo)]
-        for method in overlay.OVERLAY_METHODS:
+        for method in overlay_methods.LATENT_METHODS:
             for where in ("image", "centres"):
-                expected = experiment.latent_method(setup, run, method, 1.7, where)(combo)
+                expected = experiment.method_overlay(setup, run, method, 1.7, where)(combo)
                 for weights in (None, ones):
-                    # the latent vector is numpy arithmetic: exactly overlay_latent's, as latent_method has it
+                    # the latent vector is numpy arithmetic: exactly overlay_latent's, as
+                    # method_overlay has it
+                    latent = overlay_methods.overlay_latent(centres, method, z_bg[where], 1.7)
                     assert np.array_equal(explorer.latent_point(combo, method, 1.7, where, weights),
-                                          overlay.overlay_latent(centres, method, z_bg[where], 1.7))
+                                          latent)
                     # the decode may differ in the last bits: a compiled call against the eager one
                     assert np.allclose(explorer.overlay_image(combo, method, 1.7, where, weights), expected,
                                        atol=1e-5)
         for weights in (None, ones):
             assert np.allclose(explorer.overlay_image(combo, "composite", weights=weights),
-                               experiment.decoded_composite(run)(combo), atol=1e-5)
-            for key, name in (("pixel mean", "mean"), ("pixel darkest", "darkest")):
+                               experiment.method_overlay(setup, run, "composite")(combo), atol=1e-5)
+            for key in ("pixel mean", "pixel darkest"):
                 assert np.array_equal(explorer.overlay_image(combo, key, weights=weights),
-                                      experiment.pixel_method(setup, name)(combo))
+                                      experiment.method_overlay(setup, None, key)(combo))
     # with weights: the latent methods are the experiment's on centres moved to c + w_i (z_i - c)
     weights = np.array([0.4, 1.6, 1.0])
     z_mean = run["report"]["z_mean"]
@@ -195,10 +198,11 @@ def test_methods_agree_with_notebook_05s_functions_on_a_keras_io_vae(trio):
         moved = {"vae": vae, "report": {"z_mean": centre + weights[:, None] * (z_mean - centre)}}
         for combo in setup.combos:
             assert np.allclose(explorer.overlay_image(combo, method, 0.8, "image", weights),
-                               experiment.latent_method(setup, moved, method, 0.8, "image")(combo), atol=1e-5)
+                               experiment.method_overlay(setup, moved, method, 0.8, "image")(combo),
+                               atol=1e-5)
     for combo in setup.combos:  # one weight w for every source is the weighted offset sum with that w
         assert np.allclose(explorer.overlay_image(combo, "offset", weights=(0.7,) * setup.k),
-                           experiment.latent_method(setup, run, "weighted", 0.7)(combo), atol=1e-5)
+                           experiment.method_overlay(setup, run, "weighted", 0.7)(combo), atol=1e-5)
     image = explorer.overlay_image((0, 1, 2), "sum")
     assert explorer.score((0, 1, 2), image)["score"] == pytest.approx(
         overlay.fidelity(image, setup.masks, setup.background, setup.threshold)["score"])

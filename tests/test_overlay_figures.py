@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from vae_overlay import overlay, plots
 from vae_overlay import overlay_figures as figures
+from vae_overlay import overlay_methods, plots
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def sources_and_names(size=16):
 
 def test_decode_distances_are_in_grey_levels_from_the_sources_pixel_mean():
     sources, _ = sources_and_names()
-    mean = overlay.pixel_overlay(sources, "mean")
+    mean = overlay_methods.pixel_overlay(sources, "mean")
     decodes = np.stack([mean, mean, mean + 2 / 255])
     found = figures.decode_distances(sources, decodes)
     assert np.allclose(found["mean"], mean)
@@ -34,7 +34,7 @@ def test_decode_distances_are_in_grey_levels_from_the_sources_pixel_mean():
 
 def test_collapse_figure_says_one_image_only_when_the_model_collapsed_with_the_numbers_it_draws():
     sources, names = sources_and_names()
-    mean = overlay.pixel_overlay(sources, "mean")
+    mean = overlay_methods.pixel_overlay(sources, "mean")
     decodes = np.stack([mean + 1 / 255] * 4)
     collapsed = {"n_clusters": 1, "n_sources": 3, "verdict": "collapsed", "min_ratio": 0.061}
     fig = figures.collapse_figure(sources, names, decodes, ["sum: a", "sum: b", "sum: c", "sum: all"],

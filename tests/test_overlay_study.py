@@ -35,6 +35,16 @@ def test_background_ssim_counts_blur_outside_the_masks():
     assert overlay_study.ring(mask).sum() > 0 and not (overlay_study.ring(mask) & mask).any()
 
 
+def test_ring_by_chessboard_or_city_block_distance():
+    dot = np.zeros((7, 7), bool)
+    dot[3, 3] = True
+    assert overlay_study.ring(dot, 1).sum() == 8 and overlay_study.ring(dot).sum() == 24  # 3x3, 5x5
+    assert overlay_study.ring(dot, 1, neighbours=4).sum() == 4  # the contour: 4-adjacent pixels
+    assert overlay_study.ring(dot, 2, neighbours=4).sum() == 12  # a diamond, less the dot
+    with pytest.raises(ValueError, match="neighbours"):
+        overlay_study.ring(dot, 1, neighbours=6)
+
+
 def test_section4_grids_are_checked_before_anything_runs():
     assert len(study.configurations(study.GRIDS["section4"][1], "section4")) == 42
     with pytest.raises(study.StudyError, match="unknown variant \\['beta 0.25'\\]; allowed: \\['paper'"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_overlay import findings, report
+from vae_overlay import findings, report, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_the_committed_report_and_readme_are_what_the_record_renders(committed):
 def test_the_report_opens_with_the_verdicts_and_shows_each_claims_figure(committed):
     text, found = committed["report"], committed["found"]
     assert re.findall(r"^## .*", text, re.M)[0] == "## Verdicts"
-    assert {f.verdict.split(",")[0] for f in found} <= set(findings.VERDICTS) and len(found) >= 6
+    assert {f.verdict.split(",")[0] for f in found} <= set(stats.VERDICTS) and len(found) >= 6
     for f in found:
         section = text[text.index(f"## {f.claim}"):]
         assert f"![{f.figure}](figures/{f.figure})" in section.split("\n## ")[0]

@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn import metrics
 
-from vae_overlay.data import as_uint8, square_resize
+from vae_overlay.data import as_uint8, square_resize, squared_distances
 from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
 from vae_overlay.runs import atomic_write_text
@@ -135,7 +135,7 @@ def rms_distances(images_a, images_b) -> np.ndarray:
     """Root-mean-square pixel difference between every image of a (n, ...) and of b (m, ...): (n, m)."""
     a = np.asarray(images_a, dtype=np.float64).reshape(len(images_a), -1)
     b = np.asarray(images_b, dtype=np.float64).reshape(len(images_b), -1)
-    squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    squared = squared_distances(a, b)
     return np.sqrt(np.maximum(squared, 0.0) / a.shape[1])
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import runs, study
-from vae_overlay.stats import paired_comparison, t_interval
+from vae_overlay import runs, stats, study
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
@@ -77,8 +76,6 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
     unless given) over the runs that have both (mean,
     95 % CI, p), the minimum detectable effect, and the TOST equivalence p-value against +-`margin` with its 90 %
     interval (`tost_low`, `tost_high`)."""
-    from scipy import stats
-
     baseline, *others = conditions
     out = []
     for values, group in study.grouped(rows, ("n_train",)):
@@ -89,34 +86,29 @@ def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALEN
             entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs),
                      "margin": margin}
             if len(pairs) >= 2:
-                paired = paired_comparison(pairs[:, 0], pairs[:, 1])  # mean, 95 % CI, p, runs improved
-                diff, n, mean, sd = pairs[:, 1] - pairs[:, 0], paired["n"], paired["mean_difference"], paired["std_difference"]
-                if sd == 0:  # every run the same difference: equivalent exactly when it lies inside the margin
-                    tost_p = 0.0 if abs(mean) < margin else 1.0
-                else:
-                    tost_p = max(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue,
-                                 stats.ttest_1samp(diff, margin, alternative="less").pvalue)
-                tost_low, tost_high = t_interval(diff, 0.90)  # TOST at 5 % <=> this interval lies inside +-margin
-                entry.update(mean=mean, ci_low=paired["ci_low"], ci_high=paired["ci_high"], p=paired["p_value"],
-                             improved=paired["improved"], tost_p=float(tost_p), tost_low=tost_low, tost_high=tost_high,
-                             mde=float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)))
+                # mean, 95 % CI, p and runs improved; TOST against the margin
+                paired = stats.paired_comparison(pairs[:, 0], pairs[:, 1])
+                tost = stats.equivalence(stats.paired_differences(pairs[:, 0], pairs[:, 1]), margin)
+                mde = stats.minimum_detectable_effect(paired["n"], paired["std_difference"])
+                entry.update(mean=paired["mean_difference"], ci_low=paired["ci_low"],
+                             ci_high=paired["ci_high"], p=paired["p_value"],
+                             improved=paired["improved"], tost_p=tost["p"], tost_low=tost["low"],
+                             tost_high=tost["high"], mde=mde)
             entry["verdict"] = verdict(entry)
             out.append(entry)
     return out
 
 
 def verdict(entry: dict, alpha: float = 0.05) -> str:
-    """The word for one `summarize` entry: "better" (95 % CI above 0), "worse" (below 0), "equivalent within
-    +-m pp" (TOST p < `alpha` against the entry's margin m; a CI off zero that is also inside the margin says so),
-    "undecided" otherwise, "too few runs" (fewer than two pairs)."""
+    """The word for one `summarize` entry (`stats.verdict` of its 95 % CI against 0): "better"
+    (above 0), "worse" (below 0), "equivalent within +-m pp" (TOST p < `alpha` against the entry's
+    margin m; a CI off zero that is also inside the margin says so), "undecided" otherwise, "too
+    few runs" (fewer than two pairs)."""
     if "mean" not in entry:
-        return "too few runs"
+        return stats.TOO_FEW
     within = f"within ±{100 * entry.get('margin', EQUIVALENCE_MARGIN):g} pp"
-    equivalent = entry["tost_p"] < alpha
-    if entry["ci_low"] > 0 or entry["ci_high"] < 0:
-        word = "better" if entry["ci_low"] > 0 else "worse"
-        return f"{word}, but {within}" if equivalent else word
-    return f"equivalent {within}" if equivalent else "undecided"
+    return stats.verdict(entry["ci_low"], entry["ci_high"], words=(stats.BETTER, stats.WORSE),
+                         equivalent_within=within if entry["tost_p"] < alpha else None)
 
 
 def condition_means(rows: list[dict], metric: str = PRIMARY,
@@ -129,7 +121,7 @@ def condition_means(rows: list[dict], metric: str = PRIMARY,
         for condition in conditions:
             values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
             values = values[np.isfinite(values)]
-            low, high = t_interval(values)
+            low, high = stats.t_interval(values)
             out.append({"n_train": n_train, "condition": condition, "runs": len(values),
                         "mean": float(values.mean()) if len(values) else float("nan"),
                         "ci_low": float(low), "ci_high": float(high)})

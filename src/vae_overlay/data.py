@@ -103,6 +103,12 @@ def as_uint8(image) -> np.ndarray:
     return image if image.dtype == np.uint8 else np.round(np.clip(image.astype(np.float64), 0, 1) * 255).astype(np.uint8)
 
 
+def squared_distances(a, b) -> np.ndarray:
+    """Squared euclidean distances (n, m) between the rows of a (n, p) and of b (m, p), in their
+    dtype, by one matrix product (|a|² + |b|² - 2 a·b: it may dip just below 0 by rounding)."""
+    return (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+
+
 def as_unit_float(image) -> np.ndarray:
     """The inverse convention: uint8 grey levels -> float32 in [0, 1]; floats pass as float32."""
     image = np.asarray(image)

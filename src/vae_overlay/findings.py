@@ -5,9 +5,10 @@ verdicts) and `results/summary.json` (what the notebooks measured on the default
 renders them into REPORT.md and into the README's generated section; nothing is typed by hand, and a test renders
 them again and compares.
 
-A verdict is one of `VERDICTS`; each finding names its unit of analysis (what one independent value is), the
-multiplicity correction across the conditions or configurations it spans, and the rule that turned the numbers into
-the word. Shares carry 95 % Wilson intervals, differences 95 % t intervals over the units.
+A verdict is one of `stats.VERDICTS` (worded by `stats.verdict` and `stats.word`); each finding
+names its unit of analysis (what one independent value is), the multiplicity correction across the
+conditions or configurations it spans, and the rule that turned the numbers into the word. Shares
+carry 95 % Wilson intervals, differences 95 % t intervals over the units.
 """
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ import pandas as pd
 
 from vae_overlay import classifier_experiment as experiment
 from vae_overlay import classifier_study, overlay_study, realism_study, runs, section3_study, study
-from vae_overlay.stats import holm, t_interval, wilson
+from vae_overlay.stats import NOT_SUPPORTED, holm, mean_above, t_interval, verdict, wilson, word
 
-VERDICTS = ("holds", "fails", "not supported", "undecided")
 MOSTLY = 0.5  # "mainly" / "most trainings": a share above one half
 
 
@@ -32,7 +32,7 @@ class Finding:
 
     claim: str
     paper: str  # what the paper says, in brief
-    verdict: str  # one of VERDICTS, with ", interim" while its table is incomplete
+    verdict: str  # one of stats.VERDICTS, with ", interim" while its table is incomplete
     number: str  # the key number with its 95 % interval
     runs: str  # how many runs (and units) it rests on
     figure: str  # a file in results/figures/
@@ -54,8 +54,7 @@ def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: i
 
 def share_word(hits: int, n: int) -> str:
     """holds: most units, by the Wilson interval's lower end; fails: the upper end below one half; else undecided."""
-    low, high = wilson(hits, n)
-    return "holds" if low > MOSTLY else "fails" if high < MOSTLY else "undecided"
+    return verdict(*wilson(hits, n), MOSTLY)
 
 
 def progress(table: dict) -> tuple[str, bool]:
@@ -119,8 +118,6 @@ def field_of_view(results: Path, rows: list[dict]) -> str:
 
 
 def crack_like(results: Path) -> Finding | None:
-    from scipy import stats
-
     table = study.load_table("section3", results)
     rows = [r for r in table["done"] if r["data"].startswith("elpv")]
     if not rows:
@@ -130,7 +127,7 @@ def crack_like(results: Path) -> Finding | None:
     for values, group in study.grouped(rows, ("data", "image_size", "loss")):
         shares = np.array([r["crack_fraction_occupied"] for r in group], np.float64)
         low, high = t_interval(shares)
-        p = stats.ttest_1samp(shares, MOSTLY, alternative="greater").pvalue if shares.std() > 0 else 1.0
+        p = mean_above(shares, MOSTLY)
         entries.append({"data": values["data"], "px": values["image_size"], "loss": values["loss"],
                         "runs": len(group), "crack-like share": interval(shares.mean(), low, high),
                         "p (> ½)": float(p), "mean": shares.mean(), "high": high})
@@ -142,10 +139,10 @@ def crack_like(results: Path) -> Finding | None:
     collapsed = [r for r in table["done"] if r["data"] == "synthetic" and r["collapsed"]]
     passed = sum(r["crack_fraction_occupied"] >= 0.99 for r in collapsed)
     elpv_collapsed = [r["crack_fraction_occupied"] for r in rows if r["collapsed"]]
-    word = "holds" if held else "fails" if all(e["high"] < MOSTLY for e in entries) else "undecided"
+    failed = all(e["high"] < MOSTLY for e in entries)
     return Finding(
         "The latent space encodes mainly cracks (§3, Fig. 3)", "mainly abrupt transitions in the decoded grid",
-        interim(word, complete),
+        interim(word(bool(held), failed), complete),
         f"{best['crack-like share']} of the occupied region ({best['data']}, {best['px']} px, {best['loss']})",
         f"{len(rows)} ELPV runs; above ½ in {len(held)} of {len(entries)} configurations", "fig3_latent_grid_occupied.png",
         "one training run; the share of a 21 × 21 grid over the occupied region whose decodes score like the "
@@ -203,11 +200,12 @@ def latent_sum(results: Path) -> Finding | None:
         return None
     sums = [d for d in detail if d["method"] == "latent sum"]
     better = [d for d in sums if d["p Holm"] < 0.05 and d["diff"] > 0]
-    word = "holds" if better else "fails" if all(d["high"] < 0 or d["p Holm"] < 0.05 for d in sums) else "undecided"
+    failed = all(d["high"] < 0 or d["p Holm"] < 0.05 for d in sums)
     best = max(sums, key=lambda d: d["diff"])
     return Finding(
         "Decoding the sum of latent vectors overlays the defects (§4, Fig. 5)", "decode(sum) holds every defect",
-        interim(word, complete), f"{best['minus pixel mean']} contrast kept vs the pixel mean (best: {best['arm']}, "
+        interim(word(bool(better), failed), complete),
+        f"{best['minus pixel mean']} contrast kept vs the pixel mean (best: {best['arm']}, "
         f"{best['variant']})", f"{runs} of study `{name}`", "fig5b_overlay_methods.png",
         "one source set (seeds and overlays averaged within it; overlays are a fixed effect)",
         "Holm over the methods compared within each variant and arm",
@@ -232,7 +230,7 @@ def dimension(results: Path) -> Finding | None:
     worse = last["reconstruction_low"] > first["reconstruction_high"]
     return Finding(
         "A higher latent dimension gives more realistic images (§4)", "realism grows with the dimension",
-        interim("holds" if better else "fails" if worse else "not supported", complete),
+        interim(word(better, worse, NOT_SUPPORTED), complete),
         f"{detail.iloc[-1]['reconstruction above perfect']} nats above a perfect reconstruction at "
         f"{last['latent_dim']}, {detail.iloc[0]['reconstruction above perfect']} at {first['latent_dim']}",
         f"{runs} of study `section4-dims`", "fig5e_latent_dimension_study.png", "one training run (seed)",
@@ -254,7 +252,7 @@ def dimension_realism(results: Path, name: str = "latent-realism") -> Finding | 
     lowest = summary[0]
     more = [s for s in compared if s["p_holm"] < 0.05 and s["diff"] > 0]
     less = [s for s in compared if s["p_holm"] < 0.05 and s["diff"] < 0]
-    word = "holds" if more else "fails" if less or all(s["diff_high"] < 0 for s in compared) else "not supported"
+    failed = bool(less) or all(s["diff_high"] < 0 for s in compared)
     best = max(compared, key=lambda s: s["diff"])
     detail = pd.DataFrame([{
         "dimension": s["latent_dim"], "runs": s["runs"], "collapsed": s["collapsed"],
@@ -265,7 +263,7 @@ def dimension_realism(results: Path, name: str = "latent-realism") -> Finding | 
         for s in summary])
     return Finding(
         "A higher latent dimension gives more realistic samples (§4, tested on 80 crack patches)",
-        "realism grows with the dimension", interim(word, complete),
+        "realism grows with the dimension", interim(word(bool(more), failed, NOT_SUPPORTED), complete),
         f"{interval(best['diff'], best['diff_low'], best['diff_high'])} realism at {best['latent_dim']} "
         f"dimensions vs {lowest['latent_dim']}", f"{runs} of study `{name}`", "fig5f_latent_realism.png",
         "one training run (seed), paired with the lowest dimension's run of the same seed",
@@ -312,11 +310,11 @@ def classifier_gain(results: Path, name: str = "classifier") -> Finding | None:
     if not vae:
         return None
     highest = max(vae, key=lambda e: e["ci_high"])
-    word = ("holds" if any(adjusted[id(e)] < 0.05 and e["mean"] > 0 for e in vae) else
-            "fails" if all(e["ci_high"] < margin for e in vae) else "undecided")
+    held = any(adjusted[id(e)] < 0.05 and e["mean"] > 0 for e in vae)
+    failed = all(e["ci_high"] < margin for e in vae)
     return Finding(
         "A training set extended with VAE images gives a better classifier (§4, proposed)",
-        "several percent (cites +8 %)", interim(word, complete),
+        "several percent (cites +8 %)", interim(word(held, failed), complete),
         f"highest upper end {100 * highest['ci_high']:+.1f} pp balanced accuracy ({highest['condition']}, "
         f"{highest['n_train']} cells)", f"{runs} of study `{name}`", "fig6_study_forest.png",
         "one run (its own split and seed; every condition paired with the original set on it)",

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from vae_overlay.data import as_unit_float
+from vae_overlay.data import as_unit_float, squared_distances
 
 # Section 3 of the paper: z1 in [-15, 15], z2 in [-10, 10], moving in increments of 0.1.
 PAPER_Z1_RANGE = (-15.0, 15.0)
@@ -179,8 +179,7 @@ def nearest_in_sweep(sweep, images, chunk_size: int = 8192):
     rows = np.arange(len(targets))
     for begin in range(0, len(flat), chunk_size):
         chunk = flat[begin:begin + chunk_size].astype(np.float32) / 255
-        # squared distances |a - b|^2 = |b|^2 - 2 a.b + |a|^2, one matrix product per chunk
-        squared = (chunk ** 2).sum(axis=1)[None, :] - 2 * targets @ chunk.T + (targets ** 2).sum(axis=1)[:, None]
+        squared = squared_distances(targets, chunk)  # one matrix product per chunk
         k = squared.argmin(axis=1)
         better = squared[rows, k] < best_distance
         best_distance[better] = squared[rows, k][better]

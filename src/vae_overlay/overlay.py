@@ -11,7 +11,8 @@ them into notebook 05's sweep, methods and latent-dimension studies.
 * `Variant`, `VARIANTS`, `train_variant` — the paper's recipe and the changes tried to keep its latent space
   from collapsing; every variant trains through `vae_overlay.train.train_vae` (its caching rule included).
 * `latent_report` (`cluster_separation`, `kl_per_source`, `dead_units`) — is the latent space degenerate?
-* `overlay_latent`, `decode`, `pixel_overlay`, `generate_overlays` — the overlay methods and baselines.
+* `decode`, `generate_overlays` — decoding, and overlays in bulk by the methods of
+  `vae_overlay.overlay_methods`.
 * `fidelity` (`background_estimate`, `defect_threshold`) — how much of each source defect an overlay
   shows, and what it shows that no source has.
 """
@@ -24,14 +25,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vae_overlay import train
+from vae_overlay import overlay_methods, train
 from vae_overlay.data import ImageSkipped, load_image
 
 COLLAPSE_THRESHOLD = 1.0  # pooled sd between centres: closer clusters are one (> 24% of draws nearer the other centre)
 SEPARATION_THRESHOLD = 3.0  # "far apart" (the paper's expectation): < 2% of draws nearer the other centre
 DEFECT_DEPTH_FRACTION = 0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
 SPURIOUS_TOLERANCE = 1  # px: defect pixels this close to a source mask are not counted as spurious
-OVERLAY_METHODS = ("sum", "mean", "offset", "weighted")
 
 
 # ----------------------------------------------------------------------------- sources and copies
@@ -259,25 +259,6 @@ def identification_gain(sources) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- overlay methods
 
-def overlay_latent(z_sources, method: str = "sum", z_background=None, weight: float = 1.0) -> np.ndarray:
-    """One latent vector for the overlay of the sources' latent vectors z_sources (k, d).
-
-    sum: the paper's sum of the vectors; mean: their average; offset: z_bg + sum(z_i - z_bg), the
-    sum of each source's offset from a common background vector; weighted: z_bg + weight * sum(z_i - z_bg)
-    (weight 1 is "offset"; with z_bg = 0, weight 1 is "sum" and weight 1/k is "mean").
-    """
-    z_sources = np.asarray(z_sources, np.float64)
-    if method == "sum":
-        return z_sources.sum(axis=0)
-    if method == "mean":
-        return z_sources.mean(axis=0)
-    if method in ("offset", "weighted"):
-        z_bg = np.zeros(z_sources.shape[1]) if z_background is None else np.asarray(z_background, np.float64)
-        scale = 1.0 if method == "offset" else float(weight)
-        return z_bg + scale * (z_sources - z_bg).sum(axis=0)
-    raise ValueError(f"method must be one of {OVERLAY_METHODS}, got {method!r}")
-
-
 def decode(decoder, z) -> np.ndarray:
     """Decode latent points (n, d) to float images (n, s, s, 1) in one call."""
     z = np.atleast_2d(np.asarray(z, np.float32))
@@ -290,23 +271,26 @@ def subsets(k: int, sizes=(2, 3)) -> list[tuple[int, ...]]:
 
 
 def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: str = "sum", pairs: bool = True,
-                      z_background=None, sample: bool = False, batch_size: int = 256):
+                      z_background=None, sample: bool = False, batch_size: int = 256,
+                      weight: float = 1.0):
     """n overlays of randomly drawn pairs (or triples) of `images`, seeded.
 
     Returns (overlays float32 (n, s, s, 1), sources int (n, 2 or 3)): the indices into `images` of
     the sources combined in each overlay (distinct, ascending). Latent vectors are the encoder means
-    (or, with sample=True, draws from each source's posterior). Methods: "sum" (the paper), "mean",
-    "offset" (background vector `z_background` if given, else the mean latent of all `images`), and
-    "composite": decode every source's vector and keep the darkest pixel (the overlay is made in
-    pixel space; the VAE only supplies the decoded defects).
+    (or, with sample=True, draws from each source's posterior). Methods: those of
+    `overlay_methods.METHODS` that need a model: "sum" (the paper), "mean", "offset" and "weighted"
+    (background vector `z_background` if given, else the mean latent of all `images`; `weight` for
+    "weighted"), and "composite": decode every source's vector and keep the darkest pixel (the
+    overlay is made in pixel space; the VAE only supplies the decoded defects).
     """
     images = np.asarray(images, np.float32)
     group = 2 if pairs else 3
     if len(images) < group:
         raise ValueError(f"need at least {group} images to overlay {'pairs' if pairs else 'triples'}, "
                          f"got {len(images)}")
-    if method not in ("sum", "mean", "offset", "composite"):
-        raise ValueError(f"method must be 'sum', 'mean', 'offset' or 'composite', got {method!r}")
+    with_model = [key for key, found in overlay_methods.METHODS.items() if found.needs_model]
+    if method not in with_model:
+        raise ValueError(f"method must be one of {with_model}, got {method!r}")
     parts = [posterior(encoder, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     z_mean = np.concatenate([part[0] for part in parts])
     z_log_var = np.concatenate([part[1] for part in parts])
@@ -319,12 +303,15 @@ def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: s
     if sample:
         chosen = chosen + np.exp(0.5 * z_log_var[sources]) * rng.standard_normal(chosen.shape)
     size = int(decoder.outputs[0].shape[1])
-    if method == "composite":
+    if overlay_methods.METHODS[method].space == "decoded":
         flat = chosen.reshape(-1, chosen.shape[-1])
         decoded = [decode(decoder, flat[i:i + batch_size]) for i in range(0, len(flat), batch_size)]
         decoded = np.concatenate(decoded) if decoded else np.zeros((0, size, size, 1), np.float32)
-        return decoded.reshape(n, group, size, size, 1).min(axis=1), sources
-    latents = np.stack([overlay_latent(z, method, z_bg) for z in chosen]) if n else np.zeros((0, z_mean.shape[1]))
+        decoded = decoded.reshape(n, group, size, size, 1)
+        combined = [overlay_methods.combine(method, decodes) for decodes in decoded]
+        return np.array(combined, np.float32).reshape(n, size, size, 1), sources
+    latents = [overlay_methods.combine(method, z, z_bg, weight) for z in chosen]
+    latents = np.array(latents, np.float64).reshape(n, z_mean.shape[1])
     overlays = np.empty((n, size, size, 1), np.float32)
     for start in range(0, n, batch_size):
         overlays[start:start + batch_size] = decode(decoder, latents[start:start + batch_size])
@@ -380,13 +367,3 @@ def fidelity(overlay, masks, background, threshold: float, tolerance: int = SPUR
     mean_recall = float(np.nanmean(recall))
     return {"recall": recall, "mean_recall": mean_recall, "min_recall": float(np.nanmin(recall)),
             "spurious": spurious, "score": mean_recall * (1.0 - spurious), "shown": shown}
-
-
-def pixel_overlay(sources, method: str) -> np.ndarray:
-    """Pixel-space baselines: 'mean' of the sources or 'darkest' (compositing: darkest pixel wins)."""
-    sources = np.asarray(sources, np.float32)
-    if method == "mean":
-        return sources.mean(axis=0)
-    if method == "darkest":
-        return sources.min(axis=0)
-    raise ValueError(f"pixel method must be 'mean' or 'darkest', got {method!r}")

@@ -9,8 +9,8 @@ as tables and plots, and that the tests check; the pieces they combine are in `v
   the folder the experiment's models go to (one run folder per configuration, see `run_folder`).
 * `train_and_check` — train (or load) one variant and check its latent space (`overlay.latent_report`).
 * `self_fidelity` — how much of its own defect each decoded cluster centre shows.
-* `latent_method`, `decoded_composite`, `pixel_method`, `evaluate`, `weight_scores`, `overlay_methods`,
-  `method_rows` — the overlay methods as functions of a subset of sources, and their fidelity table.
+* `method_overlay`, `evaluate`, `weight_scores`, `overlay_methods`, `method_rows` — the methods of
+  `vae_overlay.overlay_methods` as functions of a subset of sources, and their fidelity table.
 * `verdict`, `training_seconds`, `summary` — the key numbers the notebook prints and records.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from vae_overlay import data, overlay, runs, train
+from vae_overlay.overlay_methods import METHODS, combine, lookup
 
-PIXEL_MEAN = "pixel mean (baseline)"
-PIXEL_COMPOSITING = "pixel compositing (darkest)"
+PIXEL_MEAN = METHODS["pixel mean"].label  # the method table's rows of the pixel methods
+PIXEL_COMPOSITING = METHODS["pixel darkest"].label
 DECODED_COMPOSITING = "fixed: decoded compositing"
 
 
@@ -151,27 +152,36 @@ def self_fidelity(setup: Setup, run: dict) -> float:
 
 # ----------------------------------------------------------------------------- overlay methods and their fidelity
 
-def latent_method(setup: Setup, run: dict, method: str, weight: float = 1.0, background_from: str = "image"):
-    """combo -> the decoded overlay of the run's cluster centres by `method` (overlay.overlay_latent); z_bg is the
-    encoding of the background image ("image") or the mean of the cluster centres ("centres")."""
+def encoded_background(setup: Setup, encoder) -> np.ndarray:
+    """z_bg of the latent methods by default: the latent mean (d,) of the defect-free background."""
+    return overlay.posterior(encoder, setup.background[None, ..., None])[0][0]
+
+
+def method_overlay(setup: Setup, run: dict | None, key: str, weight: float = 1.0,
+                   background_from: str = "image"):
+    """combo -> the overlay of those sources by the method `key` of `overlay_methods.METHODS`, made
+    from the run's cluster centres (latent and decoded methods; `run` is None for the pixel
+    methods) or from the sources (pixel methods). z_bg of the latent methods is the encoding of the
+    background image ("image") or the mean of the cluster centres ("centres"); `weight` is the
+    weighted offset sum's w."""
+    space = lookup(key).space
+    if space == "pixel":
+        return lambda combo: combine(key, setup.sources[list(combo)])
     z_mean, vae = run["report"]["z_mean"], run["vae"]
+    if space == "decoded":
+        return lambda combo: combine(key, overlay.decode(vae.decoder, z_mean[list(combo)]))
     if background_from == "image":
-        z_bg = overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0]
+        z_bg = encoded_background(setup, vae.encoder)
     elif background_from == "centres":
         z_bg = z_mean.mean(axis=0)
     else:
         raise ValueError(f"background_from must be 'image' or 'centres', got {background_from!r}")
-    return lambda combo: overlay.decode(vae.decoder, overlay.overlay_latent(z_mean[list(combo)], method, z_bg, weight))[0]
 
+    def make(combo):
+        z = combine(key, z_mean[list(combo)], z_bg, weight)
+        return overlay.decode(vae.decoder, z)[0]
 
-def decoded_composite(run: dict):
-    """combo -> decode each source's cluster centre and keep the darkest pixel (the overlay is made in pixels)."""
-    return lambda combo: overlay.decode(run["vae"].decoder, run["report"]["z_mean"][list(combo)]).min(axis=0)
-
-
-def pixel_method(setup: Setup, method: str):
-    """combo -> the pixel baseline ('mean' or 'darkest') of those sources."""
-    return lambda combo: overlay.pixel_overlay(setup.sources[list(combo)], method)
+    return make
 
 
 def evaluate(setup: Setup, make_overlay) -> dict:
@@ -186,7 +196,8 @@ def evaluate(setup: Setup, make_overlay) -> dict:
 
 def weight_scores(setup: Setup, run: dict, weights) -> dict:
     """Mean fidelity of the weighted offset sum z_bg + w * sum(z_i - z_bg) (z_bg: encoded background) per weight."""
-    return {w: evaluate(setup, latent_method(setup, run, "weighted", w))["mean_score"] for w in weights}
+    return {w: evaluate(setup, method_overlay(setup, run, "weighted", w))["mean_score"]
+            for w in weights}
 
 
 def overlay_methods(setup: Setup, paper: dict, fixed: dict, best_weight: float) -> dict:
@@ -196,16 +207,18 @@ def overlay_methods(setup: Setup, paper: dict, fixed: dict, best_weight: float) 
         return {"run": run, "make": make}
 
     return {
-        PIXEL_MEAN: entry(None, pixel_method(setup, "mean")),
-        PIXEL_COMPOSITING: entry(None, pixel_method(setup, "darkest")),
-        "paper: latent sum": entry(paper, latent_method(setup, paper, "sum")),
-        "paper: latent mean": entry(paper, latent_method(setup, paper, "mean")),
-        "fixed: latent sum": entry(fixed, latent_method(setup, fixed, "sum")),
-        "fixed: latent mean": entry(fixed, latent_method(setup, fixed, "mean")),
-        "fixed: offset, z_bg image": entry(fixed, latent_method(setup, fixed, "offset")),
-        "fixed: offset, z_bg centres": entry(fixed, latent_method(setup, fixed, "offset", background_from="centres")),
-        f"fixed: weighted, w={best_weight:g}": entry(fixed, latent_method(setup, fixed, "weighted", best_weight)),
-        DECODED_COMPOSITING: entry(fixed, decoded_composite(fixed)),
+        PIXEL_MEAN: entry(None, method_overlay(setup, None, "pixel mean")),
+        PIXEL_COMPOSITING: entry(None, method_overlay(setup, None, "pixel darkest")),
+        "paper: latent sum": entry(paper, method_overlay(setup, paper, "sum")),
+        "paper: latent mean": entry(paper, method_overlay(setup, paper, "mean")),
+        "fixed: latent sum": entry(fixed, method_overlay(setup, fixed, "sum")),
+        "fixed: latent mean": entry(fixed, method_overlay(setup, fixed, "mean")),
+        "fixed: offset, z_bg image": entry(fixed, method_overlay(setup, fixed, "offset")),
+        "fixed: offset, z_bg centres": entry(
+            fixed, method_overlay(setup, fixed, "offset", background_from="centres")),
+        f"fixed: weighted, w={best_weight:g}": entry(
+            fixed, method_overlay(setup, fixed, "weighted", best_weight)),
+        DECODED_COMPOSITING: entry(fixed, method_overlay(setup, fixed, "composite")),
     }
 
 
@@ -236,9 +249,9 @@ def latent_plane(setup: Setup, run: dict, tiles_per_axis: int = 9) -> dict:
     from vae_overlay import latent
 
     centres, vae = run["report"]["z_mean"], run["vae"]
-    z_bg = overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0]
-    sums = np.array([centres[list(c)].sum(axis=0) for c in setup.combos])
-    offsets = np.array([overlay.overlay_latent(centres[list(c)], "offset", z_bg) for c in setup.combos])
+    z_bg = encoded_background(setup, vae.encoder)
+    sums = np.array([combine("sum", centres[list(c)]) for c in setup.combos])
+    offsets = np.array([combine("offset", centres[list(c)], z_bg) for c in setup.combos])
     everything = np.concatenate([centres, z_bg[None], sums, offsets])
     low, high = everything.min(axis=0) - 0.5, everything.max(axis=0) + 0.5
     step = max(float(np.round((high - low).max() / (tiles_per_axis - 1), 2)), 0.01)

@@ -3,16 +3,17 @@ weight w of the weighted offset sum); see the overlay, the outlines of the chose
 its fidelity score, and where its latent vector lies in the latent plane, where a click shows the decode of
 any point.
 
-The overlay methods are `vae_overlay.overlay`'s (`overlay_latent`, `pixel_overlay`, `fidelity`), computed as
-`overlay_experiment` computes them for notebook 05's table (a test checks that they agree), with the slow
-parts done once: the sources' latent means, both background vectors z_bg and the decoded cluster centres are
-cached when the explorer is made, so a change decodes at most one latent vector.
+The overlay methods are `vae_overlay.overlay_methods`' (combined by its `combine`, scored by
+`overlay.fidelity`), computed as `overlay_experiment` computes them for notebook 05's table (a test
+checks that they agree), with the slow parts done once: the sources' latent means, both background
+vectors z_bg and the decoded cluster centres are cached when the explorer is made, so a change
+decodes at most one latent vector.
 
 A source's weight scales what that source adds to the overlay, measured from the point the method combines
 around, so that every method has sliders that act on it from the start: for the latent methods, the offset of
 its latent vector from the origin (sum, mean) or from z_bg (offset, weighted), z_i -> c + w_i (z_i - c),
-before `overlay_latent`; for the methods that combine images (decoded compositing, the pixel baselines), its
-image's difference from the defect-free background, x_i -> bg + w_i (x_i - bg), before `pixel_overlay`.
+before they are combined; for the methods that combine images (decoded compositing, the pixel
+baselines), its image's difference from the defect-free background, x_i -> bg + w_i (x_i - bg).
 Weight 1 leaves a source as it is (the very same array, so the default overlays are the table's), 0 removes
 its defect, 2 doubles it.
 """
@@ -25,26 +26,17 @@ import numpy as np
 from ipyevents import Event
 from matplotlib import colormaps
 
-from vae_overlay import overlay
+from vae_overlay import overlay, overlay_methods
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.latent import compiled_decoder
 from vae_overlay.overlay_plane import LatentPlane
-from vae_overlay.widgets import png_bytes
+from vae_overlay.overlay_study import ring
+from vae_overlay.widgets import png_bytes, upscale
 
-# method key -> label in the menu; the latent keys are overlay.OVERLAY_METHODS, "composite" generate_overlays'
-METHODS = {
-    "sum": "latent sum (paper)",
-    "mean": "latent mean",
-    "offset": "offset sum: z_bg + Σ(z_i − z_bg)",
-    "weighted": "weighted offset: z_bg + w·Σ(z_i − z_bg)",
-    "composite": "decoded compositing (darkest decoded pixel)",
-    "pixel mean": experiment.PIXEL_MEAN,
-    "pixel darkest": experiment.PIXEL_COMPOSITING,
-}
-# where z_bg comes from, as overlay_experiment.latent_method names it
+METHODS = {key: found.label for key, found in overlay_methods.METHODS.items()}  # key -> menu label
+# where z_bg comes from, as overlay_experiment.method_overlay names it
 BACKGROUNDS = {"image": "z_bg: encoded background", "centres": "z_bg: mean of centres"}
-AROUND_Z_BG = ("offset", "weighted")  # the latent methods that add offsets from z_bg (the others: from 0)
 SOURCE_WEIGHTS = {"min": 0.0, "max": 2.0, "step": 0.05}  # the sources' sliders; 1: the source as it is
 CONTROLS_PX = 380  # the controls' width: with the two pictures (256 px each) the explorer fits in 950 px
 CAPTION = "<span style='font-size: 11px; color: #555'>{}</span>"
@@ -53,20 +45,10 @@ PLANE_LEGEND = ("discs: the sources' centres (their colours), z_bg (dark: encode
 
 
 def outline(mask) -> np.ndarray:
-    """The pixels just outside a boolean mask that touch it (4-neighbourhood): its contour, drawn around the
-    mask so that the mask's own pixels stay visible."""
-    mask = np.asarray(mask, bool)
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    grown[:, 1:] |= mask[:, :-1]
-    grown[:, :-1] |= mask[:, 1:]
-    return grown & ~mask
-
-
-def upscale(pixels, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of the first two axes by an integer factor."""
-    return np.asarray(pixels).repeat(factor, axis=0).repeat(factor, axis=1)
+    """A mask's contour as the explorer draws it: the pixels just outside it that touch it
+    (`overlay_study.ring` of width 1, 4-neighbourhood), so that the mask's own pixels stay
+    visible."""
+    return ring(mask, 1, neighbours=4)
 
 
 def to_rgb(image) -> np.ndarray:
@@ -101,10 +83,11 @@ class OverlayExplorer:
     Display it as the last expression of a cell. Controls: a tick box under every source thumbnail (two or
     more), the method (`METHODS`), a weight per source (`source_weights`: live for every method, see the
     module docstring; `weights=` sets where they start), the weight w of the weighted offset sum, where z_bg
-    comes from (`BACKGROUNDS`, as in `overlay_experiment.latent_method`), whether to draw the outlines, and a
-    click on the latent plane (`plane`, its clicks through `events`), which shows the decode of the clicked
-    point (`placed`) until another control moves. Latent vectors are the encoder means. Without masks the
-    overlay is shown but not scored. `latent_point`, `overlay_image` and `score` are the computations alone.
+    comes from (`BACKGROUNDS`, as in `overlay_experiment.method_overlay`), whether to draw the
+    outlines, and a click on the latent plane (`plane`, its clicks through `events`), which shows
+    the decode of the clicked point (`placed`) until another control moves. Latent vectors are the
+    encoder means. Without masks the overlay is shown but not scored. `latent_point`,
+    `overlay_image` and `score` are the computations alone.
     """
 
     def __init__(self, setup: experiment.Setup, vae, *, method: str = "sum", weight: float = 1.0,
@@ -116,7 +99,7 @@ class OverlayExplorer:
             raise ValueError(f"the explorer needs at least two source images, got {self.k}")
         self.decode = compiled_decoder(vae.decoder)
         self.z_mean = overlay.posterior(vae.encoder, self.sources)[0]  # the cluster centres, once
-        self.z_background = {"image": overlay.posterior(vae.encoder, setup.background[None, ..., None])[0][0],
+        self.z_background = {"image": experiment.encoded_background(setup, vae.encoder),
                              "centres": self.z_mean.mean(axis=0)}
         self.decoded_centres = self.decode(self.z_mean)  # decoded compositing needs no decoding per change
         self.factor = max(1, round(image_px / size))
@@ -237,12 +220,13 @@ class OverlayExplorer:
         """The latent vector (d,) float64 that a latent method decodes for the overlay of `combo`; None for
         the methods that combine images. Arguments as for `overlay_image`."""
         combo = self.checked(combo, method, background_from)
-        if method not in overlay.OVERLAY_METHODS:
+        found = overlay_methods.METHODS[method]
+        if found.space != "latent":
             return None
         z_bg = self.z_background[background_from]
-        centre = z_bg if method in AROUND_Z_BG else np.zeros_like(z_bg)
+        centre = z_bg if found.around_z_bg else np.zeros_like(z_bg)
         z_sources = scaled(self.z_mean[combo], self.weights_of(combo, weights), centre)
-        return overlay.overlay_latent(z_sources, method, z_bg, weight)
+        return overlay_methods.combine(method, z_sources, z_bg, weight)
 
     def overlay_image(self, combo, method: str, weight: float = 1.0, background_from: str = "image",
                       weights=None) -> np.ndarray:
@@ -253,12 +237,11 @@ class OverlayExplorer:
         if z is not None:
             return self.decode(z[None, :])[0]
         combo = list(combo)
-        if method == "composite":  # decode each chosen centre (cached) and keep the darkest pixel
-            images, how = self.decoded_centres, "darkest"
-        else:
-            images, how = self.sources, method.split()[1]
+        space = overlay_methods.METHODS[method].space
+        images = self.decoded_centres if space == "decoded" else self.sources  # centres: decoded
         surface = np.asarray(self.setup.background, np.float32)[..., None]
-        return overlay.pixel_overlay(scaled(images[combo], self.weights_of(combo, weights), surface), how)
+        moved = scaled(images[combo], self.weights_of(combo, weights), surface)
+        return overlay_methods.combine(method, moved)
 
     def score(self, combo, image) -> dict | None:
         """`overlay.fidelity` of an overlay of `combo` against those sources' masks (None without masks)."""
@@ -329,7 +312,7 @@ class OverlayExplorer:
         texts."""
         method, combo = self.method.value, self.chosen
         self.weight.disabled = method != "weighted"
-        self.background_from.disabled = method not in AROUND_Z_BG
+        self.background_from.disabled = not overlay_methods.METHODS[method].around_z_bg
         for i, (thumbnail, weight_slider) in enumerate(zip(self.thumbnails, self.source_weights)):
             thumbnail.layout.border = f"3px solid {self.css_colour(i) if i in combo else 'transparent'}"
             weight_slider.disabled = i not in combo

@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_overlay import overlay, overlay_study, plots
+from vae_overlay import overlay, overlay_methods, overlay_study, plots
 
 GREY_LEVELS = 255  # an 8-bit image's grey levels per unit of intensity
 
@@ -16,9 +16,9 @@ GREY_LEVELS = 255  # an 8-bit image's grey levels per unit of intensity
 def decode_distances(sources, decodes) -> dict:
     """How alike decodes (n, h, w, 1) are, in grey levels (0-255): `spread`, the largest difference of one
     pixel between any two of them, and `to_mean` (n,), each one's mean absolute difference from `mean`, the
-    sources' pixel mean (what a collapsed VAE decodes, `overlay.pixel_overlay`)."""
+    sources' pixel mean (what a collapsed VAE decodes; the method "pixel mean")."""
     decodes = np.asarray(decodes, np.float64)
-    mean = overlay.pixel_overlay(sources, "mean")
+    mean = overlay_methods.combine("pixel mean", sources)
     spread = max((float(np.abs(a - b).max()) for a in decodes for b in decodes), default=0.0)
     to_mean = np.abs(decodes - mean).reshape(len(decodes), -1).mean(axis=1)
     return {"mean": mean, "spread": GREY_LEVELS * spread, "to_mean": GREY_LEVELS * to_mean}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_overlay import overlay
+from vae_overlay.overlay_methods import combine
 from vae_overlay.widgets import ScatterMarker, occupied_ranges, png_bytes
 
 # the z_bg discs' colours, by the keys of overlay_explorer.BACKGROUNDS
@@ -38,8 +38,8 @@ class LatentPlane:
     def __init__(self, centres, backgrounds: dict, colours, size_px: int = 256):
         centres = np.asarray(centres, np.float64)
         landmarks = np.concatenate([centres, np.stack(list(backgrounds.values())),
-                                    overlay.overlay_latent(centres, "sum")[None],
-                                    overlay.overlay_latent(centres, "offset", backgrounds["image"])[None]])
+                                    combine("sum", centres)[None],
+                                    combine("offset", centres, backgrounds["image"])[None]])
         self.marker = ScatterMarker(centres, size_px=size_px, limits=occupied_ranges(landmarks), marker_px=7)
         for key, z in backgrounds.items():
             self.paint(z, 4, BACKGROUND_SHADES[key])

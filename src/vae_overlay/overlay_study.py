@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import overlay, runs, study, synth
+from vae_overlay import overlay, overlay_methods, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
-from vae_overlay.stats import holm, paired_comparison, t_interval, wilson
+from vae_overlay.stats import holm, paired_comparison, paired_differences, t_interval, wilson
 
 DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))  # synth.make_sample kinds and seeds: three surfaces
 SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = 3000, 4000, 5000  # the drawn families' seed rules (module docstring)
@@ -50,7 +50,9 @@ ELPV_MASK_LEVEL = 0.4  # an ELPV patch's mask: ridge response >= 0.4 x its 99.5t
 ARMS = {"same-surface": ("paper-trio", "same-surface"), "distinct": ("distinct", "distinct"), "elpv": ("elpv",)}
 SOURCE_SETS = ("paper-trio", "distinct", *(f"{family}/{k}" for family in ("same-surface", "distinct", "elpv")
                                            for k in range(FAMILY_SIZE)))
-METHODS = ("pixel mean", "pixel darkest", "latent sum", "latent mean", "offset", "decoded composite")
+# the methods scored, as keys of overlay_methods.METHODS, and their names (the tables' columns)
+STUDIED = ("pixel mean", "pixel darkest", "sum", "mean", "offset", "composite")
+METHODS = tuple(overlay_methods.METHODS[key].name for key in STUDIED)
 SCORES = ("fidelity", "contrast", "ssim")
 SECONDS_PER_STEP = 0.11  # measured: 3,000 steps of batch 10 at 64 px in 169-348 s on 2 shared cores
 
@@ -159,11 +161,17 @@ def seconds(config: dict) -> float:
 
 # ----------------------------------------------------------------------------- the two second-opinion scores
 
-def ring(mask, width: int = 2) -> np.ndarray:
-    """The pixels within `width` px of a mask but outside it (chessboard distance)."""
+def ring(mask, width: int = 2, neighbours: int = 8) -> np.ndarray:
+    """The pixels within `width` px of a mask but outside it: by chessboard distance (`neighbours`
+    8) or by city-block distance (4; with width 1 the mask's contour, as the overlay explorer draws
+    it)."""
     from scipy import ndimage
 
-    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width) & ~mask
+    if neighbours not in (4, 8):
+        raise ValueError(f"neighbours must be 4 or 8, got {neighbours}")
+    structure = ndimage.generate_binary_structure(2, 2 if neighbours == 8 else 1)
+    mask = np.asarray(mask, bool)
+    return ndimage.binary_dilation(mask, structure=structure, iterations=width) & ~mask
 
 
 def contrast_retention(image, sources, masks) -> float:
@@ -202,12 +210,8 @@ def score_all(setup: experiment.Setup, make_overlay) -> dict:
 
 def methods(setup: experiment.Setup, trained: dict) -> dict:
     """METHODS -> combo -> overlay image, for one trained model (z_bg of the offset sum: the encoded background)."""
-    return {"pixel mean": experiment.pixel_method(setup, "mean"),
-            "pixel darkest": experiment.pixel_method(setup, "darkest"),
-            "latent sum": experiment.latent_method(setup, trained, "sum"),
-            "latent mean": experiment.latent_method(setup, trained, "mean"),
-            "offset": experiment.latent_method(setup, trained, "offset"),
-            "decoded composite": experiment.decoded_composite(trained)}
+    return {overlay_methods.METHODS[key].name: experiment.method_overlay(setup, trained, key)
+            for key in STUDIED}
 
 
 # ----------------------------------------------------------------------------- one run
@@ -263,8 +267,7 @@ def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baselin
                 entry[f"{score}|{method}"] = float(np.nanmean(values_))
                 if method == baseline:
                     continue
-                diff = (values_ - table[baseline]).ravel()
-                diff = diff[np.isfinite(diff)]
+                diff = paired_differences(table[baseline], values_)
                 low, high = t_interval(diff)
                 entry.update({f"{score}|{method}|diff": float(diff.mean()) if len(diff) else float("nan"),
                               f"{score}|{method}|low": low, f"{score}|{method}|high": high,
@@ -307,7 +310,8 @@ def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> di
 
 # ----------------------------------------------------------------------------- the source set as the unit
 
-CLAIM_METHODS = ("latent sum", "latent mean", "offset", "decoded composite")  # compared with the pixel mean
+CLAIM_METHODS = tuple(overlay_methods.METHODS[key].name for key in STUDIED
+                      if overlay_methods.METHODS[key].needs_model)  # compared with the pixel mean
 
 
 def set_means(rows: list[dict], score: str = "contrast", methods=("pixel mean", *CLAIM_METHODS)) -> list[dict]:

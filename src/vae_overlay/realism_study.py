@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from vae_overlay import runs, section3_study, study
+from vae_overlay.data import squared_distances
 from vae_overlay.stats import holm, paired_comparison, t_interval
 
 SAMPLES = 200  # generated images per run
@@ -61,11 +62,6 @@ def seconds(config: dict) -> float:
 
 def flat(images) -> np.ndarray:
     return np.asarray(images, np.float64).reshape(len(images), -1)
-
-
-def squared_distances(a, b) -> np.ndarray:
-    """Squared Euclidean distances between the rows of a (n, p) and b (m, p)."""
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
 def kernel_width(images) -> float:

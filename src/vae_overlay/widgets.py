@@ -32,14 +32,18 @@ PIXELATED = ("<style>.latent-explorer img.latent-decoded, .latent-explorer img.l
 EXACT_PAIR_LIMIT = 2000  # farthest_pair compares all pairs up to this many points (n² distances)
 
 
+def upscale(pixels, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of the first two axes by an integer factor."""
+    return np.asarray(pixels).repeat(factor, axis=0).repeat(factor, axis=1)
+
+
 def png_bytes(pixels: np.ndarray, size: int | None = None) -> bytes:
     """PNG bytes of a uint8 image (h, w), (h, w, 1), (h, w, 3) or (h, w, 4), upscaled by nearest neighbour."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     if size is not None and pixels.shape[0] != size:
-        factor = max(1, int(round(size / pixels.shape[0])))
-        pixels = pixels.repeat(factor, axis=0).repeat(factor, axis=1)
+        pixels = upscale(pixels, max(1, int(round(size / pixels.shape[0]))))
     buffer = io.BytesIO()
     # compress_level=1: a few hundred microseconds instead of milliseconds, the files stay small
     PILImage.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="png", compress_level=1)
