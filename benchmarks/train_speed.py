@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vae_overlay import checkpoint
+from vae_overlay import checkpoint, runs
 from vae_overlay.train import make_train_step, run_settings, train_vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ class ReferenceVAE(keras.Model):
 def run_reference(images, epochs, batch_size, learning_rate, seed):
     """Seconds for model building + model.fit, and the final epoch's loss."""
     start = time.perf_counter()
-    keras.utils.set_random_seed(seed)
+    runs.seed_everything(seed)
     vae = ReferenceVAE(*reference_models(images.shape[1]))
     vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate))
     history = vae.fit(images, epochs=epochs, batch_size=batch_size, verbose=0)
@@ -181,7 +181,7 @@ def main():
 
     # train_vae switches op determinism on for the whole process; switch it on first, so that every
     # run, the reference's included, runs under the same settings whatever the order.
-    tf.config.experimental.enable_op_determinism()
+    runs.seed_everything(deterministic=True)
     images, source = load_images(args.image_size)
     print(f"{datetime.date.today()}  {platform.node()}  {os.cpu_count()} CPU cores  "
           f"TF {tf.__version__}  Keras {keras.__version__}")

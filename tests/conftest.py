@@ -3,6 +3,8 @@ import keras
 import numpy as np
 import pytest
 
+from vae_overlay import runs
+
 
 def _crack_like_images(count=20, size=16, seed=0):
     """Bright cells crossed by dark random lines, pixel values in [0, 1], shape (count, size, size, 1)."""
@@ -18,7 +20,7 @@ def _crack_like_images(count=20, size=16, seed=0):
 
 def _small_decoder(latent_dim=2, image_size=16, seed=0):
     """A keras.io-shaped decoder (Dense -> Reshape -> Conv2DTranspose x3, sigmoid), small and untrained."""
-    keras.utils.set_random_seed(seed)
+    runs.seed_everything(seed)
     z = keras.Input(shape=(latent_dim,))
     side = image_size // 4
     x = keras.layers.Dense(side * side * 8, activation="relu")(z)

@@ -35,7 +35,7 @@ import nbformat
 import pytest
 from PIL import Image, ImageChops
 
-from vae_overlay import config, runs
+from vae_overlay import config, datasets
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "04_sample_latent_space.ipynb"
 ARTIFACTS = Path(os.environ.get("VAE_OVERLAY_ARTIFACTS_DIR", ROOT / "artifacts"))
 # notebook 04 opens the model notebook 02 trains at its default DATASET (the series' default image set)
-MODEL = ARTIFACTS / runs.run_name(config.parameters(ROOT / "notebooks" / "02_train_vae.ipynb")["DATASET"]) / "vae.keras"
+DATASET = config.parameters(ROOT / "notebooks" / "02_train_vae.ipynb")["DATASET"]
+MODEL = ARTIFACTS / datasets.run_name(DATASET) / "vae.keras"
 OUTPUT = ROOT / "test-artifacts"
 SCREENSHOT = ROOT / os.environ.get("SCREENSHOT_DIR", "test-artifacts/screenshots") / "widget_latent_explorer.png"
 ANIMATION = SCREENSHOT.with_suffix(".gif")

@@ -15,7 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from vae_overlay import config, data, reproduce, runs, stream, synth, train
+from vae_overlay import config, data, datasets, reproduce, runs, stream, synth, train
+from vae_overlay.model import ModelMissing, ModelUnusable, load_vae
+from vae_overlay.overlay import SourcesUnusable, load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough for the test suite: 32 px, 2 epochs, no full sweep, notebook 05's two models on 8 copies for 2 epochs.
@@ -97,7 +99,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
         assert str(ROOT) + "/.venv" not in path.read_text()
 
     # Notebook 01 re-run on other images, notebook 02 not: notebook 03 must refuse the pair and say what to run.
-    artifacts = runs.run_dir(run.parameters["ARTIFACTS_DIR"], str(folder))
+    artifacts = datasets.run_dir(run.parameters["ARTIFACTS_DIR"], str(folder))
     images, names = data.load_dataset(artifacts / "dataset.npz")
     data.save_dataset(artifacts / "dataset.npz", data.LoadedImages(images[:, ::-1].copy(), names))
     with pytest.raises(papermill.PapermillExecutionError, match="02_train_vae.ipynb with RETRAIN = True"):
@@ -120,7 +122,7 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(tmp
 
 def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp_path):
     folder = image_folder(tmp_path / "streamed", count=10)
-    run = runs.run_dir(tmp_path / "artifacts", str(folder))
+    run = datasets.run_dir(tmp_path / "artifacts", str(folder))
     source = stream.ImageStream(folder, 32, run / "image-cache", verbose=0)
     train.train_vae(source, run, epochs=1, batch_size=5, verbose=0)
     images, names, vae, found = config.load_trained(tmp_path / "artifacts", str(folder), 32, 2, max_sample=4)
@@ -130,6 +132,27 @@ def test_notebooks_03_and_04_open_a_streamed_training_through_an_even_sample(tmp
         config.load_trained(tmp_path / "artifacts", str(folder), 64, 2)
     with pytest.raises(FileNotFoundError, match="run 02_train_vae.ipynb first"):
         config.load_trained(tmp_path / "other", str(folder), 32, 2)
+
+
+def test_the_notebooks_add_to_a_lower_layers_facts_which_notebook_to_run(tmp_path):
+    """data, model and overlay say what is wrong; `config.advised` adds what to do about it."""
+    with pytest.raises(data.DatasetMissing, match=r"dataset\.npz not found.*01_prepare_dataset"):
+        with config.advised():
+            data.load_dataset(tmp_path / "dataset.npz")
+    (tmp_path / "vae.keras").write_bytes(b"not a model")
+    with pytest.raises(ModelUnusable, match=r"vae\.keras could not .*02_train_vae.*RETRAIN"):
+        with config.advised():
+            load_vae(tmp_path / "vae.keras")
+    with pytest.raises(SourcesUnusable, match=r"at least two source .*OVERLAY_IMAGES"):
+        with config.advised():
+            load_sources([tmp_path / "vae.keras"], 16)
+    (tmp_path / "vae.keras").unlink()
+    with pytest.raises(ModelMissing, match=r"vae\.keras not found.*run notebooks/02_train_vae"):
+        with config.advised():
+            load_vae(tmp_path / "vae.keras")
+    with pytest.raises(KeyError, match="^'other'$"):  # any other error passes unchanged
+        with config.advised():
+            raise KeyError("other")
 
 
 def test_notebook_parameters_match_the_committed_defaults_that_in_place_runs_compare_with():

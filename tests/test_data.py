@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import data, elpv
+from vae_overlay import data, datasets, elpv
 
 SIZE = 32
 
@@ -208,7 +208,7 @@ def test_dataset_round_trip_and_missing_file_message(tmp_path):
     images, names = data.load_dataset(path)
     assert np.array_equal(images, loaded.images) and names == loaded.names
     assert not list((tmp_path / "run").glob("*.tmp")), "no temp file left behind"
-    with pytest.raises(FileNotFoundError, match="01_prepare_dataset"):
+    with pytest.raises(data.DatasetMissing, match=r"other/dataset\.npz not found"):
         data.load_dataset(tmp_path / "other" / "dataset.npz")
 
 
@@ -253,7 +253,7 @@ def test_elpv_patch_list_is_reproducible_from_the_rule():
 @pytest.mark.parametrize("size", elpv.PATCH_SIDES)
 def test_elpv_patches_are_raw_cell_pixels_around_the_crack(size):
     centres = elpv.read_elpv_patches(size)
-    loaded = data.load_source("elpv-crack-patches", size)
+    loaded = datasets.load_source("elpv-crack-patches", size)
     assert loaded.images.shape == (80, size, size, 1) and loaded.images.dtype == np.float32
     assert 0 <= loaded.images.min() and loaded.images.max() <= 1
     assert len(set(loaded.names)) == 80
@@ -308,7 +308,8 @@ def test_uncommitted_patch_size_uses_the_same_rule():
 
 
 def test_wide_patches_are_the_128_px_crops_shrunk_so_size_and_field_of_view_can_be_told_apart():
-    wide, narrow = data.load_source("elpv-crack-patches-wide", 32), elpv.load_elpv_patches(elpv.WIDE_SIDE)
+    wide = datasets.load_source("elpv-crack-patches-wide", 32)
+    narrow = elpv.load_elpv_patches(elpv.WIDE_SIDE)
     assert wide.images.shape == (80, 32, 32, 1) and wide.names == narrow.names
     assert np.array_equal(wide.images[3, ..., 0], data.square_resize(narrow.images[3, ..., 0], 32))
-    assert not np.array_equal(wide.images, data.load_source("elpv-crack-patches", 32).images)
+    assert not np.array_equal(wide.images, datasets.load_source("elpv-crack-patches", 32).images)

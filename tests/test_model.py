@@ -105,11 +105,11 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, crack_images):
 
 def test_load_vae_names_the_file_and_what_to_do(tmp_path):
     missing = tmp_path / "nothing" / "vae.keras"
-    with pytest.raises(FileNotFoundError, match=r"nothing.*02_train_vae"):
+    with pytest.raises(model.ModelMissing, match=r"nothing.*not found"):
         model.load_vae(missing)
     corrupt = tmp_path / "vae.keras"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ValueError, match=r"vae\.keras.*RETRAIN = True"):
+    with pytest.raises(model.ModelUnusable, match=r"vae\.keras.*retrain=True"):
         model.load_vae(corrupt)
     other = tmp_path / "other.keras"
     model.build_encoder(16).save(other)

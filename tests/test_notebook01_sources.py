@@ -7,7 +7,7 @@ import papermill
 import pytest
 from PIL import Image
 
-from vae_overlay import data, runs
+from vae_overlay import data, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_prepare_dataset.ipynb"
@@ -39,8 +39,9 @@ def test_notebook01_on_a_mixed_broken_folder(tmp_path):
     assert "loaded 4 image(s), skipped 3" in text
     for name in ("broken.png", "readme.txt", "zero.tif"):
         assert f"skipped {name}:" in text
-    images, names = data.load_dataset(runs.run_dir(tmp_path / "artifacts", str(folder)) / "dataset.npz")
-    assert runs.run_name(str(folder)).startswith("my_images-")
+    run = datasets.run_dir(tmp_path / "artifacts", str(folder))
+    images, names = data.load_dataset(run / "dataset.npz")
+    assert datasets.run_name(str(folder)).startswith("my_images-")
     assert images.shape == (4, 32, 32, 1) and names == ["colour.jpg", "ok_0.png", "ok_1.png", "ok_2.png"]
 
 
@@ -51,7 +52,7 @@ def test_notebook01_on_a_built_in_source(tmp_path, dataset, size):
     summary = json.loads((tmp_path / "summary.json").read_text())["01_prepare_dataset"]
     assert (summary["dataset"], summary["images"], summary["image_size"], summary["skipped"]) == (dataset, 80, size, 0)
     images, names = data.load_dataset(tmp_path / "artifacts" / dataset / "dataset.npz")
-    expected = data.load_source(dataset, size)
+    expected = datasets.load_source(dataset, size)
     assert np.array_equal(images, expected.images) and names == expected.names
     assert (tmp_path / "figures" / f"fig1_examples_{dataset}.png").is_file()
 

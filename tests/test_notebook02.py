@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_overlay import runs, synth
+from vae_overlay import datasets, synth
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_notebook02_streams_a_folder_without_notebook01(tmp_path, run_notebook, 
     summary = json.loads((results / "summary.json").read_text())["02_train_vae"]
     assert summary["epochs"] == 2 and summary["image_size"] == 32 and summary["n_images"] == 24
     assert summary["latent_means_finite"] is True
-    run = runs.run_dir(tmp_path / "artifacts", str(folder))
+    run = datasets.run_dir(tmp_path / "artifacts", str(folder))
     assert (run / "vae.keras").is_file() and len(list((run / "image-cache").glob("images-*.f32"))) == 1
     assert not (run / "dataset.npz").exists()  # notebook 01 was not needed
     # notebooks 03 and 04 open the streamed training through an even sample of the stream (here all 24 images)

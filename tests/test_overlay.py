@@ -158,7 +158,7 @@ def test_load_sources_without_masks_and_with_missing_files(tmp_path):
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "a_mask.png")
     images, masks, names = overlay.load_sources([tmp_path / "a.png", tmp_path / "b.png"], 16)
     assert images.shape == (2, 16, 16, 1) and masks is None and names == ["a", "b"]
-    with pytest.raises(FileNotFoundError, match="OVERLAY_IMAGES"):
+    with pytest.raises(overlay.SourcesUnusable, match=r"nope\.png does not exist"):
         overlay.load_sources([tmp_path / "a.png", tmp_path / "nope.png"], 16)
     with pytest.raises(ValueError, match="at least two"):
         overlay.load_sources([tmp_path / "a.png"], 16)

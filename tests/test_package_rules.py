@@ -73,3 +73,56 @@ def test_nothing_refers_to_files_outside_the_repository():
             text = path.read_text(errors="replace")
             hits += [f"{name}: {word}" for word in outside if word in text]
     assert hits == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The vae_overlay modules `path` imports, at module level or inside functions
+    (`import vae_overlay.x`, `from vae_overlay import x`, `from vae_overlay.x import y`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[1] for alias in node.names
+                         if alias.name.startswith("vae_overlay."))
+        elif isinstance(node, ast.ImportFrom) and node.module == "vae_overlay":
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vae_overlay."):
+            found.add(node.module.split(".")[1])
+    return found & {module.stem for module in MODULES}
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of `graph` (module -> the modules it imports) as [a, b, ..., a]; [] if none."""
+    finished: set[str] = set()
+
+    def visit(module: str, stack: list[str]) -> list[str]:
+        if module in stack:
+            return stack[stack.index(module):] + [module]
+        if module in finished:
+            return []
+        for other in sorted(graph[module]):
+            cycle = visit(other, stack + [module])
+            if cycle:
+                return cycle
+        finished.add(module)
+        return []
+
+    return next((cycle for module in sorted(graph) if (cycle := visit(module, []))), [])
+
+
+def test_import_cycle_finder_finds_a_cycle():
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert import_cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_package_imports_point_down():
+    """No module imports, itself or through others, a module that imports it: layers point down."""
+    graph = {path.stem: imported_modules(path) - {path.stem} for path in MODULES}
+    cycle = import_cycle(graph)
+    assert cycle == [], f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_domain_modules_never_import_the_study_runner():
+    """A study kind is a plug-in of the runner (it imports study.py); the pieces it runs do not."""
+    domain = ("runs", "data", "datasets", "elpv", "synth", "model", "train", "overlay",
+              "classifier")
+    assert {name for name in domain if "study" in imported_modules(PACKAGE / f"{name}.py")} == set()

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from vae_overlay import runs
+from vae_overlay import datasets, runs
 
 
 class Interrupt(Exception):
@@ -48,16 +48,19 @@ def test_check_same_settings_names_every_difference_and_keys_on_one_side():
 
 
 def test_run_names(tmp_path):
-    assert [runs.run_name(name) for name in ("elpv-cracks", "elpv-crack-patches", "synthetic")] \
-        == ["elpv-cracks", "elpv-crack-patches", "synthetic"]
-    assert runs.run_name("/x/défauts fissures").startswith("défauts_fissures-")
+    built_in = ["elpv-cracks", "elpv-crack-patches", "synthetic"]
+    assert [datasets.run_name(name) for name in built_in] == built_in
+    assert datasets.run_name("/x/défauts fissures").startswith("défauts_fissures-")
     # two folders with one name, and a folder named like a built-in set, get folders of their own
-    (tmp_path / "a" / "my set").mkdir(parents=True)
-    (tmp_path / "b" / "my set").mkdir(parents=True)
-    names = {runs.run_name(str(tmp_path / "a" / "my set/")), runs.run_name(str(tmp_path / "b" / "my set")),
-             runs.run_name(str(tmp_path / "synthetic"))}
+    first, second = tmp_path / "a" / "my set", tmp_path / "b" / "my set"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    names = {datasets.run_name(f"{first}/"), datasets.run_name(str(second)),
+             datasets.run_name(str(tmp_path / "synthetic"))}
     assert len(names) == 3 and all(name.startswith(("my_set-", "synthetic-")) for name in names)
-    assert runs.run_name(str(tmp_path / "a" / "my set")) == runs.run_name(str(tmp_path / "a" / "my set" / ".." / "my set"))
+    assert datasets.run_name(str(first)) == datasets.run_name(str(first / ".." / "my set"))
+    assert datasets.run_name(str(first)) == f"my_set-{runs.fingerprint(str(first))[:6]}"
+    assert datasets.dataset_label(datasets.run_name(str(first))) == "my_set"
     assert runs.safe_name("a / b: c") == "a_b_c"
 
 
@@ -88,3 +91,14 @@ def test_check_writable_refuses_a_full_disk(tmp_path):
     with pytest.raises(runs.DiskError, match="MB free"):
         runs.check_writable(tmp_path, need_bytes=10**18)
     assert runs.check_writable(tmp_path / "new dir é") == tmp_path / "new dir é"
+
+
+def test_folder_names_are_a_safe_label_and_a_fingerprint_prefix(tmp_path):
+    """The one naming rule keeps the names of the folders on disk: label, '-', hex digits."""
+    settings = {"name": "beta 0.5", "beta": 0.5}
+    assert runs.folder_name("beta 0.5-d2") == "beta_0.5-d2"
+    assert runs.folder_name("overlay", settings) == f"overlay-{runs.fingerprint(settings)[:8]}"
+    assert runs.folder_name("a / b", settings, 6) == f"a_b-{runs.fingerprint(settings)[:6]}"
+    named = runs.named_folder(tmp_path, "x", settings, 6)
+    assert named == tmp_path / runs.folder_name("x", settings, 6)
+    assert not named.exists()

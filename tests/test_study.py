@@ -48,12 +48,13 @@ def test_a_failing_run_is_recorded_not_raised(tmp_path):
 
 
 def test_a_table_of_another_version_is_refused(tmp_path):
-    path = tmp_path / "t.csv"
-    study.write_table(path, [{"key": "00000000000000e1", "version": study.STUDY_VERSION + 1}])
+    path, version = tmp_path / "t.csv", section3_study.KIND.version
+    study.write_table(path, [{"key": "00000000000000e1", "version": version + 1}])
     with pytest.raises(study.StudyError, match="version"):
         study.read_table(path)
-    study.write_table(path, [{"key": "00000000000000e1", "version": study.STUDY_VERSION, "collapsed": True}])
-    assert study.read_table(path) == [{"key": "00000000000000e1", "version": study.STUDY_VERSION, "collapsed": True}]
+    row = {"key": "00000000000000e1", "version": version, "collapsed": True}
+    study.write_table(path, [row])
+    assert study.read_table(path) == [row]
 
 
 @pytest.mark.slow
@@ -188,6 +189,28 @@ def test_the_grids_file_holds_every_named_study_and_a_file_of_ones_own_adds_grid
         study.main(["mine", "--grids", str(mine), "--results", str(tmp_path)])
 
 
+@pytest.mark.parametrize("entry, message", [
+    ("kind: section5\n  grid: {seed: [0]}", r"study 'mine' .*unknown kind of study 'section5'"),
+    ("kind: section3\n  grid: {seeds: [0]}", r"study 'mine' .*unknown grid key\(s\) \['seeds'\]"),
+    ("kind: section3\n  grids: {seed: [0]}", r"'mine' needs exactly the keys 'kind' and 'grid'")])
+def test_a_grids_file_with_an_unknown_kind_or_key_names_it(tmp_path, entry, message):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"mine:\n  {entry}\n")
+    with pytest.raises(study.StudyError, match=message):
+        study.main(["mine", "--grids", str(mine), "--results", str(tmp_path)])
+    assert not (tmp_path / "studies").exists()  # refused before anything ran
+
+
+def test_the_runner_finds_the_built_in_kinds_without_their_modules_imported_first():
+    code = ("import sys; from vae_overlay import study; "
+            "before = 'vae_overlay.section3_study' in sys.modules; "
+            "kind = study.kind_of('section3'); "
+            "module = sys.modules['vae_overlay.section3_study']; "
+            "print(before, kind is module.KIND, sorted(study.KINDS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "False True ['section3']"
+
+
 def test_a_local_cluster_has_no_heartbeat_limit_so_a_paused_study_keeps_its_runs():
     client, cluster = study.connect(n_workers=1)
     try:
@@ -225,7 +248,8 @@ def test_a_run_another_table_finished_is_copied_not_recomputed(tmp_path, capsys)
     studies = tmp_path / "results" / "studies"
     studies.mkdir(parents=True)
     configs = study.configurations(TINY, "section3")
-    done = [{"key": study.run_key(config, "section3"), **config, "version": study.STUDY_VERSION, "error": "",
+    version = section3_study.KIND.version
+    done = [{"key": study.run_key(config, "section3"), **config, "version": version, "error": "",
              "collapsed": False} for config in configs]
     done[1]["error"] = "TrainingDiverged: ..."  # a failed run is not copied: it runs again
     study.write_table(studies / "earlier.csv", done)

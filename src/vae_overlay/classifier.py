@@ -7,7 +7,6 @@ validation set, the test metrics (accuracy, balanced accuracy, ROC AUC) and the 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from sklearn import metrics
 from vae_overlay.data import as_uint8, square_resize, squared_distances
 from vae_overlay.elpv import elpv_image, elpv_labels
 from vae_overlay.model import encode_mean
-from vae_overlay.runs import atomic_write_text
+from vae_overlay.runs import atomic_write_text, fingerprint, seed_everything
 
 DEFECTIVE, FUNCTIONAL = 1, 0  # class labels: ELPV defect probability 1.0 -> 1, 0.0 -> 0
 MODULE_TYPES = ("mono", "poly", "both")
@@ -102,12 +101,13 @@ def read_cells(names, image_size: int) -> tuple[np.ndarray, list[str]]:
 # ----------------------------------------------------------------------------- leakage guard
 
 def pixel_hash(image) -> str:
-    """SHA-256 of an image's pixels rounded to 8 bits (shape included): equal for exact copies."""
+    """The `runs.fingerprint` of an image's pixels rounded to 8 bits (`data.as_uint8`), its shape
+    included: equal for exact copies, whether float32, float64 or 8-bit."""
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     quantised = as_uint8(array)
-    return hashlib.sha256(repr(quantised.shape).encode() + quantised.tobytes()).hexdigest()
+    return fingerprint(iter((repr(quantised.shape).encode(), quantised.tobytes())))
 
 
 def find_leaks(test_names, test_images, train_names, train_images, near_copy_rms: float = 1 / 255) -> list[str]:
@@ -250,8 +250,7 @@ def build_classifier(image_size: int = 64, seed: int | None = None) -> keras.Mod
 
     Strided convolutions instead of pooling keep a training step at ~20 ms on 2 CPU cores.
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     inputs = keras.Input(shape=(image_size, image_size, 1), name="cell")
     x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
     for number, filters in enumerate((16, 32, 64, 64), start=1):

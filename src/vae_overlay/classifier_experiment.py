@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vae_overlay import classifier, overlay, train
+from vae_overlay import classifier, overlay, runs, train
 from vae_overlay.stats import paired_comparison
 
 CONDITIONS = {  # name: (classical augmentation?, generated sets added to the training set)
@@ -101,7 +101,8 @@ def train_class_vae(task: Task, names, folder: Path, seed: int, settings: Settin
     every attempt collapsed (the last one is returned)."""
     images = task.images(names)
     for attempt in range(settings.vae_attempts):
-        attempt_folder = folder if attempt == 0 else folder.with_name(f"{folder.name}-restart{attempt}")
+        restart = f"{folder.name}-restart{attempt}"
+        attempt_folder = folder if attempt == 0 else runs.named_folder(folder.parent, restart)
         classifier.write_cell_list(attempt_folder / "vae_training_cells.csv", names, task.label_of, "vae training")
         vae, _ = train.train_vae(images, attempt_folder, latent_dim=settings.latent_dim, epochs=settings.epochs,
                                  batch_size=settings.batch_size, learning_rate=settings.learning_rate,
@@ -190,7 +191,8 @@ def run_seed(task: Task, seed: int, experiment_dir, settings: Settings | None = 
     started = time.perf_counter()
     say = progress.set_postfix_str if progress is not None else (lambda text: None)
     s = settings or Settings()
-    seed_dir = Path(experiment_dir) / f"seed{seed}-train{s.n_train_per_class}-val{s.n_val_per_class}"
+    seed_label = f"seed{seed}-train{s.n_train_per_class}-val{s.n_val_per_class}"
+    seed_dir = runs.named_folder(experiment_dir, seed_label)
     train_names, val_names = classifier.draw_train_val(task.pool, task.label_of, s.n_train_per_class,
                                                        s.n_val_per_class, seed)
     classifier.write_cell_list(seed_dir / "train_cells.csv", train_names, task.label_of, "train")

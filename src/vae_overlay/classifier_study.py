@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_overlay import classifier, runs, stats, study
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import runs, stats, study
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
@@ -52,8 +52,10 @@ def run(config: dict, artifacts_dir: str, conditions: dict = experiment.STUDY_CO
     settings = experiment.Settings(n_train_per_class=config["n_train"], n_val_per_class=config["n_val"],
                                    n_generated_per_class=config["n_train"], epochs=config.get("epochs", 100),
                                    classifier_steps=config["classifier_steps"])
-    folder = Path(artifacts_dir) / "classifier" / f"{config['module_type']}-{config['image_size']}px-split{config['seed']}"
-    result = experiment.run_seed(task, config["seed"], folder, settings, conditions=conditions, drop_collapsed=True)
+    label = f"{config['module_type']}-{config['image_size']}px-split{config['seed']}"
+    folder = runs.named_folder(Path(artifacts_dir) / "classifier", label)
+    result = experiment.run_seed(task, config["seed"], folder, settings, conditions=conditions,
+                                 drop_collapsed=True)
     row = {"n_test": len(task.test_names), "n_test_defective": int(task.labels(task.test_names).sum()),
            "closest_rms": round(result["closest_rms"], 5), "seconds_total": round(result["timing"]["seconds"], 1)}
     for run_ in result["vae_runs"]:
@@ -65,15 +67,26 @@ def run(config: dict, artifacts_dir: str, conditions: dict = experiment.STUDY_CO
 
 
 def run_balance(config: dict, artifacts_dir: str) -> dict:
-    """One repetition of the `classifier-balance` kind: the original set, + copy-paste cracks and its balanced
-    variant (`classifier_experiment.BALANCE_CONDITIONS`), no VAE."""
+    """One repetition of the `classifier-balance` kind: the original set, + copy-paste cracks and
+    its balanced variant (`classifier_experiment.BALANCE_CONDITIONS`), no VAE."""
     return run(config, artifacts_dir, experiment.BALANCE_CONDITIONS)
+
+
+DEFAULTS = {"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
+            "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500}
+KIND = study.register("classifier", study.Kind(
+    defaults=DEFAULTS, run=run, data=data_fingerprint, seconds=seconds,
+    allowed={"module_type": classifier.MODULE_TYPES}, text_columns=("module_type",)))
+BALANCE_KIND = study.register("classifier-balance", study.Kind(
+    defaults={key: value for key, value in DEFAULTS.items() if key != "epochs"},  # no VAE
+    run=run_balance, data=data_fingerprint, seconds=balance_seconds,
+    allowed={"module_type": classifier.MODULE_TYPES}, text_columns=("module_type",)))
 
 
 def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALENCE_MARGIN,
               conditions=tuple(experiment.STUDY_CONDITIONS)) -> list[dict]:
-    """Per n_train and condition of `conditions`: the paired difference from the first of them ("(1) original"
-    unless given) over the runs that have both (mean,
+    """Per n_train and condition of `conditions`: the paired difference from the first of them
+    ("(1) original" unless given) over the runs that have both (mean,
     95 % CI, p), the minimum detectable effect, and the TOST equivalence p-value against +-`margin` with its 90 %
     interval (`tost_low`, `tost_high`)."""
     baseline, *others = conditions

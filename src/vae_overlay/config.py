@@ -22,28 +22,30 @@ hash that they belong together and names the notebook to re-run when they do not
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data
-from vae_overlay.runs import RunMismatch, fingerprint, run_dir, safe_name
+from vae_overlay import data, datasets
+from vae_overlay.runs import NonFiniteState, RunMismatch, fingerprint, folder_name
 
 ROOT = data.project_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
-# Notebooks that do not apply to every run: 06 uses the labelled ELPV cells itself, whatever DATASET is, so it runs
-# with the ELPV built-ins (the default run's crack patches included) and is skipped for synthetic images or a folder
-# (a run about other images); 07 reads the committed study table.
+# Notebooks that do not apply to every run: notebook -> (the DATASETs of a run it applies to, why
+# it is skipped in a run on another one). 06 uses the labelled ELPV cells itself, whatever DATASET
+# is, so it runs with the ELPV built-ins (the default run's crack patches included) and is skipped
+# for synthetic images or a folder (a run about other images); 05b and 07 show committed studies.
 ELPV_DATASETS = ("elpv-crack-patches", "elpv-cracks")
-ONLY_IF = {"06": ("DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): notebook 06 classifies the "
-                  "ELPV cells labelled defective and functional, which a run on other images is not about",
-                  lambda dataset: dataset in ELPV_DATASETS),
-           "05b": ("it shows the committed Section 4 studies (make study extends them), not this run",
-                   lambda dataset: False),
-           "07": ("it shows the committed Section 3 study (make study extends it), not this run",
-                  lambda dataset: False)}
+APPLIES_ONLY_TO = {
+    "06": (ELPV_DATASETS, "DATASET is not one of the ELPV sets (elpv-crack-patches, elpv-cracks): "
+                          "notebook 06 classifies the ELPV cells labelled defective and "
+                          "functional, which a run on other images is not about"),
+    "05b": ((), "it shows the committed Section 4 studies (make study extends them), not this run"),
+    "07": ((), "it shows the committed Section 3 study (make study extends it), not this run"),
+}
 FOLDERS = ("ARTIFACTS_DIR", "FIGURES_DIR", "RESULTS_DIR")  # set by the run, not by the user
 _SHARED = {"DATASET": "elpv-crack-patches", "IMAGE_SIZE": 64, "SEED": 42, "ARTIFACTS_DIR": "../artifacts",
            "FIGURES_DIR": "../results/figures"}
@@ -147,17 +149,17 @@ def run_identity(changes: dict, series_dataset: str = ELPV_DATASETS[0]) -> tuple
     after an edit, never share a run). `make reproduce` and a notebook executed in place name a run alike."""
     changes = {k: as_list(v) for k, v in changes.items()}
     dataset = str(changes.get("DATASET", series_dataset))
-    custom_data = dataset not in data.BUILT_IN
+    custom_data = dataset not in datasets.BUILT_IN
     listing = []
     if custom_data:
         folder = data.resolve_folder(dataset).resolve()
         if not folder.is_dir():
             raise FileNotFoundError(f"DATASET={dataset!r}: no such folder (looked for {folder}); give a folder of "
-                                    f"images or one of {list(data.BUILT_IN)}")
+                                    f"images or one of {list(datasets.BUILT_IN)}")
         changes["DATASET"] = dataset = str(folder)
         listing = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
-    label = safe_name(Path(dataset).name) if custom_data else dataset
-    return f"{label}-{fingerprint({'parameters': changes, 'files': listing})[:8]}", changes
+    label = Path(dataset).name if custom_data else dataset
+    return folder_name(label, {"parameters": changes, "files": listing}, 8), changes
 
 
 def output_folder(notebook: str, values: dict, runs_dir: str | Path | None = None) -> str:
@@ -202,14 +204,42 @@ def plan(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str 
     folder = Path(runs_dir).resolve() / name
     chosen, skipped = [], {}
     for path in series:
-        why, applies = ONLY_IF.get(number(path), ("", None))
-        if applies is None or applies(dataset):
+        applies_to, why = APPLIES_ONLY_TO.get(number(path), (None, ""))
+        if applies_to is None or dataset in applies_to:
             chosen.append(path)
         else:
             skipped[path.name] = why
     run_parameters = dict(changes, ARTIFACTS_DIR=str(folder / "artifacts"), FIGURES_DIR=str(folder / "figures"),
                           RESULTS_DIR=str(folder))
     return Run(name, folder, chosen, run_parameters, skipped)
+
+
+def notebook_advice() -> tuple:
+    """(exception type, what to do about it in the notebook series) for the errors that the lower
+    layers raise with the facts alone: which notebook makes the missing file, what to set."""
+    from vae_overlay import model, overlay
+
+    same_folders = "with the same DATASET and ARTIFACTS_DIR"
+    return ((data.DatasetMissing, f"run notebooks/01_prepare_dataset.ipynb first {same_folders}."),
+            (data.ImagesUnusable, "re-create the dataset with notebooks/01_prepare_dataset.ipynb."),
+            (model.ModelMissing, f"run notebooks/02_train_vae.ipynb first ({same_folders})."),
+            (model.ModelUnusable, "re-run notebooks/02_train_vae.ipynb with RETRAIN = True."),
+            (NonFiniteState, "re-run notebooks/02_train_vae.ipynb with RETRAIN = True."),
+            (overlay.SourcesUnusable, "set OVERLAY_IMAGES to a list of at least two existing image "
+                                      "files (paths relative to notebooks/ or absolute)."))
+
+
+@contextlib.contextmanager
+def advised():
+    """Around a notebook's calls into the package: an error of `notebook_advice` is raised again, of
+    the same type, with what to do about it in the notebooks appended to its facts."""
+    try:
+        yield
+    except Exception as error:
+        advice = next((text for kind, text in notebook_advice() if isinstance(error, kind)), None)
+        if advice is None:
+            raise
+        raise type(error)(f"{error} In the notebooks: {advice}") from error
 
 
 def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, max_sample: int = MAX_SAMPLE):
@@ -222,7 +252,7 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
     """
     from vae_overlay import model, stream, train
 
-    run = run_dir(artifacts_dir, dataset)
+    run = datasets.run_dir(artifacts_dir, dataset)
     model_path = run / train.MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found: run 02_train_vae.ipynb first with DATASET = {dataset!r} "
@@ -240,13 +270,17 @@ def load_trained(artifacts_dir, dataset: str, image_size: int, latent_dim: int, 
             raise RunMismatch(f"{npz} holds {images.shape[1]} px images, not IMAGE_SIZE = {image_size}: re-run "
                               f"01_prepare_dataset.ipynb with IMAGE_SIZE = {image_size}, then 02.")
         if fingerprint(images) == trained["images_sha256"]:
-            return images, names, model.load_vae(model_path), run
-    if cache.is_dir() and dataset not in data.BUILT_IN:
+            with advised():
+                vae = model.load_vae(model_path)
+            return images, names, vae, run
+    if cache.is_dir() and dataset not in datasets.BUILT_IN:
         source = stream.ImageStream(data.resolve_folder(dataset), image_size, cache, verbose=0)
         if source.sha256 == trained["images_sha256"]:
             index = np.unique(np.linspace(0, len(source) - 1, min(max_sample, len(source))).astype(int))
             print(f"streamed training: analysing an even sample of {len(index):,} of {len(source):,} images")
-            return source.read(index), [source.names[i] for i in index], model.load_vae(model_path), run
+            with advised():
+                vae = model.load_vae(model_path)
+            return source.read(index), [source.names[i] for i in index], vae, run
     if not npz.is_file() and not cache.is_dir():
         raise FileNotFoundError(f"no dataset in {run}: run 01_prepare_dataset.ipynb first with DATASET = {dataset!r}.")
     raise RunMismatch(f"the images in {run} are not the ones {model_path} was trained on (their hash differs): "

@@ -1,5 +1,5 @@
-"""Image folders -> arrays, the data-source dispatch (`load_source`: the ELPV sources are `vae_overlay.elpv`'s, the
-synthetic one `vae_overlay.synth`'s) and the prepared-dataset files.
+"""Image folders -> arrays, and the prepared-dataset files (the data-source dispatch over these, the
+ELPV sources and the synthetic one is `vae_overlay.datasets`).
 
 The loading rule (documented in the README):
 
@@ -33,11 +33,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vae_overlay.runs import atomic_write_bytes
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 8000 x 8000 photo loads; a 100k x 100k bomb does not
-BUILT_IN = ("elpv-cracks", "elpv-crack-patches", "elpv-crack-patches-wide", "synthetic")  # DATASETs that are not folders
 
 
 class DatasetError(ValueError):
     """A dataset folder or file that cannot be used, with what to do about it."""
+
+
+class DatasetMissing(FileNotFoundError):
+    """No prepared dataset file where one was expected (`config.advised` names the notebook)."""
+
+
+class ImagesUnusable(DatasetError):
+    """Images that cannot be trained on (shape, NaN, range), with the facts (`config.advised` adds
+    what to do in the notebooks)."""
 
 
 class ImageSkipped(Exception):
@@ -209,7 +217,7 @@ def stack_images(images: list[np.ndarray], size: int) -> np.ndarray:
     return np.stack(images)[..., None].astype(np.float32) if images else np.zeros((0, size, size, 1), np.float32)
 
 
-# --- dispatch and files ------------------------------------------------------------------------
+# --- folders and files ------------------------------------------------------------------------
 
 def resolve_folder(dataset: str | Path) -> Path:
     """A folder path as given, or relative to the project root when it is not found as given."""
@@ -220,40 +228,26 @@ def resolve_folder(dataset: str | Path) -> Path:
     return candidate if candidate.exists() else path
 
 
-def load_source(dataset: str, size: int, seed: int = 42, synthetic_count: int = 80) -> LoadedImages:
-    """DATASET ("elpv-cracks", "elpv-crack-patches", "synthetic", or a folder) -> LoadedImages at `size` px."""
-    if dataset.startswith("elpv-"):
-        from vae_overlay import elpv  # elpv builds on this module's loaders
-
-        return elpv.load(dataset, size)
-    if dataset == "synthetic":
-        from vae_overlay import synth
-
-        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed, kinds=("crack",), crack_fraction=1.0)
-        names = [f"synthetic_{kind}_{i:03d}" for i, kind in enumerate(kinds)]
-        return LoadedImages(images.astype(np.float32), names, source=f"synthetic (seed {seed})")
-    return load_folder(resolve_folder(dataset), size)
-
-
 def check_images(images):
     """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they are."""
     if not isinstance(images, np.ndarray) and hasattr(images, "batches"):
         return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, size, size, 1), got {images.shape}: "
-                         "load them with vae_overlay.data.load_dataset (notebook 01 writes them).")
+        raise ImagesUnusable(f"images must have shape (n, size, size, 1), got {images.shape}: "
+                             "load them with vae_overlay.data.load_dataset.")
     if len(images) == 0:
-        raise ValueError("images is empty: the dataset holds no image; re-run notebook 01.")
+        raise ImagesUnusable("images is empty: the dataset holds no image.")
     images = images.astype(np.float32, copy=False)
     bad = ~np.isfinite(images)
     if bad.any():
         count = int(bad.reshape(len(images), -1).any(axis=1).sum())
-        raise ValueError(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
-                         "re-create the dataset with notebook 01.")
+        raise ImagesUnusable(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
+                             "the dataset must be made again.")
     if images.min() < 0 or images.max() > 1:
-        raise ValueError(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
-                         f"[{images.min():.3g}, {images.max():.3g}]: divide 8-bit images by 255.")
+        low, high = images.min(), images.max()
+        raise ImagesUnusable(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
+                             f"[{low:.3g}, {high:.3g}]: divide 8-bit images by 255.")
     return images
 
 
@@ -266,9 +260,10 @@ def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
 
 
 def load_dataset(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """A dataset.npz written by notebook 01 -> (images, names); says what to run if missing."""
+    """A dataset.npz written by `save_dataset` (notebook 01) -> (images, names); DatasetMissing if
+    there is none."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found: run notebooks/01_prepare_dataset.ipynb first with "
-                                "the same DATASET and ARTIFACTS_DIR.")
+        raise DatasetMissing(f"{path} not found: no prepared dataset there "
+                             "(data.save_dataset writes one).")
     with np.load(path, allow_pickle=False) as data:
         return data["images"].astype(np.float32), [str(n) for n in data["names"]]

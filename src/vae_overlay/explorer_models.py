@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data as data_module
-from vae_overlay import model, runs, section3_study, study, train
+from vae_overlay import datasets, model, runs, section3_study, study, train
 from vae_overlay.config import ELPV_DATASETS, ROOT
 
 MODELS_DIR = ROOT / "results" / "models"
@@ -158,8 +157,8 @@ def store(role: str, row: dict, vae, images, seconds: float, measured: dict, mod
     with runs.atomic_path(path, suffix=".keras") as tmp:
         vae.decoder.save(tmp)
     means = model.encode_mean(vae, images)
-    names = data_module.load_source(row["data"], row["image_size"]).names
-    trained = Path(work_dir) / row["key"] / train.MODEL_FILE
+    names = datasets.load_source(row["data"], row["image_size"]).names
+    trained = section3_study.run_folder(work_dir, row["key"]) / train.MODEL_FILE
     return StoredModel(role=role, folder=folder, key=row["key"], settings={key: row[key] for key in SETTINGS},
                        table=shown(row), measured=shown(measured), means=np.round(means, 6).tolist(),
                        names=list(names), images_sha256=runs.fingerprint(images),

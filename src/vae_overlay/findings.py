@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vae_overlay import classifier_experiment as experiment
-from vae_overlay import classifier_study, overlay_study, realism_study, runs, section3_study, study
+from vae_overlay import classifier_study, datasets, overlay_study, realism_study, section3_study, study
 from vae_overlay.stats import NOT_SUPPORTED, holm, mean_above, t_interval, verdict, wilson, word
 
 MOSTLY = 0.5  # "mainly" / "most trainings": a share above one half
@@ -373,8 +373,9 @@ def default_run(summary: dict) -> pd.DataFrame:
     rows = []
     if s02:
         lo, hi = s02["latent_min"], s02["latent_max"]
-        rows += [("training set", f"{s01.get('images')} images of {runs.dataset_label(s01.get('dataset', '?'))} at "
-                                         f"{s01.get('image_size')} px"),
+        dataset = datasets.dataset_label(s01.get("dataset", "?"))
+        size = s01.get("image_size")
+        rows += [("training set", f"{s01.get('images')} images of {dataset} at {size} px"),
                  (f"training ({s02.get('epochs')} epochs)", f"{s02['train_seconds']:.0f} s; final loss {s02['final_loss']:.1f} = "
                                            f"reconstruction {s02['final_reconstruction']:.1f} + KL {s02['final_kl']:.2f}"),
                  ("latent means", f"z₁ ∈ [{lo[0]:.1f}, {hi[0]:.1f}], z₂ ∈ [{lo[1]:.1f}, {hi[1]:.1f}]"),

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from vae_overlay.runs import atomic_path, check_finite
+from vae_overlay.runs import atomic_path, check_finite, seed_everything
 
 LOSSES = ("sum", "keras-io-2020")
 KERAS_IO_2020_PIXELS = 28 * 28  # the MNIST image area the 2020 example multiplies the mean BCE by
@@ -174,14 +174,22 @@ def build_vae(image_size: int = 64, latent_dim: int = 2, seed: int | None = 42, 
 
     `encoder_options`: those of `build_encoder` (activation, dense_units, log_var_bias, standardize_with).
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     encoder = build_encoder(image_size, latent_dim, seed=seed, **encoder_options)
     decoder = build_decoder(image_size, latent_dim)
     return VAE(encoder, decoder, loss=loss, name="vae")
 
 
-RETRAIN_NOTE = "Delete it, or re-run notebooks/02_train_vae.ipynb with RETRAIN = True."
+RETRAIN_NOTE = "Delete it, or train it again (train.train_vae with retrain=True)."
+
+
+class ModelMissing(FileNotFoundError):
+    """No saved VAE where one was expected (`config.advised` says which notebook trains it)."""
+
+
+class ModelUnusable(ValueError):
+    """A saved file that cannot be loaded as a VAE, with the facts (`config.advised` adds what to do
+    in the notebooks)."""
 
 
 def _named_weights(vae) -> list:
@@ -202,16 +210,16 @@ def load_vae(path: str | Path) -> VAE:
     """Load a saved VAE with safe_mode=True (no code from the file runs); says what to do if it fails."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run notebooks/02_train_vae.ipynb first "
-                                "(with the same DATASET and ARTIFACTS_DIR).")
+        raise ModelMissing(f"{path} not found: no trained VAE there (train.train_vae saves one).")
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # corrupt zip, truncated weights, foreign classes, ...
-        raise ValueError(f"{path} could not be loaded as a VAE ({type(error).__name__}: {error}). "
-                         f"{RETRAIN_NOTE}") from error
+        reason = f"{type(error).__name__}: {error}"
+        message = f"{path} could not be loaded as a VAE ({reason}). {RETRAIN_NOTE}"
+        raise ModelUnusable(message) from error
     if not isinstance(model, VAE):
-        raise ValueError(f"{path} holds a {type(model).__name__}, not a vae_overlay VAE: re-run "
-                         "notebooks/02_train_vae.ipynb with RETRAIN = True.")
+        raise ModelUnusable(f"{path} holds a {type(model).__name__}, not a vae_overlay VAE. "
+                            f"{RETRAIN_NOTE}")
     check_finite(_named_weights(model), path, "not loaded", f"Its training diverged. {RETRAIN_NOTE}")
     return model
 

@@ -43,6 +43,11 @@ def mask_path(image_path: str | Path) -> Path | None:
     return found[0] if found else None
 
 
+class SourcesUnusable(ValueError):
+    """Overlay sources that cannot be used (too few, missing, not an image), with the facts
+    (`config.advised` adds what to do in the notebooks)."""
+
+
 def load_sources(paths, size: int):
     """Source images (k, size, size, 1), their masks (k, size, size) bool or None, and names.
 
@@ -51,17 +56,15 @@ def load_sources(paths, size: int):
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
-        raise ValueError(f"the overlay needs at least two source images, got {len(paths)}: set "
-                         "OVERLAY_IMAGES to a list of image paths.")
+        raise SourcesUnusable(f"the overlay needs at least two source images, got {len(paths)}.")
     images, masks = [], []
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"overlay source {path} does not exist: set OVERLAY_IMAGES to "
-                                    "existing image files (paths relative to notebooks/ or absolute).")
+            raise SourcesUnusable(f"overlay source {path} does not exist.")
         try:
             images.append(load_image(path, size))
         except ImageSkipped as reason:
-            raise ValueError(f"overlay source {path} cannot be used: {reason}") from None
+            raise SourcesUnusable(f"overlay source {path} cannot be used: {reason}") from None
         found = mask_path(path)
         masks.append(load_image(found, size) > 0.5 if found else None)
     have_masks = all(m is not None for m in masks)

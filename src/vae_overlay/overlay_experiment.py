@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data, overlay, runs, train
+from vae_overlay import data, datasets, overlay, runs, train
 from vae_overlay.overlay_methods import METHODS, combine, lookup
 
 PIXEL_MEAN = METHODS["pixel mean"].label  # the method table's rows of the pixel methods
@@ -85,7 +85,7 @@ def choose_sources(overlay_images, dataset: str, k: int = 3, pool: int = 400) ->
     from the image farthest from the mean, over an even sample of at most `pool` images)."""
     if overlay_images:
         return [str(p) for p in overlay_images], "OVERLAY_IMAGES"
-    if dataset in data.BUILT_IN:
+    if dataset in datasets.BUILT_IN:
         trio = [str(data.project_root() / "data" / "synthetic" / name) for name in PAPER_TRIO]
         return trio, "the paper's trio (two cracks and a pore on one surface, data/synthetic/)"
     files = [f for f in data.list_folder(data.resolve_folder(dataset))[0] if not f.stem.endswith("_mask")]
@@ -112,7 +112,7 @@ def prepare(paths, image_size: int, artifacts_dir, dataset: str, **settings) -> 
     """Load the sources (`overlay.load_sources`) and name their folder: <artifacts>/<dataset>/overlay-<8 hex of
     the sources' fingerprint>. `settings`: Setup's epochs, latent_dim, retrain, n_samples."""
     sources, masks, names = overlay.load_sources(paths, image_size)
-    folder = runs.run_dir(artifacts_dir, dataset) / f"overlay-{runs.fingerprint(sources)[:8]}"
+    folder = runs.named_folder(datasets.run_dir(artifacts_dir, dataset), "overlay", sources, 8)
     return Setup(sources, masks, names, folder, **settings)
 
 
@@ -121,7 +121,7 @@ def prepare(paths, image_size: int, artifacts_dir, dataset: str, **settings) -> 
 def run_folder(setup: Setup, variant: overlay.Variant, seed: int, copies: int, latent_dim: int) -> Path:
     """One folder per configuration: a readable slug and 6 hex of the variant's fingerprint."""
     slug = f"{runs.safe_name(variant.name)}-d{latent_dim}-c{copies}-e{setup.epochs}-s{seed}"
-    return setup.folder / f"{slug}-{runs.fingerprint(asdict(variant))[:6]}"
+    return runs.named_folder(setup.folder, slug, asdict(variant), 6)
 
 
 def train_and_check(setup: Setup, variant, seed: int, copies: int, latent_dim: int | None = None,

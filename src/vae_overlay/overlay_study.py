@@ -235,6 +235,14 @@ def run(config: dict, artifacts_dir: str) -> dict:
     return row
 
 
+KIND = study.register("section4", study.Kind(
+    defaults={"sources": "paper-trio", "variant": "paper", "seed": 0, "image_size": 64,
+              "latent_dim": 2, "copies": 500, "epochs": 20},
+    run=run, data=data_fingerprint, seconds=seconds,
+    allowed={"sources": SOURCE_SETS, "variant": tuple(overlay.VARIANTS)},
+    text_columns=("sources", "variant")))
+
+
 # ----------------------------------------------------------------------------- the table, summarized
 
 def summarize(rows: list[dict], by=("sources", "variant", "latent_dim"), baseline: str = "pixel mean") -> list[dict]:

@@ -117,6 +117,12 @@ def run(config: dict, artifacts_dir: str) -> dict:
             for key, value in row.items()}
 
 
+KIND = study.register("realism", study.Kind(
+    defaults=section3_study.KIND_DEFAULTS | {"data": DATA[0]}, run=run, data=data_fingerprint,
+    seconds=seconds, allowed={"loss": section3_study.KIND.allowed["loss"], "data": DATA},
+    text_columns=("data", "loss")))
+
+
 def summarize(rows: list[dict], measure: str = "realism") -> list[dict]:
     """Per latent dimension: runs, collapsed runs, the mean of each of MEASURES with its 95 % t interval over
     runs, and `measure`'s paired difference from the lowest dimension over the seeds both have (mean, 95 %

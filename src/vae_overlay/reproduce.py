@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vae_overlay import data
+from vae_overlay import data, datasets
 from vae_overlay.config import DEFAULTS, FOLDERS, NOTEBOOK_DIR, ROOT, Run, number, parameters, parse_assignments, plan
 from vae_overlay.runs import atomic_write_text
 
@@ -47,7 +47,7 @@ def preflight(run: Run, step_seconds: float | None = None) -> str:
     values = {**{k: v for d in DEFAULTS.values() for k, v in d.items()}, **run.parameters}
     lines = []
     count = 80  # the built-in sets
-    if values["DATASET"] not in data.BUILT_IN:
+    if values["DATASET"] not in datasets.BUILT_IN:
         loaded = data.load_folder(values["DATASET"], 16)  # every file decoded once, small: what notebook 01 will use
         count = len(loaded.images)
         lines.append(f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"

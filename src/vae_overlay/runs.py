@@ -60,6 +60,21 @@ def fingerprint(value) -> str:
     return digest.hexdigest()[:16]
 
 
+def seed_everything(seed: int | None = None, deterministic: bool = False) -> None:
+    """The one way a run is seeded, so that the same seed gives the same weights: with a `seed`,
+    Python's, NumPy's and the backend's random generators (`keras.utils.set_random_seed`); with
+    `deterministic`, TensorFlow's deterministic kernels for the rest of the process (same seed on
+    CPU -> same weights)."""
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def check_same_settings(found: dict, wanted: dict, source, hint: str = "set retrain=True") -> None:
     """Raise RunMismatch naming every key whose value differs between `found` (from `source`) and `wanted`
     (a key present on one side only differs too)."""
@@ -75,30 +90,19 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", str(text)).strip("_") or "run"
 
 
-def run_name(dataset: str) -> str:
-    """Name of the artifacts folder for a dataset: a built-in set's name, or a folder's name and path hash.
-
-    The hash of the folder's absolute path keeps two folders called `mine`, or a folder called `synthetic`,
-    from sharing one artifacts folder.
-    """
-    from vae_overlay import data  # data imports this module
-
-    if dataset in data.BUILT_IN:
-        return dataset
-    folder = data.resolve_folder(str(dataset).rstrip("/\\")).resolve()
-    return f"{safe_name(folder.name or 'dataset')}-{fingerprint(str(folder))[:6]}"
+def folder_name(label: str, identity=None, digits: int = 8) -> str:
+    """The one rule for naming a run's folder: `label` made safe (`safe_name`), then, for a
+    folder that stands for content (`identity`: anything `fingerprint` takes), '-' and the first
+    `digits` hex digits of its fingerprint, so that two runs under one label never share a folder
+    and the same content finds its folder again. Callers keep their `digits`: the folders on disk
+    carry them."""
+    name = safe_name(label)
+    return name if identity is None else f"{name}-{fingerprint(identity)[:digits]}"
 
 
-def dataset_label(name: str) -> str:
-    """A `run_name` as a reader calls the dataset: without the path hash ("my_cracks-6b0498" -> "my_cracks")."""
-    return re.sub(r"-[0-9a-f]{6}$", "", name)
-
-
-def run_dir(artifacts_dir: str | Path, dataset: str) -> Path:
-    """The folder holding one run's artifacts (created if missing)."""
-    folder = Path(artifacts_dir) / run_name(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def named_folder(parent: str | Path, label: str, identity=None, digits: int = 8) -> Path:
+    """`parent` / `folder_name(label, identity, digits)`, not yet created."""
+    return Path(parent) / folder_name(label, identity, digits)
 
 
 @contextlib.contextmanager

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import runs, study
+from vae_overlay import datasets, model, runs, study
 from vae_overlay.stats import wilson
 from vae_overlay.study import run_key
 
+PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}  # Section 3
 TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")  # what train_vae is given
 PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
 BOX_REACHED = (10.0, 7.0)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
@@ -30,9 +31,7 @@ SECONDS_PER_IMAGE_EPOCH = 0.0048  # measured: 100 epochs x 80 images at 64 px in
 @lru_cache(maxsize=8)
 def training_images(data: str, image_size: int) -> np.ndarray:
     """The 80 training images of a data source at `image_size` px (cached per process)."""
-    from vae_overlay import data as data_module
-
-    return data_module.load_source(data, image_size).images
+    return datasets.load_source(data, image_size).images
 
 
 def images_fingerprint(config: dict) -> str:
@@ -54,7 +53,7 @@ def crack_scores(images) -> np.ndarray:
 
 def measure(vae, images) -> dict:
     """Everything a study row records about one trained VAE and its training images."""
-    from vae_overlay import latent, model
+    from vae_overlay import latent
     from vae_overlay.overlay import dead_units
 
     means = model.encode_mean(vae, images).astype(np.float64)
@@ -80,25 +79,40 @@ def measure(vae, images) -> dict:
             for key, value in row.items()}
 
 
+def run_folder(artifacts_dir, key: str) -> Path:
+    """The folder of the study run whose table key is `key`: `artifacts_dir/<key>/`."""
+    return runs.named_folder(artifacts_dir, key)
+
+
 def train(config: dict, artifacts_dir: str) -> tuple:
-    """(vae, training images, what the training recorded) of a Section 3 run: trained (or resumed, or loaded)
-    in `artifacts_dir/<key>/`, the key of the `section3` kind, so another kind asking for the same training
-    (realism_study.py) finds it there."""
+    """(vae, training images, what the training recorded) of a Section 3 run: trained (or resumed,
+    or loaded) in `run_folder`, keyed as a `section3` run, so that another kind asking for the same
+    training (realism_study.py) finds it there."""
     from vae_overlay import train as training
 
     images = training_images(config["data"], config["image_size"])
-    folder = Path(artifacts_dir) / run_key({key: config[key] for key in study.kind_of("section3").defaults})
-    vae, history = training.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
+    folder = run_folder(artifacts_dir, run_key({key: config[key] for key in KIND_DEFAULTS}))
+    vae, history = training.train_vae(images, folder, verbose=0,
+                                      **{key: config[key] for key in TRAIN_KEYS})
     record = training.read_history(folder / training.HISTORY_FILE)
-    return vae, images, dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
-                             final_kl=round(history["kl_loss"][-1], 4),
-                             train_seconds=round(sum(record["epoch_seconds"]), 2))
+    recorded = dict(n_images=len(images),
+                    final_reconstruction=round(history["reconstruction_loss"][-1], 4),
+                    final_kl=round(history["kl_loss"][-1], 4),
+                    train_seconds=round(sum(record["epoch_seconds"]), 2))
+    return vae, images, recorded
 
 
 def train_and_measure(config: dict, artifacts_dir: str) -> dict:
     """A Section 3 run: `train` and `measure`."""
     vae, images, recorded = train(config, artifacts_dir)
     return {**recorded, **measure(vae, images)}
+
+
+KIND_DEFAULTS = {"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER}
+KIND = study.register("section3", study.Kind(
+    defaults=KIND_DEFAULTS,
+    run=train_and_measure, data=images_fingerprint, seconds=section3_seconds,
+    allowed={"loss": model.LOSSES, "data": datasets.BUILT_IN}, text_columns=("data", "loss")))
 
 
 def reach(row: dict) -> float:
@@ -146,7 +160,8 @@ def load_run(row: dict, artifacts_dir) -> tuple:
     from vae_overlay import train
 
     images = training_images(row["data"], row["image_size"])
-    vae, _ = train.train_vae(images, Path(artifacts_dir) / row["key"], verbose=0, **{key: row[key] for key in TRAIN_KEYS})
+    vae, _ = train.train_vae(images, run_folder(artifacts_dir, row["key"]), verbose=0,
+                             **{key: row[key] for key in TRAIN_KEYS})
     return vae, images
 
 

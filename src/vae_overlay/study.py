@@ -2,8 +2,10 @@
 
 At these settings one training is one draw from a wide distribution (the same data and settings collapse in one
 seed and spread along two latent axes in another), so every verdict is measured over a grid. A study has a
-`Kind` (what one run trains and measures: `section3` here, `section4` in overlay_study.py) and a grid of
-settings (`GRIDS`, read from `grids.yaml`). `run_study(name)`:
+`Kind` (what one run trains and measures), registered by the module that defines it (`register`:
+`section3` in section3_study.py, `section4` in overlay_study.py, `classifier` in
+classifier_study.py; the runner imports a built-in kind's module when it is first named), and a grid
+of settings (`GRIDS`, read from `grids.yaml`). `run_study(name)`:
 
 * expands the grid; unknown keys or values are refused before anything runs;
 * keys every run by the fingerprint of its full configuration and of its training data, so a finished run is
@@ -27,82 +29,81 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vae_overlay import runs
-from vae_overlay.data import BUILT_IN as DATA_SOURCES
-
-STUDY_VERSION = 1  # bump when a measurement changes: tables of another version are refused, not mixed
-LOSSES = ("sum", "keras-io-2020")
-PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of study run: every grid key with its default (a grid varies some), the values a key may take (or a
-    "module:name" holding them), and three functions as "module:function": `run(config, artifacts_dir) -> dict`
-    (one training and what is measured on it; may raise), `data(config) -> str` (the fingerprint of its training
-    data), `seconds(config) -> float` (expected training seconds on one idle 2-core machine). `version`: bump
-    when a measurement changes; tables of another version are refused, not mixed."""
+    """A kind of study run, defined and registered (`register`) by its own module: every grid key
+    with its default (a grid varies some), the values a key may take (`allowed`), three functions:
+    `run(config, artifacts_dir) -> dict` (one training and what is measured on it; may raise),
+    `data(config) -> str` (the fingerprint of its training data), `seconds(config) -> float`
+    (expected training seconds on one idle 2-core machine). `text_columns`: the kind's table
+    columns that stay text when read back. `version`: bump when a measurement changes; tables of
+    another version are refused, not mixed."""
 
     defaults: dict
-    run: str
-    data: str
-    seconds: str
+    run: Callable[[dict, str], dict]
+    data: Callable[[dict], str]
+    seconds: Callable[[dict], float]
     allowed: dict = field(default_factory=dict)
+    text_columns: tuple = ()
     version: int = 1
 
-    def call(self, function: str, *args):
-        return resolve(getattr(self, function))(*args)
 
-
-def resolve(name: str):
-    module, attribute = name.split(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
-KINDS = {"section3": Kind({"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER},
-                          "vae_overlay.section3_study:train_and_measure", "vae_overlay.section3_study:images_fingerprint",
-                          "vae_overlay.section3_study:section3_seconds", {"loss": LOSSES, "data": DATA_SOURCES}, STUDY_VERSION),
-         "section4": Kind({"sources": "paper-trio", "variant": "paper", "seed": 0, "image_size": 64, "latent_dim": 2,
-                           "copies": 500, "epochs": 20}, "vae_overlay.overlay_study:run",
-                          "vae_overlay.overlay_study:data_fingerprint", "vae_overlay.overlay_study:seconds",
-                          {"sources": "vae_overlay.overlay_study:SOURCE_SETS", "variant": "vae_overlay.overlay:VARIANTS"}),
-         "realism": Kind({"data": "elpv-crack-patches", "image_size": 64, "loss": "sum", "seed": 0, **PAPER},
-                         "vae_overlay.realism_study:run", "vae_overlay.realism_study:data_fingerprint",
-                         "vae_overlay.realism_study:seconds", {"loss": LOSSES, "data": "vae_overlay.realism_study:DATA"}),
-         "classifier": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
-                             "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
-                            "vae_overlay.classifier_study:run", "vae_overlay.classifier_study:data_fingerprint",
-                            "vae_overlay.classifier_study:seconds", {"module_type": ("mono", "poly", "both")}),
-         "classifier-balance": Kind({"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
-                                     "test_fraction": 0.5, "classifier_steps": 500},
-                                    "vae_overlay.classifier_study:run_balance",
-                                    "vae_overlay.classifier_study:data_fingerprint",
-                                    "vae_overlay.classifier_study:balance_seconds",
-                                    {"module_type": ("mono", "poly", "both")})}
-GRIDS_FILE = Path(__file__).with_name("grids.yaml")  # the named grids, with what each is for
-
-
-def load_grids(path: str | Path = GRIDS_FILE) -> dict:
-    """{study name: (kind, grid)} from a grids file (see grids.yaml)."""
-    import yaml
-
-    return {name: (entry["kind"], entry["grid"]) for name, entry in yaml.safe_load(Path(path).read_text()).items()}
-
-
-GRIDS = load_grids()
+KINDS: dict[str, Kind] = {}  # name -> Kind, filled by `register`
+# The kinds that come with the package, by the module that registers each: imported on first use,
+# so a caller (the command line, a Dask worker) names a kind without importing its module.
+BUILT_IN_KINDS = {"section3": "vae_overlay.section3_study", "section4": "vae_overlay.overlay_study",
+                  "classifier": "vae_overlay.classifier_study",
+                  "classifier-balance": "vae_overlay.classifier_study",
+                  "realism": "vae_overlay.realism_study"}
+TEXT_COLUMNS = ("key", "error", "worker")  # text in every kind's table, beside its `text_columns`
 
 
 class StudyError(ValueError):
     """A grid or a study table that cannot be used, with what to do about it."""
 
 
+def register(name: str, kind: Kind) -> Kind:
+    """Make `kind` known to the runner as `name` (its module calls this when it is imported)."""
+    KINDS[name] = kind
+    return kind
+
+
 def kind_of(kind: str) -> Kind:
+    """The registered Kind called `kind` (a built-in one's module is imported on first use)."""
+    if kind not in KINDS and kind in BUILT_IN_KINDS:
+        importlib.import_module(BUILT_IN_KINDS[kind])
     if kind not in KINDS:
-        raise StudyError(f"unknown kind of study {kind!r}; known: {sorted(KINDS)}")
+        known = sorted(set(KINDS) | set(BUILT_IN_KINDS))
+        raise StudyError(f"unknown kind of study {kind!r}; known: {known}")
     return KINDS[kind]
+
+
+GRIDS_FILE = Path(__file__).with_name("grids.yaml")  # the named grids, with what each is for
+
+
+def load_grids(path: str | Path = GRIDS_FILE) -> dict:
+    """{study name: (kind, grid)} from a grids file (see grids.yaml); an entry without exactly the
+    keys `kind` and `grid` is refused, naming it and the file."""
+    import yaml
+
+    grids = {}
+    for name, entry in (yaml.safe_load(Path(path).read_text()) or {}).items():
+        keys = sorted(entry) if isinstance(entry, dict) else entry
+        if keys != ["grid", "kind"]:
+            raise StudyError(f"{path}: study {name!r} needs exactly the keys 'kind' and 'grid', "
+                             f"has {keys!r}")
+        grids[name] = (entry["kind"], entry["grid"])
+    return grids
+
+
+GRIDS = load_grids()
 
 
 def configurations(grid: dict, kind: str = "section3") -> list[dict]:
@@ -113,7 +114,6 @@ def configurations(grid: dict, kind: str = "section3") -> list[dict]:
     if unknown:
         raise StudyError(f"unknown grid key(s) {unknown}; allowed: {list(spec.defaults)}")
     for key, allowed in spec.allowed.items():
-        allowed = resolve(allowed) if isinstance(allowed, str) else allowed
         bad = [value for value in grid.get(key, []) if value not in allowed]
         if bad:
             raise StudyError(f"unknown {key} {bad}; allowed: {list(allowed)}")
@@ -128,12 +128,12 @@ def configurations(grid: dict, kind: str = "section3") -> list[dict]:
 def run_key(config: dict, kind: str = "section3") -> str:
     """The fingerprint of a configuration, its training data and its kind's version."""
     spec = kind_of(kind)
-    return runs.fingerprint({**config, "images": spec.call("data", config), "version": spec.version})
+    return runs.fingerprint({**config, "images": spec.data(config), "version": spec.version})
 
 
 def estimated_seconds(configs: list[dict], kind: str = "section3") -> float:
     """Training seconds on one idle 2-core machine for `configs`."""
-    return sum(kind_of(kind).call("seconds", config) for config in configs)
+    return sum(kind_of(kind).seconds(config) for config in configs)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -151,7 +151,7 @@ def run_one(config: dict, artifacts_dir: str, threads: int | None = None, kind: 
         if threads:
             _limit_threads(threads)
         row["key"] = run_key(config, kind)
-        row.update(spec.call("run", config, artifacts_dir))
+        row.update(spec.run(config, artifacts_dir))
     except Exception as error:  # recorded, not raised: the other runs go on
         row["error"] = f"{type(error).__name__}: {error}"[:500]
     row["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -176,12 +176,13 @@ def table_path(name: str, results_dir: str | Path) -> Path:
 
 def read_table(path: str | Path, kind: str = "section3") -> list[dict]:
     """The rows of a study table (values parsed back to numbers and booleans); [] if there is none yet."""
-    path, version = Path(path), kind_of(kind).version
+    path, spec = Path(path), kind_of(kind)
+    version, text = spec.version, TEXT_COLUMNS + spec.text_columns
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
-        rows = [{key: _parse(value, key) for key, value in row.items() if value != "" or key in TEXT_COLUMNS}
-                for row in csv.DictReader(handle)]  # an empty cell is a value the run did not record
+    with open(path, newline="") as handle:  # an empty cell is a value the run did not record
+        rows = [{key: value if key in text else _parse(value) for key, value in row.items()
+                 if value != "" or key in text} for row in csv.DictReader(handle)]
     versions = {row.get("version") for row in rows}
     if versions - {version}:
         raise StudyError(f"{path} was written by study version(s) {sorted(map(str, versions))}, this code is version "
@@ -241,12 +242,7 @@ def write_table(path: str | Path, rows: list[dict]) -> None:
     runs.atomic_write_text(path, buffer.getvalue())
 
 
-TEXT_COLUMNS = ("key", "data", "loss", "error", "worker", "sources", "variant", "condition")
-
-
-def _parse(value: str, column: str = ""):
-    if column in TEXT_COLUMNS:
-        return value
+def _parse(value: str):
     if value in ("True", "False"):
         return value == "True"
     for kind in (int, float):
@@ -350,6 +346,12 @@ def main(argv=None) -> None:
     grids = {**GRIDS, **(load_grids(args.grids) if args.grids else {})}
     if unknown := [name for name in args.names if name not in grids]:
         parser.error(f"unknown study {', '.join(unknown)}: known are {sorted(grids)}")
+    for name in args.names:  # every grid is checked before the first study runs
+        kind, grid = grids[name]
+        try:
+            configurations(grid, kind)
+        except StudyError as error:
+            raise StudyError(f"study {name!r} ({args.grids or GRIDS_FILE}): {error}") from None
     for name in args.names:
         kind, grid = grids[name]
         rows = run_study(name, args.results, args.artifacts, grid=grid, kind=kind, scheduler=args.scheduler,

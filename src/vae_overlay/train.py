@@ -40,7 +40,14 @@ from vae_overlay.checkpoint import (  # noqa: F401 (the files' names and read_hi
     read_history,
 )
 from vae_overlay.data import check_images
-from vae_overlay.runs import atomic_write_bytes, atomic_write_text, check_same_settings, check_writable, fingerprint
+from vae_overlay.runs import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_same_settings,
+    check_writable,
+    fingerprint,
+    seed_everything,
+)
 from vae_overlay.stream import batch_dataset
 
 
@@ -224,7 +231,7 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
     a finished run with these settings is loaded instead of retrained unless `retrain=True`; a run folder
     holding other settings raises runs.RunMismatch. Callbacks get epoch-level hooks; `logs` hold the three
     losses. `verbose`: 0 quiet; 1 a progress bar over epochs (with the latest losses); 2 one line per epoch.
-    Side effects: `keras.utils.set_random_seed(seed)` and `tf.config.experimental.enable_op_determinism()`.
+    Side effect: `runs.seed_everything(seed, deterministic=True)`.
     """
     images = check_images(images)
     chief = _is_chief(strategy)
@@ -235,8 +242,7 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
                             model_options=model_options)
     batches = batches or shuffled_batches(len(images), batch_size)
     say = print if verbose else (lambda *args, **kwargs: None)
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # same seed on CPU -> same weights
+    seed_everything(seed, deterministic=True)
 
     if retrain and chief:
         for path in (checkpoint_path, model_path, history_path):
