@@ -114,3 +114,44 @@ def test_one_tiny_classifier_run_records_seven_conditions(tmp_path):
     assert np.isnan(row["roc_auc|(3) + VAE samples"]) == collapsed  # a collapsed VAE's conditions are dropped
     assert not np.isnan(row["balanced_accuracy|(7) + copy-paste cracks"])  # needs no VAE
     assert row["n_test"] > 100 and row["closest_rms"] > 0
+
+
+def test_copy_paste_pairs_return_each_crack_with_the_cell_it_was_pasted_on(crack_images):
+    cracks = crack_images(count=4, size=32, seed=1)
+    plain = np.stack([np.full((32, 32, 1), level, np.float32) for level in (0.6, 0.7, 0.8)])
+    pasted, backgrounds = classifier.copy_paste_pairs(cracks, plain, 6, seed=0)
+    assert np.array_equal(pasted, classifier.copy_paste_cracks(cracks, plain, 6, seed=0))
+    for crack, background in zip(pasted, backgrounds):
+        assert any(np.array_equal(background, cell) for cell in plain)
+        assert (crack <= background + 1e-7).all() and (crack < background - 0.01).any()
+        assert np.isclose(np.median(crack), background[0, 0, 0])  # the crack sits on this very cell
+
+
+def test_the_balanced_copy_paste_condition_adds_as_many_functional_cells_as_cracked_ones():
+    experiment = classifier_study.experiment
+    train = np.zeros((8, 4, 4, 1), np.float32)
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)
+    generated = {"copy-paste cracks": np.ones((5, 4, 4, 1), np.float32),
+                 "copy-paste backgrounds": np.ones((5, 4, 4, 1), np.float32)}
+    counts = {}
+    for condition in experiment.BALANCE_CONDITIONS:
+        _, condition_labels, _ = experiment.training_set(condition, train, labels, generated,
+                                                         experiment.BALANCE_CONDITIONS)
+        counts[condition] = (int(condition_labels.sum()), int((condition_labels == 0).sum()))
+    assert counts == {"(1) original": (4, 4), "(7) + copy-paste cracks": (9, 4),
+                      "(8) + copy-paste, balanced": (9, 9)}
+
+
+@pytest.mark.slow
+def test_one_tiny_balance_run_trains_no_vae_and_records_three_conditions(tmp_path):
+    kind, grid = study.GRIDS["tiny-classifier-balance"]
+    row = study.run_one(study.configurations(grid, kind)[0], str(tmp_path), kind=kind)
+    assert row["error"] == "", row["error"]
+    assert not any(column.startswith("vae_") for column in row)
+    assert not list(tmp_path.rglob("vae.keras"))
+    recorded = {column.split("|")[1] for column in row if column.startswith("roc_auc|")}
+    assert recorded == set(classifier_study.experiment.BALANCE_CONDITIONS)
+    assert all(0 <= row[f"balanced_accuracy|{condition}"] <= 1 for condition in recorded)
+    ordered = classifier_study.summarize([row, {**row, "seed": 1}],
+                                         conditions=("(7) + copy-paste cracks", "(8) + copy-paste, balanced"))
+    assert [entry["condition"] for entry in ordered] == ["(8) + copy-paste, balanced"]

@@ -191,6 +191,13 @@ def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.9
     """n cells with a pasted crack, no VAE: the crack of a random `sources` cell (pixels whose `elpv.ridge_map`
     is above the `quantile` of that cell's own, `border` px from the edge, grown by 1 px) pasted onto a random
     `targets` cell, the darker pixel winning. The non-generative baseline for the VAE conditions."""
+    return copy_paste_pairs(sources, targets, n, seed, quantile, border)[0]
+
+
+def copy_paste_pairs(sources, targets, n: int, seed: int, quantile: float = 0.97,
+                     border: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(`copy_paste_cracks`, the `targets` cell each crack was pasted on): the same draws, so adding both sets
+    adds as many functional cells as cracked ones, the same backgrounds with and without the crack."""
     from scipy import ndimage
 
     from vae_overlay.elpv import ridge_map
@@ -198,6 +205,7 @@ def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.9
     sources, targets = np.asarray(sources, np.float32), np.asarray(targets, np.float32)
     rng = np.random.default_rng(seed)
     out = np.empty((n, *targets.shape[1:]), np.float32)
+    backgrounds = np.empty_like(out)
     for k in range(n):
         source, target = sources[rng.integers(len(sources))][..., 0], targets[rng.integers(len(targets))]
         ridge = ridge_map(source, sigma=1.0)
@@ -205,7 +213,8 @@ def copy_paste_cracks(sources, targets, n: int, seed: int, quantile: float = 0.9
         inner[border:-border, border:-border] = True
         mask = ndimage.binary_dilation((ridge > np.quantile(ridge[inner], quantile)) & inner)
         out[k] = np.where(mask[..., None], np.minimum(source[..., None], target), target)
-    return out
+        backgrounds[k] = target
+    return out, backgrounds
 
 
 def mean_pairwise_rms(images) -> float:

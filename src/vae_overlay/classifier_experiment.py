@@ -29,9 +29,15 @@ CONDITIONS = {  # name: (classical augmentation?, generated sets added to the tr
 # The classifier study adds the overlays notebook 05 found best (decoded compositing) and a baseline without a VAE.
 STUDY_CONDITIONS = {**CONDITIONS, "(6) + VAE composites": (False, ("defective composites", "functional samples")),
                     "(7) + copy-paste cracks": (False, ("copy-paste cracks",))}
+# Copy-paste cracks add defective cells only, so they shift the class balance as well as adding cracks. The
+# balanced variant also adds the functional cell under each pasted crack (as many functional cells as cracked
+# ones, the same backgrounds without the crack), so the two effects separate. No VAE: the `classifier-balance`
+# kind runs these three alone.
+BALANCE_CONDITIONS = {name: STUDY_CONDITIONS[name] for name in ("(1) original", "(7) + copy-paste cracks")}
+BALANCE_CONDITIONS["(8) + copy-paste, balanced"] = (False, ("copy-paste cracks", "copy-paste backgrounds"))
 GENERATED_LABEL = {"defective samples": classifier.DEFECTIVE, "defective overlays": classifier.DEFECTIVE,
                    "functional samples": classifier.FUNCTIONAL, "defective composites": classifier.DEFECTIVE,
-                   "copy-paste cracks": classifier.DEFECTIVE}
+                   "copy-paste cracks": classifier.DEFECTIVE, "copy-paste backgrounds": classifier.FUNCTIONAL}
 VAE_SETS = ("defective samples", "defective overlays", "functional samples", "defective composites")
 CLASSES = {"defective": classifier.DEFECTIVE, "functional": classifier.FUNCTIONAL}
 METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "roc_auc": "ROC AUC"}
@@ -107,21 +113,27 @@ def train_class_vae(task: Task, names, folder: Path, seed: int, settings: Settin
     return vae, attempt, collapsed
 
 
-def generate(vaes: dict, images: dict, n: int, seed: int, method: str = "sum", extra: bool = False) -> dict:
-    """The extra images of conditions 3-5: VAE samples of each class and overlays of pairs of defective
-    cells (`overlay.generate_overlays`), n of each; `vaes` and `images` by class name. `extra` (the study's
-    conditions 6-7): also decoded composites of pairs and copy-paste cracks (`classifier.copy_paste_cracks`)."""
-    defect, functional = vaes["defective"], vaes["functional"]
-    overlays, _ = overlay.generate_overlays(defect.encoder, defect.decoder, images["defective"], n, seed=seed,
-                                            method=method)
-    sets = {"defective samples": classifier.sample_vae(defect.encoder, defect.decoder, images["defective"], n, seed),
-            "functional samples": classifier.sample_vae(functional.encoder, functional.decoder,
-                                                        images["functional"], n, seed),
-            "defective overlays": overlays}
-    if extra:
-        sets["defective composites"] = overlay.generate_overlays(defect.encoder, defect.decoder, images["defective"],
-                                                                 n, seed=seed, method="composite")[0]
-        sets["copy-paste cracks"] = classifier.copy_paste_cracks(images["defective"], images["functional"], n, seed)
+def generate(vaes: dict, images: dict, n: int, seed: int, method: str = "sum", needed=None) -> dict:
+    """The extra images the conditions add, n of each (`needed`: the set names; default all): VAE samples of
+    each class, overlays (`overlay.generate_overlays` with `method`) and decoded composites of pairs of
+    defective cells, copy-paste cracks and the functional cells under them (`classifier.copy_paste_pairs`).
+    `vaes` (only needed for the VAE sets) and `images` by class name."""
+    needed = set(GENERATED_LABEL) if needed is None else set(needed)
+    defect, functional = vaes.get("defective"), vaes.get("functional")
+    makers = {  # in this order, each from its own seed
+        "defective samples": lambda: classifier.sample_vae(defect.encoder, defect.decoder,
+                                                           images["defective"], n, seed),
+        "functional samples": lambda: classifier.sample_vae(functional.encoder, functional.decoder,
+                                                            images["functional"], n, seed),
+        "defective overlays": lambda: overlay.generate_overlays(
+            defect.encoder, defect.decoder, images["defective"], n, seed=seed, method=method)[0],
+        "defective composites": lambda: overlay.generate_overlays(
+            defect.encoder, defect.decoder, images["defective"], n, seed=seed, method="composite")[0]}
+    sets = {name: make() for name, make in makers.items() if name in needed}
+    if needed & {"copy-paste cracks", "copy-paste backgrounds"}:
+        pasted = classifier.copy_paste_pairs(images["defective"], images["functional"], n, seed)
+        names = ("copy-paste cracks", "copy-paste backgrounds")
+        sets.update({name: pasted_set for name, pasted_set in zip(names, pasted) if name in needed})
     return sets
 
 
@@ -190,14 +202,15 @@ def run_seed(task: Task, seed: int, experiment_dir, settings: Settings | None = 
     test_labels = task.labels(task.test_names)
 
     vae_names = {name: [n for n in train_names if task.label_of[n] == label] for name, label in CLASSES.items()}
+    needed = {name for _, sets in conditions.values() for name in sets}
     vaes, vae_runs = {}, []
-    for class_name, names in vae_names.items():
+    for class_name, names in vae_names.items() if needed & set(VAE_SETS) else ():
         say(f"seed {seed}: VAE {class_name}")
         vaes[class_name], restarts, collapsed = train_class_vae(task, names, seed_dir / f"vae-{class_name}", seed, s)
         vae_runs.append({"seed": seed, "class": class_name, "restarts": restarts, "collapsed": collapsed})
     vae_seconds = time.perf_counter() - started
     generated = generate(vaes, {name: task.images(names) for name, names in vae_names.items()},
-                         s.n_generated_per_class, seed, s.overlay_method, extra=conditions is not CONDITIONS)
+                         s.n_generated_per_class, seed, s.overlay_method, needed)
     closest = check_leakage(task, train_names, val_names, vae_names, generated)
     collapsed = drop_collapsed and any(run["collapsed"] for run in vae_runs)
 

@@ -36,20 +36,25 @@ def data_fingerprint(config: dict) -> str:
     return runs.fingerprint([list(row) for row in elpv_labels()])
 
 
-def seconds(config: dict) -> float:
-    return (2 * config["n_train"] * SECONDS["vae_per_image"] * config["epochs"] / 100
-            + len(experiment.STUDY_CONDITIONS) * SECONDS["classifier"] * config["classifier_steps"] / 500)
+def seconds(config: dict, conditions: dict = experiment.STUDY_CONDITIONS) -> float:
+    vae = any(set(sets) & set(experiment.VAE_SETS) for _, sets in conditions.values())
+    return (vae * 2 * config["n_train"] * SECONDS["vae_per_image"] * config.get("epochs", 0) / 100
+            + len(conditions) * SECONDS["classifier"] * config["classifier_steps"] / 500)
 
 
-def run(config: dict, artifacts_dir: str) -> dict:
-    """One repetition: its split, VAEs, generated sets and seven classifiers; the metrics per condition."""
+def balance_seconds(config: dict) -> float:
+    return seconds(config, experiment.BALANCE_CONDITIONS)
+
+
+def run(config: dict, artifacts_dir: str, conditions: dict = experiment.STUDY_CONDITIONS) -> dict:
+    """One repetition: its split, VAEs, generated sets and a classifier per condition; the metrics per condition."""
     task = experiment.load_task(config["module_type"], config["image_size"], config["test_fraction"], config["seed"])
     settings = experiment.Settings(n_train_per_class=config["n_train"], n_val_per_class=config["n_val"],
-                                   n_generated_per_class=config["n_train"], epochs=config["epochs"],
+                                   n_generated_per_class=config["n_train"], epochs=config.get("epochs", 100),
                                    classifier_steps=config["classifier_steps"])
     label = f"{config['module_type']}-{config['image_size']}px-split{config['seed']}"
     folder = runs.named_folder(Path(artifacts_dir) / "classifier", label)
-    result = experiment.run_seed(task, config["seed"], folder, settings, conditions=experiment.STUDY_CONDITIONS,
+    result = experiment.run_seed(task, config["seed"], folder, settings, conditions=conditions,
                                  drop_collapsed=True)
     row = {"n_test": len(task.test_names), "n_test_defective": int(task.labels(task.test_names).sum()),
            "closest_rms": round(result["closest_rms"], 5), "seconds_total": round(result["timing"]["seconds"], 1)}
@@ -61,22 +66,34 @@ def run(config: dict, artifacts_dir: str) -> dict:
     return row
 
 
+def run_balance(config: dict, artifacts_dir: str) -> dict:
+    """One repetition of the `classifier-balance` kind: the original set, + copy-paste cracks and
+    its balanced variant (`classifier_experiment.BALANCE_CONDITIONS`), no VAE."""
+    return run(config, artifacts_dir, experiment.BALANCE_CONDITIONS)
+
+
+DEFAULTS = {"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
+            "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500}
 KIND = study.register("classifier", study.Kind(
-    defaults={"seed": 0, "n_train": 80, "n_val": 20, "module_type": "mono", "image_size": 64,
-              "test_fraction": 0.5, "epochs": 100, "classifier_steps": 500},
-    run=run, data=data_fingerprint, seconds=seconds,
+    defaults=DEFAULTS, run=run, data=data_fingerprint, seconds=seconds,
+    allowed={"module_type": classifier.MODULE_TYPES}, text_columns=("module_type",)))
+BALANCE_KIND = study.register("classifier-balance", study.Kind(
+    defaults={key: value for key, value in DEFAULTS.items() if key != "epochs"},  # no VAE
+    run=run_balance, data=data_fingerprint, seconds=balance_seconds,
     allowed={"module_type": classifier.MODULE_TYPES}, text_columns=("module_type",)))
 
 
-def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALENCE_MARGIN) -> list[dict]:
-    """Per n_train and condition: the paired difference from "(1) original" over the runs that have both (mean,
+def summarize(rows: list[dict], metric: str = PRIMARY, margin: float = EQUIVALENCE_MARGIN,
+              conditions=tuple(experiment.STUDY_CONDITIONS)) -> list[dict]:
+    """Per n_train and condition of `conditions`: the paired difference from the first of them
+    ("(1) original" unless given) over the runs that have both (mean,
     95 % CI, p), the minimum detectable effect, and the TOST equivalence p-value against +-`margin` with its 90 %
     interval (`tost_low`, `tost_high`)."""
-    baseline = next(iter(experiment.STUDY_CONDITIONS))
+    baseline, *others = conditions
     out = []
     for values, group in study.grouped(rows, ("n_train",)):
         n_train = values["n_train"]
-        for condition in list(experiment.STUDY_CONDITIONS)[1:]:
+        for condition in others:
             pairs = np.array([(r[f"{metric}|{baseline}"], r[f"{metric}|{condition}"]) for r in group
                               if np.isfinite(r.get(f"{metric}|{condition}", np.nan))])
             entry = {"n_train": n_train, "condition": condition, "runs": len(pairs), "dropped": len(group) - len(pairs),
@@ -107,13 +124,14 @@ def verdict(entry: dict, alpha: float = 0.05) -> str:
                          equivalent_within=within if entry["tost_p"] < alpha else None)
 
 
-def condition_means(rows: list[dict], metric: str = PRIMARY) -> list[dict]:
+def condition_means(rows: list[dict], metric: str = PRIMARY,
+                    conditions=tuple(experiment.STUDY_CONDITIONS)) -> list[dict]:
     """Per n_train and condition (the original set too): the runs that trained it, the mean of `metric` over them
     and its 95 % t interval (NaN with fewer than two runs). Unpaired: for a figure, not for a verdict."""
     out = []
     for values, group in study.grouped(rows, ("n_train",)):
         n_train = values["n_train"]
-        for condition in experiment.STUDY_CONDITIONS:
+        for condition in conditions:
             values = np.array([row.get(f"{metric}|{condition}", np.nan) for row in group], np.float64)
             values = values[np.isfinite(values)]
             low, high = stats.t_interval(values)

@@ -138,15 +138,41 @@ def load_elpv_cracks(size: int, names: list[str] | None = None) -> LoadedImages:
 def load_elpv_patches(size: int) -> LoadedImages:
     """size x size crops of the listed cells at native resolution around their `crack_centre`, named
     `<cell>@r<top>c<left>`: the committed centres for PATCH_SIDES, computed on loading for other sizes."""
-    if not 1 <= size <= ELPV_SIDE:
-        raise DatasetError(f"IMAGE_SIZE {size} does not fit inside a {ELPV_SIDE} x {ELPV_SIDE} px ELPV cell: crack patches "
-                           f"are cut at native resolution, without resampling; use a size from 1 to {ELPV_SIDE} (64 or 128).")
+    check_patch_size(size)
     cells = {name: elpv_image(name) for name in read_elpv_list()}
-    centres = read_elpv_patches(size) if size in PATCH_SIDES else [(n, *crack_centre(c, size)) for n, c in cells.items()]
+    if size in PATCH_SIDES:
+        centres = read_elpv_patches(size)
+    else:
+        centres = [(name, *crack_centre(cell, size)) for name, cell in cells.items()]
+    return crop_patches(cells, centres, size, "elpv-crack-patches (elpv-dataset package)")
+
+
+def load_held_out_patches(size: int, count: int = 80) -> LoadedImages:
+    """Crack patches the committed list does not hold: the cells ranked after it by `select_elpv_cracks` (the
+    next `count` mono cells of defect probability 1 by crack score), cropped like `load_elpv_patches` around
+    their `crack_centre` (computed). Real cracks a model trained on `elpv-crack-patches` has never seen, to
+    judge how realistic its samples are (realism_study.py)."""
+    check_patch_size(size)
+    listed = read_elpv_list()
+    ranked = [name for name, _ in select_elpv_cracks(len(listed) + count)]
+    cells = {name: elpv_image(name) for name in ranked if name not in set(listed)}
+    centres = [(name, *crack_centre(cell, size)) for name, cell in list(cells.items())[:count]]
+    return crop_patches(cells, centres, size, "held-out ELPV crack patches (elpv-dataset package)")
+
+
+def check_patch_size(size: int) -> None:
+    if not 1 <= size <= ELPV_SIDE:
+        raise DatasetError(f"IMAGE_SIZE {size} does not fit inside a {ELPV_SIDE} x {ELPV_SIDE} px ELPV "
+                           "cell: crack patches are cut at native resolution, without resampling; use a "
+                           f"size from 1 to {ELPV_SIDE} (64 or 128).")
+
+
+def crop_patches(cells: dict, centres, size: int, source: str) -> LoadedImages:
+    """The size x size crop of each cell around its (name, row, col) centre, named `<cell>@r<top>c<left>`."""
     corners = [(name, *patch_corner(centre, size, cells[name].shape)) for name, *centre in centres]
     images = [cells[name][top:top + size, left:left + size] for name, top, left in corners]
     names = [f"{Path(name).stem}@r{top}c{left}" for name, top, left in corners]
-    return LoadedImages(stack_images(images, size), names, source="elpv-crack-patches (elpv-dataset package)")
+    return LoadedImages(stack_images(images, size), names, source=source)
 
 
 def load_wide_patches(size: int) -> LoadedImages:

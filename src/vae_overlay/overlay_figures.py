@@ -165,3 +165,46 @@ def dimension_figure(dims: list[dict], runs: list[dict], floor: float, methods=N
     fig.suptitle(f"Latent dimension ({variant}, paper trio, {len(runs)} runs)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def sets_figure(rows: list[dict], methods=("latent sum", "decoded composite"), score: str = "contrast"):
+    """The source-set study per arm and variant: left, each source set's share of seeds that separated its
+    sources (one dot per set); right, each set's `score` of `methods` minus the pixel mean's (seeds and
+    overlays averaged within the set), with the mean over sets and its 95 % interval (`arm_verdicts`, the set
+    as the unit). Returns the figure."""
+    means = overlay_study.set_means(rows, score, ("pixel mean", *methods))
+    verdicts = overlay_study.arm_verdicts(rows, score, methods=methods)
+    labels = [f"{v['arm']}, {v['variant']} ({v['sets']} sets)" for v in verdicts]
+    n = len(verdicts)
+    fig, axes = plt.subplots(1, 2, figsize=(11.2, 1.6 + 0.55 * max(n, 1)), sharey=True,
+                             gridspec_kw={"width_ratios": (1, 2)})
+    rng = np.random.default_rng(0)
+    for i, verdict in enumerate(verdicts):
+        y = n - 1 - i
+        group = [m for m in means if m["arm"] == verdict["arm"] and m["variant"] == verdict["variant"]]
+        jitter = rng.uniform(-0.15, 0.15, len(group))
+        axes[0].scatter([g["separated_share"] for g in group], y + jitter, s=18, color="0.3")
+        for j, method in enumerate(methods):
+            offset = 0.22 * (j - (len(methods) - 1) / 2)
+            diffs = [g[method] - g["pixel mean"] for g in group]
+            axes[1].scatter(diffs, y + offset + jitter / 3, s=14, color=f"C{j}", alpha=0.5)
+            if f"{method}|diff" in verdict:
+                low, high = verdict[f"{method}|low"], verdict[f"{method}|high"]
+                axes[1].errorbar(verdict[f"{method}|diff"], y + offset, xerr=[[verdict[f"{method}|diff"] - low],
+                                 [high - verdict[f"{method}|diff"]]], fmt="D", color=f"C{j}", ms=6, capsize=3)
+    for j, method in enumerate(methods):
+        axes[1].errorbar([], [], xerr=[], fmt="D", color=f"C{j}", label=f"{method}: mean over sets, 95 %")
+    axes[1].axvline(0, color="k", lw=1)
+    axes[0].set_yticks(np.arange(n)[::-1], labels, fontsize=10)
+    axes[0].set_xlim(-0.05, 1.05)
+    axes[0].set_xlabel("share of seeds separated, per set", fontsize=10)
+    axes[1].set_xlabel(f"{score} retention minus the pixel mean's, per set", fontsize=10)
+    axes[1].legend(fontsize=9, loc="lower right", frameon=False)
+    for ax in axes:
+        ax.tick_params(labelsize=9)
+        for y in range(n - 1):
+            ax.axhline(y + 0.5, color="0.85", lw=0.8, zorder=0)
+    fig.suptitle(f"{len(means)} source sets: is each source its own cluster, and does the overlay keep the "
+                 "defects?", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -82,21 +82,33 @@ def run_folder(artifacts_dir, key: str) -> Path:
     return runs.named_folder(artifacts_dir, key)
 
 
-def train_and_measure(config: dict, artifacts_dir: str) -> dict:
-    """A Section 3 run: train (or resume, or load) in `artifacts_dir/<key>/` and `measure`."""
-    from vae_overlay import train
+def train(config: dict, artifacts_dir: str) -> tuple:
+    """(vae, training images, what the training recorded) of a Section 3 run: trained (or resumed,
+    or loaded) in `run_folder`, keyed as a `section3` run, so that another kind asking for the same
+    training (realism_study.py) finds it there."""
+    from vae_overlay import train as training
 
     images = training_images(config["data"], config["image_size"])
-    folder = run_folder(artifacts_dir, run_key(config))
-    vae, history = train.train_vae(images, folder, verbose=0, **{key: config[key] for key in TRAIN_KEYS})
-    record = train.read_history(folder / train.HISTORY_FILE)
-    return dict(n_images=len(images), final_reconstruction=round(history["reconstruction_loss"][-1], 4),
-                final_kl=round(history["kl_loss"][-1], 4), train_seconds=round(sum(record["epoch_seconds"]), 2),
-                **measure(vae, images))
+    folder = run_folder(artifacts_dir, run_key({key: config[key] for key in KIND_DEFAULTS}))
+    vae, history = training.train_vae(images, folder, verbose=0,
+                                      **{key: config[key] for key in TRAIN_KEYS})
+    record = training.read_history(folder / training.HISTORY_FILE)
+    recorded = dict(n_images=len(images),
+                    final_reconstruction=round(history["reconstruction_loss"][-1], 4),
+                    final_kl=round(history["kl_loss"][-1], 4),
+                    train_seconds=round(sum(record["epoch_seconds"]), 2))
+    return vae, images, recorded
 
 
+def train_and_measure(config: dict, artifacts_dir: str) -> dict:
+    """A Section 3 run: `train` and `measure`."""
+    vae, images, recorded = train(config, artifacts_dir)
+    return {**recorded, **measure(vae, images)}
+
+
+KIND_DEFAULTS = {"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER}
 KIND = study.register("section3", study.Kind(
-    defaults={"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER},
+    defaults=KIND_DEFAULTS,
     run=train_and_measure, data=images_fingerprint, seconds=section3_seconds,
     allowed={"loss": model.LOSSES, "data": datasets.BUILT_IN}, text_columns=("data", "loss")))
 

@@ -59,7 +59,9 @@ KINDS: dict[str, Kind] = {}  # name -> Kind, filled by `register`
 # The kinds that come with the package, by the module that registers each: imported on first use,
 # so a caller (the command line, a Dask worker) names a kind without importing its module.
 BUILT_IN_KINDS = {"section3": "vae_overlay.section3_study", "section4": "vae_overlay.overlay_study",
-                  "classifier": "vae_overlay.classifier_study"}
+                  "classifier": "vae_overlay.classifier_study",
+                  "classifier-balance": "vae_overlay.classifier_study",
+                  "realism": "vae_overlay.realism_study"}
 TEXT_COLUMNS = ("key", "error", "worker")  # text in every kind's table, beside its `text_columns`
 
 
