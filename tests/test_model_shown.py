@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_overlay import config, model
+from vae_overlay import config, model, runs
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_train_vae.ipynb"
 PAPER = config.parameters(NOTEBOOK)
@@ -24,7 +24,8 @@ def model_cells() -> list[str]:
 
 def run_model_cells(image_size: int, latent_dim: int, seed: int) -> dict:
     """The names notebook 02's model cells define, run with its parameters set to these values."""
-    namespace = {"keras": keras, "IMAGE_SIZE": image_size, "LATENT_DIM": latent_dim, "SEED": seed}
+    namespace = {"keras": keras, "runs": runs, "IMAGE_SIZE": image_size, "LATENT_DIM": latent_dim,
+                 "SEED": seed}
     for number, source in enumerate(model_cells()):
         exec(compile(source, f"{NOTEBOOK.name}, model cell {number}", "exec"), namespace)
     return namespace
