@@ -1,19 +1,22 @@
-"""Notebook 05's overlay explorer in a real JupyterLab, driven by headless Chromium through Playwright.
+"""Notebook 05's overlay explorer in a real JupyterLab, driven by headless Chromium through
+Playwright.
 
-Writes a two-cell notebook into a temporary folder: it prepares the committed synthetic trio at 64 px, trains
-the fixed variant through `overlay_experiment.train_and_check` for 90 steps (100 copies x 3 sources x 3
-epochs: enough for the decoder to depend on z, so the weights visibly matter) and displays
-`OverlayExplorer(setup, fixed["vae"])`, as notebook 05 does. JupyterLab serves that folder on loopback with a
-token; the test runs all cells, then, as a user would the moment the explorer opens, presses a key on the
-first slider on the page (crack_1's weight, live for every method), changes the method, the weight w and the
-source selection, and clicks the latent-plane picture away from its ring; after each change it checks that
-the overlay image's pixels changed (and the score text, but for the click), and after the click that the ring
-moved to the clicked spot. The explorer's screenshot (taken before the click: the method's overlay with its
-latent point ringed) is saved to test-artifacts/ (ignored by git); with SCREENSHOT_DIR=results/figures it also
-replaces the committed one (the suite itself never writes tracked files).
+Writes a two-cell notebook into a temporary folder: it prepares the committed synthetic trio at
+64 px, trains the fixed variant through `overlay_experiment.train_and_check` for 90 steps (100
+copies x 3 sources x 3 epochs: enough for the decoder to depend on z, so the weights visibly matter)
+and displays `OverlayExplorer(setup, fixed["vae"])`, as notebook 05 does. JupyterLab serves that
+folder on loopback with a token; the test runs all cells, then, as a user would the moment the
+explorer opens, presses a key on the first slider on the page (crack_1's weight, live for every
+method), changes the method, the weight w and the source selection, and clicks the latent-plane
+picture away from its ring; after each change it checks that the overlay image's pixels changed (and
+the score text, but for the click), and after the click that the ring moved to the clicked spot. The
+explorer's screenshot (taken before the click: the method's overlay with its latent point ringed) is
+saved to test-artifacts/ (ignored by git); with SCREENSHOT_DIR=results/figures it also replaces the
+committed one (the suite itself never writes tracked files).
 
 Needs /usr/bin/chromium and the playwright package; trains its own tiny model (no artifacts needed).
 """
+
 import io
 import os
 import re
@@ -38,7 +41,9 @@ OUTPUT = ROOT / "test-artifacts"
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
 # The PNG bytes behind an <img> (ipywidgets.Image shows them through a blob: URL).
-IMAGE_BYTES_JS = "async (img) => Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()))"
+IMAGE_BYTES_JS = (
+    "async (img) => Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()))"
+)
 RED = (220, 20, 20)  # the latent plane's ring (widgets.ScatterMarker)
 
 
@@ -46,14 +51,23 @@ def write_notebook(folder: Path) -> None:
     """The notebook 05 steps the explorer needs, at a small size: prepare, train the fixed variant,
     display."""
     cells = [
-        "from vae_overlay import overlay_experiment as experiment\n"
-        "from vae_overlay.overlay_explorer import OverlayExplorer\n\n"
-        f"setup = experiment.prepare({TRIO!r}, 64, 'artifacts', 'synthetic', epochs=3, n_samples=50)\n"
-        "fixed = experiment.train_and_check(setup, 'standardised + leaky', 42, 100)  # 90 steps",
+        (
+            "from vae_overlay import overlay_experiment as experiment\nfrom"
+            " vae_overlay.overlay_explorer import OverlayExplorer\n\nsetup ="
+            f" experiment.prepare({TRIO!r}, 64, 'artifacts', 'synthetic', epochs=3,"
+            " n_samples=50)\nfixed = experiment.train_and_check(setup, 'standardised + leaky', 42,"
+            " 100)  # 90 steps"
+        ),
         "OverlayExplorer(setup, fixed['vae'])",
     ]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells]
+    )
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, folder / NOTEBOOK)
 
 
@@ -69,8 +83,8 @@ def lab_server(tmp_path, jupyter_lab):
 
 
 class Shown:
-    """What the explorer shows now: the overlay's src and decoded pixels, the latent plane's pixels, the score
-    text and the caption."""
+    """What the explorer shows now: the overlay's src and decoded pixels, the latent plane's pixels,
+    the score text and the caption."""
 
     def __init__(self, page):
         self.page = page
@@ -84,20 +98,34 @@ class Shown:
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
     def now(self) -> dict:
-        return {"src": self.image.get_attribute("src"), "pixels": self.pixels(self.image),
-                "plane": self.pixels(self.plane), "score": self.score.inner_text().strip()}
+        return {
+            "src": self.image.get_attribute("src"),
+            "pixels": self.pixels(self.image),
+            "plane": self.pixels(self.plane),
+            "score": self.score.inner_text().strip(),
+        }
 
     def after(self, before: dict, what: str, score_changes: bool = True) -> dict:
-        """Wait for a new image (and a new score text, unless not `score_changes`) after a change, then check
-        that the pixels changed too. The kernel sends the image, then the plane, then the texts."""
+        """Wait for a new image (and a new score text, unless not `score_changes`) after a change,
+        then check that the pixels changed too. The kernel sends the image, then the plane, then the
+        texts."""
         self.page.wait_for_function(
             "([img, score, src, text, both]) => img.src !== src"
             " && (!both || score.innerText.trim() !== text)",
-            arg=[self.image.element_handle(), self.score.element_handle(), before["src"], before["score"],
-                 score_changes], timeout=20_000)
+            arg=[
+                self.image.element_handle(),
+                self.score.element_handle(),
+                before["src"],
+                before["score"],
+                score_changes,
+            ],
+            timeout=20_000,
+        )
         now = self.now()
         assert now["pixels"].shape == before["pixels"].shape
-        assert not np.array_equal(now["pixels"], before["pixels"]), f"{what}: the overlay did not change"
+        assert not np.array_equal(now["pixels"], before["pixels"]), (
+            f"{what}: the overlay did not change"
+        )
         assert now["score"].startswith("fidelity score"), what
         assert now["score"] != before["score"] or not score_changes, what
         return now
@@ -110,19 +138,25 @@ def ring_centre(plane: np.ndarray) -> np.ndarray:
     return spots.mean(axis=0)
 
 
-def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(lab_server, jupyter_lab):
+def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(
+    lab_server, jupyter_lab
+):
     base, token, log_path = lab_server
     OUTPUT.mkdir(exist_ok=True)
-    with jupyter_lab.browser_page(1400, 1000, OUTPUT / "browser_overlay_failure.png", log_path) as page:
-        jupyter_lab.open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300,
-                                     "the explorer notebook")
+    with jupyter_lab.browser_page(
+        1400, 1000, OUTPUT / "browser_overlay_failure.png", log_path
+    ) as page:
+        jupyter_lab.open_and_run_all(
+            page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300, "the explorer notebook"
+        )
 
         explorer = page.locator(f"{PANEL} .overlay-explorer")
         explorer.wait_for(timeout=60_000)
         explorer.scroll_into_view_if_needed()
         shown = Shown(page)
-        page.wait_for_function("(el) => el.src && el.src.startsWith('blob:')",
-                               arg=shown.image.element_handle())
+        page.wait_for_function(
+            "(el) => el.src && el.src.startsWith('blob:')", arg=shown.image.element_handle()
+        )
         start = shown.now()
         assert start["score"].startswith("fidelity score") and "pore" in start["score"]
 
@@ -133,8 +167,11 @@ def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(l
         assert first_readout.inner_text().strip() == "1.00"
         first.locator(".noUi-handle").focus()
         page.keyboard.press("End")  # the slider's maximum: crack_1's defect doubled
-        page.wait_for_function("(el) => el.innerText.trim() === '2.00'", arg=first_readout.element_handle(),
-                               timeout=20_000)
+        page.wait_for_function(
+            "(el) => el.innerText.trim() === '2.00'",
+            arg=first_readout.element_handle(),
+            timeout=20_000,
+        )
         doubled = shown.after(start, "key press on the first slider (crack_1's weight 1 -> 2)")
 
         page.locator(f"{PANEL} .overlay-method select").select_option(label=METHODS["weighted"])
@@ -144,34 +181,54 @@ def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(l
         assert readout.inner_text().strip() == "1.00"
         page.locator(f"{PANEL} .overlay-weight .noUi-handle").focus()
         page.keyboard.press("End")  # the slider's maximum, w = 3
-        page.wait_for_function("(el) => el.innerText.trim() === '3.00'", arg=readout.element_handle(),
-                               timeout=20_000)
+        page.wait_for_function(
+            "(el) => el.innerText.trim() === '3.00'", arg=readout.element_handle(), timeout=20_000
+        )
         heavier = shown.after(weighted, "weight: 1 -> 3")
 
         page.locator(f"{PANEL} .overlay-source-1 input[type=checkbox]").uncheck()
         fewer = shown.after(heavier, "sources: crack_2 unticked")
-        assert "crack_2" not in fewer["score"] and "crack_1" in fewer["score"] and "pore" in fewer["score"]
-        page.wait_for_function("(el) => el.innerText.includes('w = 3.00')",
-                               arg=shown.caption.element_handle(), timeout=20_000)
+        assert (
+            "crack_2" not in fewer["score"]
+            and "crack_1" in fewer["score"]
+            and "pore" in fewer["score"]
+        )
+        page.wait_for_function(
+            "(el) => el.innerText.includes('w = 3.00')",
+            arg=shown.caption.element_handle(),
+            timeout=20_000,
+        )
         caption = shown.caption.inner_text()
         assert re.match(r"crack_1 ×2\.00 \+ pore · weighted offset.*w = 3\.00", caption), caption
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.mouse.move(0, 0)
         explorer.screenshot(path=str(OUTPUT / "widget_overlay_explorer.png"))
 
-        # a click on the latent plane, at the one of four spots farthest from the ring: the decode there
+        # a click on the latent plane, at the one of four spots farthest from the ring: the decode
+        # there
         ring = ring_centre(fewer["plane"])
         height, width = fewer["plane"].shape[:2]
         spots = [(height * a, width * b) for a in (0.3, 0.7) for b in (0.3, 0.7)]
         row, column = max(spots, key=lambda spot: np.hypot(*(np.array(spot) - ring)))
         box = shown.plane.bounding_box()
-        shown.plane.click(position={"x": column * box["width"] / width, "y": row * box["height"] / height})
+        shown.plane.click(
+            position={"x": column * box["width"] / width, "y": row * box["height"] / height}
+        )
         clicked = shown.after(fewer, "click on the latent plane", score_changes=False)
-        page.wait_for_function("(el) => el.innerText.includes('clicked')", arg=shown.caption.element_handle(),
-                               timeout=20_000)
-        clicked["plane"] = shown.pixels(shown.plane)  # sent after the overlay: read it once the caption is in
-        assert np.abs(ring_centre(clicked["plane"]) - (row, column)).max() <= 2, "the ring did not move there"
-        assert re.match(r"crack_1 ×2\.00 \+ pore · decode at the clicked z = \(", shown.caption.inner_text())
+        page.wait_for_function(
+            "(el) => el.innerText.includes('clicked')",
+            arg=shown.caption.element_handle(),
+            timeout=20_000,
+        )
+        clicked["plane"] = shown.pixels(
+            shown.plane
+        )  # sent after the overlay: read it once the caption is in
+        assert np.abs(ring_centre(clicked["plane"]) - (row, column)).max() <= 2, (
+            "the ring did not move there"
+        )
+        assert re.match(
+            r"crack_1 ×2\.00 \+ pore · decode at the clicked z = \(", shown.caption.inner_text()
+        )
         explorer.screenshot(path=str(OUTPUT / "browser_overlay_after_click.png"))
 
     shot = Image.open(OUTPUT / "widget_overlay_explorer.png")

@@ -1,4 +1,6 @@
-"""classifier_study.py and the study's extra conditions: copy-paste cracks, decoded composites, dropped VAEs."""
+"""classifier_study.py and the study's extra conditions: copy-paste cracks, decoded composites,
+dropped VAEs."""
+
 import json
 
 import numpy as np
@@ -26,7 +28,9 @@ def test_summarize_pairs_each_condition_with_the_original_and_tests_equivalence(
         for k, condition in enumerate(list(classifier_study.experiment.STUDY_CONDITIONS)[1:]):
             shift = 0.10 if k == 0 else 0.0
             row[f"balanced_accuracy|{condition}"] = base + shift + rng.normal(0, 0.005)
-        row["balanced_accuracy|(3) + VAE samples"] = float("nan") if seed < 3 else row["balanced_accuracy|(3) + VAE samples"]
+        row["balanced_accuracy|(3) + VAE samples"] = (
+            float("nan") if seed < 3 else row["balanced_accuracy|(3) + VAE samples"]
+        )
         rows.append(row)
     summary = {entry["condition"]: entry for entry in classifier_study.summarize(rows)}
     assert len(summary) == 6
@@ -34,12 +38,26 @@ def test_summarize_pairs_each_condition_with_the_original_and_tests_equivalence(
     assert gain["ci_low"] > 0.09 and gain["tost_p"] > 0.5 and gain["improved"] == 20
     same = summary["(7) + copy-paste cracks"]
     assert same["ci_low"] < 0 < same["ci_high"] and same["tost_p"] < 0.001 and same["mde"] < 0.01
-    assert summary["(3) + VAE samples"]["runs"] == 17 and summary["(3) + VAE samples"]["dropped"] == 3
+    assert (
+        summary["(3) + VAE samples"]["runs"] == 17 and summary["(3) + VAE samples"]["dropped"] == 3
+    )
 
 
 def entry(mean, low, high, tost_p, margin=0.02):
-    return {"n_train": 80, "condition": "(2) classical augmentation", "runs": 20, "dropped": 0, "margin": margin,
-            "mean": mean, "ci_low": low, "ci_high": high, "p": 0.5, "improved": 10, "mde": 0.01, "tost_p": tost_p}
+    return {
+        "n_train": 80,
+        "condition": "(2) classical augmentation",
+        "runs": 20,
+        "dropped": 0,
+        "margin": margin,
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "p": 0.5,
+        "improved": 10,
+        "mde": 0.01,
+        "tost_p": tost_p,
+    }
 
 
 def test_verdict_words():
@@ -48,31 +66,76 @@ def test_verdict_words():
     assert classifier_study.verdict(entry(0.001, -0.01, 0.012, 0.001)) == "equivalent within ±2 pp"
     assert classifier_study.verdict(entry(0.01, -0.02, 0.04, 0.3)) == "undecided"
     assert classifier_study.verdict(entry(0.01, 0.005, 0.015, 0.001)) == "better, but within ±2 pp"
-    assert classifier_study.verdict(entry(-0.01, -0.015, -0.005, 0.001)) == "worse, but within ±2 pp"
-    assert classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.04, margin=0.05)) == "equivalent within ±5 pp"
-    assert classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.05)) == "undecided"  # p = alpha is not below it
-    assert classifier_study.verdict(entry(0.0, float("nan"), float("nan"), float("nan"))) == "undecided"
-    assert classifier_study.verdict({"n_train": 6, "condition": "(3) + VAE samples", "runs": 1, "dropped": 1}) \
+    assert (
+        classifier_study.verdict(entry(-0.01, -0.015, -0.005, 0.001)) == "worse, but within ±2 pp"
+    )
+    assert (
+        classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.04, margin=0.05))
+        == "equivalent within ±5 pp"
+    )
+    assert (
+        classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.05)) == "undecided"
+    )  # p = alpha is not below it
+    assert (
+        classifier_study.verdict(entry(0.0, float("nan"), float("nan"), float("nan")))
+        == "undecided"
+    )
+    assert (
+        classifier_study.verdict(
+            {"n_train": 6, "condition": "(3) + VAE samples", "runs": 1, "dropped": 1}
+        )
         == "too few runs"
+    )
 
 
 def test_summarize_gives_every_entry_its_verdict_and_a_degenerate_interval_without_spread():
-    rows = [{"seed": seed, "n_train": 6, "error": "", "balanced_accuracy|(1) original": 0.5,
-             **{f"balanced_accuracy|{c}": 0.5 for c in list(classifier_study.experiment.STUDY_CONDITIONS)[1:]}}
-            for seed in range(2)]
-    rows[0]["balanced_accuracy|(3) + VAE samples"] = float("nan")  # dropped in one run: too few pairs
+    rows = [
+        {
+            "seed": seed,
+            "n_train": 6,
+            "error": "",
+            "balanced_accuracy|(1) original": 0.5,
+            **{
+                f"balanced_accuracy|{c}": 0.5
+                for c in list(classifier_study.experiment.STUDY_CONDITIONS)[1:]
+            },
+        }
+        for seed in range(2)
+    ]
+    rows[0]["balanced_accuracy|(3) + VAE samples"] = float(
+        "nan"
+    )  # dropped in one run: too few pairs
     rows[1]["balanced_accuracy|(2) classical augmentation"] = 0.6
-    rows.append({"seed": 2, "n_train": 6, "error": "RuntimeError: boom"})  # a failed run is left out
+    rows.append(
+        {"seed": 2, "n_train": 6, "error": "RuntimeError: boom"}
+    )  # a failed run is left out
     summary = {e["condition"]: e for e in classifier_study.summarize(rows)}
     same = summary["(7) + copy-paste cracks"]  # the same score in every run: no spread
-    assert (same["mean"], same["ci_low"], same["ci_high"], same["p"], same["tost_p"], same["mde"]) == (0, 0, 0, 1, 0, 0)
+    assert (
+        same["mean"],
+        same["ci_low"],
+        same["ci_high"],
+        same["p"],
+        same["tost_p"],
+        same["mde"],
+    ) == (0, 0, 0, 1, 0, 0)
     assert same["verdict"] == "equivalent within ±2 pp"
-    assert summary["(3) + VAE samples"]["verdict"] == "too few runs" and summary["(3) + VAE samples"]["dropped"] == 1
-    assert summary["(2) classical augmentation"]["verdict"] == "undecided"  # two runs, +0 and +10 points
+    assert (
+        summary["(3) + VAE samples"]["verdict"] == "too few runs"
+        and summary["(3) + VAE samples"]["dropped"] == 1
+    )
+    assert (
+        summary["(2) classical augmentation"]["verdict"] == "undecided"
+    )  # two runs, +0 and +10 points
     means = {m["condition"]: m for m in classifier_study.condition_means(rows)}
     assert list(means) == list(classifier_study.experiment.STUDY_CONDITIONS)
-    assert means["(2) classical augmentation"]["mean"] == pytest.approx(0.55) and means["(1) original"]["runs"] == 2
-    assert means["(3) + VAE samples"]["runs"] == 1 and np.isnan(means["(3) + VAE samples"]["ci_low"])
+    assert (
+        means["(2) classical augmentation"]["mean"] == pytest.approx(0.55)
+        and means["(1) original"]["runs"] == 2
+    )
+    assert means["(3) + VAE samples"]["runs"] == 1 and np.isnan(
+        means["(3) + VAE samples"]["ci_low"]
+    )
 
 
 def test_read_study_handles_a_missing_table_and_refuses_other_kinds(tmp_path):
@@ -82,10 +145,22 @@ def test_read_study_handles_a_missing_table_and_refuses_other_kinds(tmp_path):
     assert 1 < table["hours"] < 10
     # a partial table: its grid file says how many runs are planned; a failed run is counted apart
     config = study.configurations(study.GRIDS["classifier"][1], "classifier")[0]
-    study.write_table(table["path"], [{"key": "a", **config, "version": 1, "error": "", "balanced_accuracy|(1) original": 0.7},
-                                      {"key": "b", **config, "seed": 1, "version": 1, "error": "ValueError: x"}])
-    table["path"].with_suffix(".grid.json").write_text(json.dumps({"kind": "classifier", "grid": {"seed": [0, 1]},
-                                                                   "runs": 2}))
+    study.write_table(
+        table["path"],
+        [
+            {
+                "key": "a",
+                **config,
+                "version": 1,
+                "error": "",
+                "balanced_accuracy|(1) original": 0.7,
+            },
+            {"key": "b", **config, "seed": 1, "version": 1, "error": "ValueError: x"},
+        ],
+    )
+    table["path"].with_suffix(".grid.json").write_text(
+        json.dumps({"kind": "classifier", "grid": {"seed": [0, 1]}, "runs": 2})
+    )
     partial = classifier_study.read_study("classifier", tmp_path)
     assert (len(partial["done"]), len(partial["failed"]), partial["planned"]) == (1, 1, 2)
     assert partial["done"][0]["balanced_accuracy|(1) original"] == 0.7
@@ -111,7 +186,9 @@ def test_one_tiny_classifier_run_records_seven_conditions(tmp_path):
         value = row[f"balanced_accuracy|{condition}"]
         assert np.isnan(value) or 0 <= value <= 1
     collapsed = row["vae_defective_collapsed"] or row["vae_functional_collapsed"]
-    assert np.isnan(row["roc_auc|(3) + VAE samples"]) == collapsed  # a collapsed VAE's conditions are dropped
+    assert (
+        np.isnan(row["roc_auc|(3) + VAE samples"]) == collapsed
+    )  # a collapsed VAE's conditions are dropped
     assert not np.isnan(row["balanced_accuracy|(7) + copy-paste cracks"])  # needs no VAE
     assert row["n_test"] > 100 and row["closest_rms"] > 0
 
@@ -131,15 +208,21 @@ def test_the_balanced_copy_paste_condition_adds_as_many_functional_cells_as_crac
     experiment = classifier_study.experiment
     train = np.zeros((8, 4, 4, 1), np.float32)
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)
-    generated = {"copy-paste cracks": np.ones((5, 4, 4, 1), np.float32),
-                 "copy-paste backgrounds": np.ones((5, 4, 4, 1), np.float32)}
+    generated = {
+        "copy-paste cracks": np.ones((5, 4, 4, 1), np.float32),
+        "copy-paste backgrounds": np.ones((5, 4, 4, 1), np.float32),
+    }
     counts = {}
     for condition in experiment.BALANCE_CONDITIONS:
-        _, condition_labels, _ = experiment.training_set(condition, train, labels, generated,
-                                                         experiment.BALANCE_CONDITIONS)
+        _, condition_labels, _ = experiment.training_set(
+            condition, train, labels, generated, experiment.BALANCE_CONDITIONS
+        )
         counts[condition] = (int(condition_labels.sum()), int((condition_labels == 0).sum()))
-    assert counts == {"(1) original": (4, 4), "(7) + copy-paste cracks": (9, 4),
-                      "(8) + copy-paste, balanced": (9, 9)}
+    assert counts == {
+        "(1) original": (4, 4),
+        "(7) + copy-paste cracks": (9, 4),
+        "(8) + copy-paste, balanced": (9, 9),
+    }
 
 
 @pytest.mark.slow
@@ -152,6 +235,8 @@ def test_one_tiny_balance_run_trains_no_vae_and_records_three_conditions(tmp_pat
     recorded = {column.split("|")[1] for column in row if column.startswith("roc_auc|")}
     assert recorded == set(classifier_study.experiment.BALANCE_CONDITIONS)
     assert all(0 <= row[f"balanced_accuracy|{condition}"] <= 1 for condition in recorded)
-    ordered = classifier_study.summarize([row, {**row, "seed": 1}],
-                                         conditions=("(7) + copy-paste cracks", "(8) + copy-paste, balanced"))
+    ordered = classifier_study.summarize(
+        [row, {**row, "seed": 1}],
+        conditions=("(7) + copy-paste cracks", "(8) + copy-paste, balanced"),
+    )
     assert [entry["condition"] for entry in ordered] == ["(8) + copy-paste, balanced"]

@@ -1,4 +1,6 @@
-"""The image loader: every format and mode, every bad-input class, the ELPV subset and its crack patches."""
+"""The image loader: every format and mode, every bad-input class, the ELPV subset and its crack
+patches."""
+
 import io
 import re
 import struct
@@ -111,15 +113,25 @@ def test_multi_frame_gif_uses_first_frame(tmp_path):
 
 # --- bad input ------------------------------------------------------------------------------
 
+
 def png_chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def png_header_only(width, height):
     """A PNG whose header claims width x height, followed by a few bytes of pixel data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def mixed_folder(tmp_path):
@@ -201,6 +213,7 @@ def test_paths_with_spaces_and_non_ascii(tmp_path):
 
 # --- dataset files --------------------------------------------------------------------------
 
+
 def test_dataset_round_trip_and_missing_file_message(tmp_path):
     (tmp_path / "imgs").mkdir()
     loaded = data.load_folder(mixed_folder(tmp_path / "imgs"), SIZE)
@@ -213,6 +226,7 @@ def test_dataset_round_trip_and_missing_file_message(tmp_path):
 
 
 # --- ELPV subset ------------------------------------------------------------------------------
+
 
 def test_elpv_list_is_80_monocrystalline_certain_cracks():
     names = elpv.read_elpv_list()
@@ -230,23 +244,33 @@ def test_elpv_selection_is_reproducible_from_the_rule():
 
 def test_elpv_cracks_load_at_any_size():
     loaded = elpv.load_elpv_cracks(24, names=elpv.read_elpv_list()[:3])
-    assert loaded.images.shape == (3, 24, 24, 1) and 0 <= loaded.images.min() <= loaded.images.max() <= 1
+    assert (
+        loaded.images.shape == (3, 24, 24, 1)
+        and 0 <= loaded.images.min() <= loaded.images.max() <= 1
+    )
 
 
 # --- ELPV crack patches -----------------------------------------------------------------------
+
 
 def test_elpv_patch_list_holds_the_80_listed_cells_for_each_side():
     for side in elpv.PATCH_SIDES:
         centres = elpv.read_elpv_patches(side)
         assert [name for name, _, _ in centres] == elpv.read_elpv_list(), side
-        assert all(0 <= row < elpv.ELPV_SIDE and 0 <= col < elpv.ELPV_SIDE for _, row, col in centres)
+        assert all(
+            0 <= row < elpv.ELPV_SIDE and 0 <= col < elpv.ELPV_SIDE for _, row, col in centres
+        )
 
 
 @pytest.mark.slow
 def test_elpv_patch_list_is_reproducible_from_the_rule():
-    """Recomputing the documented rule (crack_centre of each listed cell, per side) gives exactly the committed list."""
+    """Recomputing the documented rule (crack_centre of each listed cell, per side) gives exactly
+    the committed list."""
     for side in elpv.PATCH_SIDES:
-        recomputed = [(name, *elpv.crack_centre(elpv.elpv_image(name), side)) for name in elpv.read_elpv_list()]
+        recomputed = [
+            (name, *elpv.crack_centre(elpv.elpv_image(name), side))
+            for name in elpv.read_elpv_list()
+        ]
         assert recomputed == elpv.read_elpv_patches(side), side
 
 
@@ -262,18 +286,23 @@ def test_elpv_patches_are_raw_cell_pixels_around_the_crack(size):
         top, left = int(top), int(left)
         assert f"{stem}.png" == cell_name
         cell = elpv.elpv_image(cell_name)
-        assert np.array_equal(patch[..., 0], cell[top:top + size, left:left + size]), f"{name}: not the raw pixels"
+        assert np.array_equal(patch[..., 0], cell[top : top + size, left : left + size]), (
+            f"{name}: not the raw pixels"
+        )
         # the peak of the box-averaged ridge map (the committed centre) lies inside the patch
         assert top <= row < top + size and left <= col < left + size, name
 
 
 def test_crack_patches_hold_more_ridge_response_than_their_cell():
-    """On the first 10 cells, each 64 px patch's mean ridge response (busbar-blind, border cut) beats its cell's."""
+    """On the first 10 cells, each 64 px patch's mean ridge response (busbar-blind, border cut)
+    beats its cell's."""
     for cell_name, row, col in elpv.read_elpv_patches(64)[:10]:
         cell = elpv.elpv_image(cell_name)
         ridge = np.pad(elpv.ridge_map(cell)[20:-20, 20:-20], 20)
         top, left = elpv.patch_corner((row, col), 64, cell.shape)
-        assert ridge[top:top + 64, left:left + 64].mean() > 1.1 * ridge[20:-20, 20:-20].mean(), cell_name
+        assert (
+            ridge[top : top + 64, left : left + 64].mean() > 1.1 * ridge[20:-20, 20:-20].mean()
+        ), cell_name
 
 
 def test_crack_centre_finds_a_drawn_crack_and_ignores_busbars():
@@ -284,7 +313,10 @@ def test_crack_centre_finds_a_drawn_crack_and_ignores_busbars():
     row, col = elpv.crack_centre(cell, 64)
     assert 200 <= row < 260 and 50 <= col < 110
     assert elpv.patch_corner((row, col), 64, cell.shape) == (row - 32, col - 32)
-    assert elpv.patch_corner((5, 295), 64, cell.shape) == (0, 236), "clipped to stay inside the cell"
+    assert elpv.patch_corner((5, 295), 64, cell.shape) == (
+        0,
+        236,
+    ), "clipped to stay inside the cell"
 
 
 def test_crack_score_reads_the_ridge_map():
@@ -295,7 +327,9 @@ def test_crack_score_reads_the_ridge_map():
 
 @pytest.mark.parametrize("size", [301, 512])
 def test_patch_larger_than_the_cell_is_refused(size):
-    with pytest.raises(data.DatasetError, match=rf"IMAGE_SIZE {size} does not fit inside a 300 x 300 px"):
+    with pytest.raises(
+        data.DatasetError, match=rf"IMAGE_SIZE {size} does not fit inside a 300 x 300 px"
+    ):
         elpv.load_elpv_patches(size)
 
 

@@ -1,5 +1,6 @@
 """Is the latent space degenerate: active units and total collapse, merged clusters, dead units, the
 report of one model on its sources."""
+
 import keras
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def test_latent_collapse_is_detected():
 
 
 # ------------------------------------------------------------------------------ merged clusters
+
 
 def clouds(centres, spread, n=400, seed=0):
     rng = np.random.default_rng(seed)

@@ -1,9 +1,11 @@
-"""SIGKILL a real training at random points — some in the middle of a checkpoint write — and resume it.
+"""SIGKILL a real training at random points — some in the middle of a checkpoint write — and resume
+it.
 
 Each trial trains in a subprocess, is killed, restarted until it finishes, and then must give: every
 epoch exactly once in the history, a model file that loads, and the same final weights as an
 uninterrupted run with the same seed.
 """
+
 import json
 import os
 import random
@@ -45,7 +47,8 @@ CHILD = textwrap.dedent("""
         else:
             real_write(path, payload)
 
-    # the names the first checkpoint (train.py) and every later checkpoint and history (checkpoint.py) are written with
+    # the names the first checkpoint (train.py) and every later checkpoint and history
+    # (checkpoint.py) are written with
     train.atomic_write_bytes = checkpoint.atomic_write_bytes = announced_write
     rng = np.random.default_rng(0)
     images = rng.random((24, 16, 16, 1)).astype("float32")
@@ -56,8 +59,13 @@ CHILD = textwrap.dedent("""
 
 def start(run_dir, mode):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(run_dir), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def finish(run_dir, mode="fast"):
@@ -102,7 +110,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, reference, t
     random.seed(1000 + trial)
     kills = []
     if trial < 2:  # killed in the middle of a checkpoint write (the temp file is half written)
-        for most in (EPOCHS, 2):  # writes: the initial checkpoint, then a checkpoint + a history per epoch
+        for most in (
+            EPOCHS,
+            2,
+        ):  # writes: the initial checkpoint, then a checkpoint + a history per epoch
             process = start(tmp_path, "slow")
             nth = random.randint(1, most)
             kills.append(("during write", nth, kill_when(process, "WRITING", nth)))
@@ -117,20 +128,27 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, reference, t
         process.wait(timeout=60)
         kills.append(("after epoch report", nth, process.returncode))
     assert all(code == -signal.SIGKILL for *_, code in kills), kills
-    finish(tmp_path)  # resumes from the last whole checkpoint (or starts afresh if none was completed)
+    finish(
+        tmp_path
+    )  # resumes from the last whole checkpoint (or starts afresh if none was completed)
 
     weights, record = final_state(tmp_path)
     ref_weights, ref_record = reference
     assert record["epochs"] == EPOCHS and record["finished"]
-    assert all(len(record["history"][key]) == EPOCHS for key in ("loss", "reconstruction_loss", "kl_loss"))
+    assert all(
+        len(record["history"][key]) == EPOCHS for key in ("loss", "reconstruction_loss", "kl_loss")
+    )
     assert record["history"] == ref_record["history"], "every epoch once, with the same losses"
     differences = [float(np.abs(a - b).max()) for a, b in zip(weights, ref_weights)]
-    assert max(differences) == 0.0, f"final weights differ from the uninterrupted run by {max(differences)}"
+    assert max(differences) == 0.0, (
+        f"final weights differ from the uninterrupted run by {max(differences)}"
+    )
 
 
 @pytest.mark.slow
 def test_stale_temp_files_never_replace_the_model(tmp_path):
-    """A kill during a write leaves at most a hidden temp file; the real files stay whole and loadable."""
+    """A kill during a write leaves at most a hidden temp file; the real files stay whole and
+    loadable."""
     process = start(tmp_path, "slow")
     kill_when(process, "WRITING", 3)
     temps = list(Path(tmp_path).glob(".*.tmp"))

@@ -1,4 +1,6 @@
-"""Tests for vae_overlay.latent: the paper's grid, batched decoding, sweep summaries, paths and smoothness."""
+"""Tests for vae_overlay.latent: the paper's grid, batched decoding, sweep summaries, paths and
+smoothness."""
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,9 @@ def decoder(make_decoder):
 
 
 def test_paper_grid_has_exact_counts_and_endpoints():
-    z1_values, z2_values, points = latent.latent_grid()  # paper defaults: [-15,15] x [-10,10], step 0.1
+    z1_values, z2_values, points = (
+        latent.latent_grid()
+    )  # paper defaults: [-15,15] x [-10,10], step 0.1
     assert (len(z1_values), len(z2_values), len(points)) == (301, 201, 60501)
     assert (z1_values[0], z1_values[-1], z2_values[0], z2_values[-1]) == (-15.0, 15.0, -10.0, 10.0)
     assert points.shape == (60501, 2) and points.dtype == np.float32
@@ -37,7 +41,9 @@ def test_batched_decode_matches_one_call_decode(decoder):
     assert batched.dtype == np.uint8 and batched.shape == (103, 16, 16, 1)
     assert np.abs(batched.astype(int) - reference.astype(int)).max() <= 1
     # the answer does not depend on the batch size
-    assert np.abs(latent.decode_batched(decoder, z, batch_size=1000).astype(int) - batched).max() <= 1
+    assert (
+        np.abs(latent.decode_batched(decoder, z, batch_size=1000).astype(int) - batched).max() <= 1
+    )
     assert reference.std() > 0  # the decoder is not trivially constant
 
 
@@ -63,7 +69,9 @@ def test_decode_into_memmap_and_preallocated(decoder, tmp_path):
     expected = latent.decode_batched(decoder, z, batch_size=7)
     path = tmp_path / "sweep" / "images.npy"
     seen = []
-    mapped = latent.decode_batched(decoder, z, batch_size=7, out=path, progress=lambda done, total: seen.append(done))
+    mapped = latent.decode_batched(
+        decoder, z, batch_size=7, out=path, progress=lambda done, total: seen.append(done)
+    )
     assert isinstance(mapped, np.memmap)
     assert seen == [7, 14, 20]
     assert np.array_equal(np.load(path, mmap_mode="r"), expected)
@@ -78,6 +86,7 @@ def test_decode_into_memmap_and_preallocated(decoder, tmp_path):
 
 class RecordingBar:
     """Stands in for tqdm: records what decode_batched tells its progress bar."""
+
     made = []
 
     def __init__(self, total, **options):
@@ -97,14 +106,18 @@ class RecordingBar:
 def test_progress_true_drives_one_tqdm_bar(decoder, monkeypatch):
     z = np.zeros((10, 2), np.float32)
     expected = latent.decode_batched(decoder, z, batch_size=5)
-    assert np.array_equal(latent.decode_batched(decoder, z, batch_size=5, progress=True), expected)  # real tqdm
+    assert np.array_equal(
+        latent.decode_batched(decoder, z, batch_size=5, progress=True), expected
+    )  # real tqdm
     RecordingBar.made = []
     monkeypatch.setattr(latent, "tqdm", RecordingBar)
     latent.decode_batched(decoder, z, batch_size=4, progress=True)
     [bar] = RecordingBar.made
     assert (bar.total, bar.done, bar.closed, bar.options["disable"]) == (10, 10, True, False)
     seen = []
-    latent.decode_batched(decoder, z, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    latent.decode_batched(
+        decoder, z, batch_size=4, progress=lambda done, total: seen.append((done, total))
+    )
     assert seen == [(4, 10), (8, 10), (10, 10)]
     assert RecordingBar.made[-1].options["disable"]  # a callback, not a bar
 
@@ -120,7 +133,9 @@ def test_interpolate_endpoints_and_even_spacing():
     z_a, z_b = np.array([1.0, -2.0, 0.3]), np.array([-4.0, 6.0, 0.7])
     path = latent.interpolate(z_a, z_b, 12)
     assert path.shape == (12, 3)
-    assert np.array_equal(path[0], z_a.astype(np.float32)) and np.array_equal(path[-1], z_b.astype(np.float32))
+    assert np.array_equal(path[0], z_a.astype(np.float32)) and np.array_equal(
+        path[-1], z_b.astype(np.float32)
+    )
     steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
     assert np.allclose(steps, np.linalg.norm(z_b - z_a) / 11, rtol=1e-5)
     with pytest.raises(ValueError):
@@ -164,10 +179,14 @@ def test_nearest_in_sweep_finds_the_closest_image():
     rng = np.random.default_rng(0)
     sweep = rng.integers(0, 256, size=(50, 4, 4, 1), dtype=np.uint8)
     picks = np.array([7, 42, 0])
-    images = sweep[picks].astype(np.float32) / 255 + rng.normal(0, 0.01, (3, 4, 4, 1)).astype(np.float32)
+    images = sweep[picks].astype(np.float32) / 255 + rng.normal(0, 0.01, (3, 4, 4, 1)).astype(
+        np.float32
+    )
     index, rms = latent.nearest_in_sweep(sweep, images, chunk_size=16)
     assert list(index) == list(picks)
-    reference = np.sqrt(((sweep[picks].astype(np.float64) / 255 - images) ** 2).reshape(3, -1).mean(axis=1))
+    reference = np.sqrt(
+        ((sweep[picks].astype(np.float64) / 255 - images) ** 2).reshape(3, -1).mean(axis=1)
+    )
     assert np.allclose(rms, reference, atol=1e-4)
     with pytest.raises(ValueError, match="pixels"):
         latent.nearest_in_sweep(sweep, np.zeros((1, 3, 3, 1)))
@@ -176,13 +195,16 @@ def test_nearest_in_sweep_finds_the_closest_image():
 def test_compiled_decoder_is_traced_once_per_decoder(decoder):
     decode = latent.compiled_decoder(decoder, uint8=True)
     assert latent.compiled_decoder(decoder, uint8=True) is decode
-    latent.decode_batched(decoder, np.zeros((5, 2), np.float32), batch_size=2)  # batches of 2, 2 and 1
+    latent.decode_batched(
+        decoder, np.zeros((5, 2), np.float32), batch_size=2
+    )  # batches of 2, 2 and 1
     decode(np.zeros((7, 2), np.float32))
     assert decode.graph_function.experimental_get_tracing_count() == 1
 
 
 def test_decoded_grid_puts_high_z2_on_top():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -198,17 +220,27 @@ def test_decoded_grid_puts_high_z2_on_top():
     assert canvas.shape == (6, 4)
     assert canvas[0, 0] == 2 and canvas[0, 3] == 12  # top row: highest z2, z1 growing to the right
     assert canvas[5, 0] == 0 and canvas[5, 3] == 10
-    assert ax.images[0].get_extent() == [-2.0, 2.0, -3.0, 3.0]  # half a spacing beyond the end points
+    assert ax.images[0].get_extent() == [
+        -2.0,
+        2.0,
+        -3.0,
+        3.0,
+    ]  # half a spacing beyond the end points
     plt.close(fig)
 
 
 def test_grid_figures_show_each_tile_stretched_and_say_so_or_as_decoded():
     rng = np.random.default_rng(0)
-    tiles = (0.4 + 0.1 * rng.random((3, 2, 8, 8))).astype(np.float32)  # a narrow range, as the decodes have
+    tiles = (0.4 + 0.1 * rng.random((3, 2, 8, 8))).astype(
+        np.float32
+    )  # a narrow range, as the decodes have
     shown, how = latent.shown_tiles(tiles, True)
     assert shown.shape == tiles.shape and how == "each tile stretched to its own 1–99 % range"
     for tile, original in zip(shown.reshape(-1, 8, 8), tiles.reshape(-1, 8, 8)):
-        assert np.array_equal(tile, latent.contrast_stretch(original)) and tile.max() - tile.min() > 0.9
+        assert (
+            np.array_equal(tile, latent.contrast_stretch(original))
+            and tile.max() - tile.min() > 0.9
+        )
     same, how = latent.shown_tiles(tiles, False)
     assert same is tiles or np.array_equal(same, tiles)
     assert how == "as decoded"

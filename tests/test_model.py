@@ -1,4 +1,5 @@
 """The VAE of model.py against independent references: closed forms, numpy, saved copies."""
+
 import json
 import zipfile
 
@@ -17,8 +18,9 @@ def test_kl_matches_closed_form_and_numerical_integral():
     variance = np.exp(z_log_var.astype(np.float64))
     closed_form = 0.5 * (variance + z_mean.astype(np.float64) ** 2 - 1 - np.log(variance))
     as_tensors = (keras.ops.convert_to_tensor(z_mean), keras.ops.convert_to_tensor(z_log_var))
-    np.testing.assert_allclose(np.asarray(model.kl_divergence(*as_tensors)), closed_form,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model.kl_divergence(*as_tensors)), closed_form, rtol=1e-5, atol=1e-6
+    )
     # NumPy arrays (the diagnostics' KL per source) are computed in their own dtype
     in_float64 = model.kl_divergence(z_mean.astype(np.float64), z_log_var.astype(np.float64))
     assert in_float64.dtype == np.float64
@@ -26,25 +28,31 @@ def test_kl_matches_closed_form_and_numerical_integral():
     # One entry by integrating p log(p/q) numerically, independent of any formula.
     mean, std = float(z_mean[0, 0]), float(np.sqrt(variance[0, 0]))
     p, q = stats.norm(mean, std), stats.norm(0, 1)
-    integral, _ = integrate.quad(lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)),
-                                 mean - 12 * std, mean + 12 * std)
+    integral, _ = integrate.quad(
+        lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)), mean - 12 * std, mean + 12 * std
+    )
     assert float(model.kl_divergence(z_mean, z_log_var)[0, 0]) == pytest.approx(integral, rel=1e-5)
 
 
 def test_sampling_has_the_requested_mean_and_variance():
     n = 200_000
-    mean, log_var = np.array([1.5, -2.0], np.float32), np.array([np.log(4.0), np.log(0.25)], np.float32)
+    mean, log_var = (
+        np.array([1.5, -2.0], np.float32),
+        np.array([np.log(4.0), np.log(0.25)], np.float32),
+    )
     layer = model.Sampling(seed=7)
     z = np.asarray(layer([np.tile(mean, (n, 1)), np.tile(log_var, (n, 1))])).astype(np.float64)
     std = np.exp(0.5 * log_var.astype(np.float64))
     # Five standard errors: the mean's is std/sqrt(n), the variance's is var*sqrt(2/n).
     np.testing.assert_array_less(np.abs(z.mean(axis=0) - mean), 5 * std / np.sqrt(n))
-    np.testing.assert_array_less(np.abs(z.var(axis=0) - std ** 2), 5 * std ** 2 * np.sqrt(2 / n))
+    np.testing.assert_array_less(np.abs(z.var(axis=0) - std**2), 5 * std**2 * np.sqrt(2 / n))
     assert abs(np.corrcoef(z.T)[0, 1]) < 5 / np.sqrt(n)
     # Seeded: a new layer with the same seed repeats the draws; the next call draws new noise.
     again = np.asarray(model.Sampling(seed=7)([np.tile(mean, (n, 1)), np.tile(log_var, (n, 1))]))
     np.testing.assert_array_equal(again, z.astype(np.float32))
-    assert not np.array_equal(np.asarray(layer([mean[None], log_var[None]])), z[:1].astype(np.float32))
+    assert not np.array_equal(
+        np.asarray(layer([mean[None], log_var[None]])), z[:1].astype(np.float32)
+    )
 
 
 def test_reparameterize_is_one_formula_for_tensors_and_arrays():
@@ -64,14 +72,25 @@ def test_architecture_is_the_keras_io_example():
     assert encoder.name == "encoder" and decoder.name == "decoder"
     assert [tuple(o.shape) for o in encoder.outputs] == [(None, 2)] * 3
     assert tuple(decoder.outputs[0].shape) == (None, 64, 64, 1)
-    convs = [(type(layer).__name__, layer.filters, layer.strides, layer.activation.__name__)
-             for layer in encoder.layers + decoder.layers if hasattr(layer, "filters")]
-    assert convs == [("Conv2D", 32, (2, 2), "relu"), ("Conv2D", 64, (2, 2), "relu"),
-                     ("Conv2DTranspose", 64, (2, 2), "relu"), ("Conv2DTranspose", 32, (2, 2), "relu"),
-                     ("Conv2DTranspose", 1, (1, 1), "sigmoid")]
+    convs = [
+        (type(layer).__name__, layer.filters, layer.strides, layer.activation.__name__)
+        for layer in encoder.layers + decoder.layers
+        if hasattr(layer, "filters")
+    ]
+    assert convs == [
+        ("Conv2D", 32, (2, 2), "relu"),
+        ("Conv2D", 64, (2, 2), "relu"),
+        ("Conv2DTranspose", 64, (2, 2), "relu"),
+        ("Conv2DTranspose", 32, (2, 2), "relu"),
+        ("Conv2DTranspose", 1, (1, 1), "sigmoid"),
+    ]
     # Parameter counts from the layer formulas (kernel 3x3, 16 px maps after two stride-2 convs).
-    encoder_count = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (16 * 16 * 64 * 16 + 16) + 2 * (16 * 2 + 2)
-    decoder_count = (2 * 16 * 16 * 64 + 16 * 16 * 64) + (9 * 64 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 + 1)
+    encoder_count = (
+        (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (16 * 16 * 64 * 16 + 16) + 2 * (16 * 2 + 2)
+    )
+    decoder_count = (
+        (2 * 16 * 16 * 64 + 16 * 16 * 64) + (9 * 64 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 + 1)
+    )
     counts = (encoder.count_params(), decoder.count_params())
     assert counts == (encoder_count, decoder_count) == (281_044, 104_833)
 
@@ -94,7 +113,7 @@ def test_losses_match_numpy(crack_images):
     x = images.astype(np.float64)
     bce = -(x * np.log(p) + (1 - x) * np.log(1 - p))
     assert reconstruction_loss == pytest.approx(bce.sum(axis=(1, 2, 3)).mean(), rel=1e-5)
-    kl = 0.5 * (np.exp(z_log_var) + z_mean ** 2 - 1 - z_log_var)
+    kl = 0.5 * (np.exp(z_log_var) + z_mean**2 - 1 - z_log_var)
     assert kl_loss == pytest.approx(kl.sum(axis=1).mean(), rel=1e-5, abs=1e-7)
 
 
@@ -110,7 +129,9 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, crack_images):
         assert "lambda" not in archive.read("config.json").decode().lower()
     loaded = model.load_vae(path)
     assert isinstance(loaded, model.VAE) and loaded.encoder.name == "encoder"
-    for original, copy in zip(vae.encoder(images), loaded.encoder(images)):  # z too: the seed state is saved
+    for original, copy in zip(
+        vae.encoder(images), loaded.encoder(images)
+    ):  # z too: the seed state is saved
         np.testing.assert_array_equal(np.asarray(original), np.asarray(copy))
     z = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(vae.decoder(z)), np.asarray(loaded.decoder(z)))
@@ -139,7 +160,9 @@ def test_encode_mean_matches_the_encoder_in_any_batch_size(crack_images):
     images = crack_images(9)
     expected = np.asarray(vae.encoder(images)[0])
     for batch_size in (2, 4, 256):
-        np.testing.assert_allclose(model.encode_mean(vae.encoder, images, batch_size), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            model.encode_mean(vae.encoder, images, batch_size), expected, atol=1e-6
+        )
     assert model.encode_mean(vae, images[:0]).shape == (0, 3)
 
 
@@ -168,9 +191,15 @@ def test_config_round_trip_keeps_seed_and_sizes():
 
 def test_encoder_options_build_what_they_say(crack_images):
     images = crack_images(8)
-    encoder = model.build_encoder(16, 3, activation="leaky_relu", dense_units=8, log_var_bias=-6.0,
-                                  standardize_with=images)
-    assert encoder.get_layer("dense").units == 8 and encoder.get_layer("dense").activation.__name__ == "leaky_relu"
-    np.testing.assert_array_equal(encoder.get_layer("z_log_var").bias.numpy(), np.full(3, -6.0, np.float32))
+    encoder = model.build_encoder(
+        16, 3, activation="leaky_relu", dense_units=8, log_var_bias=-6.0, standardize_with=images
+    )
+    assert (
+        encoder.get_layer("dense").units == 8
+        and encoder.get_layer("dense").activation.__name__ == "leaky_relu"
+    )
+    np.testing.assert_array_equal(
+        encoder.get_layer("z_log_var").bias.numpy(), np.full(3, -6.0, np.float32)
+    )
     standardized = np.asarray(encoder.get_layer("standardize")(images))
     assert abs(standardized.mean()) < 1e-4 and standardized.std() == pytest.approx(1.0, abs=0.02)

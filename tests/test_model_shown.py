@@ -1,6 +1,7 @@
 """Notebook 02 shows the keras.io VAE as code (its cells tagged `model`); its training builds the
 model with model.build_vae. These tests run the notebook's cells and check that they build the
 package's model, so that the code a reader sees is the model that is trained."""
+
 import json
 from pathlib import Path
 
@@ -18,14 +19,22 @@ SIZE, LATENT_DIM, SEED = 16, 3, 7  # small; 3 latent dimensions, so that a hard-
 def model_cells() -> list[str]:
     """Sources of notebook 02's code cells tagged `model`, in order."""
     cells = json.loads(NOTEBOOK.read_text())["cells"]
-    return ["".join(cell["source"]) for cell in cells
-            if cell["cell_type"] == "code" and "model" in cell["metadata"].get("tags", [])]
+    return [
+        "".join(cell["source"])
+        for cell in cells
+        if cell["cell_type"] == "code" and "model" in cell["metadata"].get("tags", [])
+    ]
 
 
 def run_model_cells(image_size: int, latent_dim: int, seed: int) -> dict:
     """The names notebook 02's model cells define, run with its parameters set to these values."""
-    namespace = {"keras": keras, "runs": runs, "IMAGE_SIZE": image_size, "LATENT_DIM": latent_dim,
-                 "SEED": seed}
+    namespace = {
+        "keras": keras,
+        "runs": runs,
+        "IMAGE_SIZE": image_size,
+        "LATENT_DIM": latent_dim,
+        "SEED": seed,
+    }
     for number, source in enumerate(model_cells()):
         exec(compile(source, f"{NOTEBOOK.name}, model cell {number}", "exec"), namespace)
     return namespace
@@ -33,8 +42,15 @@ def run_model_cells(image_size: int, latent_dim: int, seed: int) -> dict:
 
 def layer_table(network: keras.Model) -> list[tuple]:
     """(layer type, output shape, parameter count, weight shapes) of each layer, in order."""
-    return [(type(layer).__name__, tuple(layer.output.shape), layer.count_params(),
-             [tuple(weight.shape) for weight in layer.weights]) for layer in network.layers]
+    return [
+        (
+            type(layer).__name__,
+            tuple(layer.output.shape),
+            layer.count_params(),
+            [tuple(weight.shape) for weight in layer.weights],
+        )
+        for layer in network.layers
+    ]
 
 
 SIZES = [(SIZE, LATENT_DIM), (PAPER["IMAGE_SIZE"], PAPER["LATENT_DIM"])]
@@ -68,15 +84,19 @@ def test_shown_model_with_the_package_weights_gives_its_outputs_and_both_losses(
     decoder.set_weights(vae.decoder.get_weights())
     images = crack_images(6, SIZE, seed=4)
     # Both sampling layers start from SEED and each call below draws once on both sides: same noise.
-    outputs = [(np.asarray(own), np.asarray(package))
-               for own, package in zip(encoder(images), vae.encoder(images))]
+    outputs = [
+        (np.asarray(own), np.asarray(package))
+        for own, package in zip(encoder(images), vae.encoder(images))
+    ]
     for (own, package), name in zip(outputs, ("z_mean", "z_log_var", "z")):
         np.testing.assert_allclose(own, package, rtol=1e-5, atol=1e-6, err_msg=name)
     z_mean = outputs[0][1]
-    np.testing.assert_allclose(np.asarray(decoder(z_mean)), np.asarray(vae.decoder(z_mean)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(decoder(z_mean)), np.asarray(vae.decoder(z_mean)), rtol=1e-5, atol=1e-6
+    )
     for loss in model.LOSSES:
         own = shown["vae_losses"](encoder, decoder, images, loss)
         package = model.VAE(vae.encoder, vae.decoder, loss=loss).compute_losses(images)
-        np.testing.assert_allclose([float(v) for v in own], [float(v) for v in package],
-                                   rtol=1e-5, err_msg=loss)
+        np.testing.assert_allclose(
+            [float(v) for v in own], [float(v) for v in package], rtol=1e-5, err_msg=loss
+        )

@@ -1,4 +1,5 @@
 """Tests for vae_overlay.overlay_methods: the one registry of overlay methods and its dispatch."""
+
 import csv
 from pathlib import Path
 
@@ -22,8 +23,15 @@ def test_the_study_names_are_the_columns_of_the_committed_tables():
 
 
 def test_the_explorer_menu_is_the_registry_in_its_order():
-    assert list(MENU) == ["sum", "mean", "offset", "weighted", "composite", "pixel mean",
-                          "pixel darkest"]
+    assert list(MENU) == [
+        "sum",
+        "mean",
+        "offset",
+        "weighted",
+        "composite",
+        "pixel mean",
+        "pixel darkest",
+    ]
     assert MENU["pixel mean"] == "pixel mean (baseline)" and MENU["sum"] == "latent sum (paper)"
     assert overlay_methods.LATENT_METHODS == ("sum", "mean", "offset", "weighted")
     needs = {key for key, method in overlay_methods.METHODS.items() if method.needs_model}

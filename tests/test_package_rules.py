@@ -1,4 +1,6 @@
-"""Rules that keep the package thin and its parts separate (see CONTRIBUTING.md), checked on the source."""
+"""Rules that keep the package thin and its parts separate (see CONTRIBUTING.md), checked on the
+source."""
+
 import ast
 import json
 import subprocess
@@ -14,23 +16,42 @@ MAX_CELL_LINES = 25
 
 
 def private_uses(path: Path) -> list[str]:
-    """`from x import _name` and `module._name` where module is a vae_overlay module imported in `path`."""
+    """`from x import _name` and `module._name` where module is a vae_overlay module imported in
+    `path`."""
     tree = ast.parse(path.read_text())
     own, found = set(), []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vae_overlay"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("vae_overlay")
+        ):
             for alias in node.names:
                 if alias.name.startswith("_"):
                     found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
                 own.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
-            own.update(alias.asname or alias.name for alias in node.names if alias.name.startswith("vae_overlay"))
+            own.update(
+                alias.asname or alias.name
+                for alias in node.names
+                if alias.name.startswith("vae_overlay")
+            )
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in own
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in own
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
-        if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "setattr" and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_")):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "") == "setattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and str(node.args[1].value).startswith("_")
+        ):
             found.append(f"line {node.lineno}: patches private {node.args[1].value}")
     return found
 
@@ -42,10 +63,17 @@ def test_no_private_name_is_used_across_modules(path):
 
 @pytest.mark.parametrize("path", TESTS, ids=lambda p: p.name)
 def test_no_test_imports_another_test_file(path):
-    imported = {alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not {name for name in imported if name.split(".")[0].startswith(("test_", "conftest"))}
 
 
@@ -58,18 +86,27 @@ def test_modules_stay_small():
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_code_cells_are_short(path):
     cells = json.loads(path.read_text())["cells"]
-    long = {number: len("".join(cell["source"]).splitlines()) for number, cell in enumerate(cells)
-            if cell["cell_type"] == "code" and len("".join(cell["source"]).splitlines()) > MAX_CELL_LINES}
+    long = {
+        number: len("".join(cell["source"]).splitlines())
+        for number, cell in enumerate(cells)
+        if cell["cell_type"] == "code"
+        and len("".join(cell["source"]).splitlines()) > MAX_CELL_LINES
+    }
     assert long == {}, f"code cells over {MAX_CELL_LINES} lines (cell index: lines)"
 
 
 def test_nothing_refers_to_files_outside_the_repository():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     outside = ["DESIGN" + ".md", "STYLE" + ".md", "BROWSER_TESTING" + ".md", "../" + "shared"]
     hits = []
     for name in tracked:
         path = ROOT / name
-        if path.suffix in (".py", ".md", ".ipynb", ".txt", ".toml", ".yml", ".cfg") or path.name == "Makefile":
+        if (
+            path.suffix in (".py", ".md", ".ipynb", ".txt", ".toml", ".yml", ".cfg")
+            or path.name == "Makefile"
+        ):
             text = path.read_text(errors="replace")
             hits += [f"{name}: {word}" for word in outside if word in text]
     assert hits == []
@@ -81,8 +118,11 @@ def imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[1] for alias in node.names
-                         if alias.name.startswith("vae_overlay."))
+            found.update(
+                alias.name.split(".")[1]
+                for alias in node.names
+                if alias.name.startswith("vae_overlay.")
+            )
         elif isinstance(node, ast.ImportFrom) and node.module == "vae_overlay":
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vae_overlay."):
@@ -96,7 +136,7 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str]:
 
     def visit(module: str, stack: list[str]) -> list[str]:
         if module in stack:
-            return stack[stack.index(module):] + [module]
+            return stack[stack.index(module) :] + [module]
         if module in finished:
             return []
         for other in sorted(graph[module]):
@@ -123,6 +163,15 @@ def test_package_imports_point_down():
 
 def test_the_domain_modules_never_import_the_study_runner():
     """A study kind is a plug-in of the runner (it imports study.py); the pieces it runs do not."""
-    domain = ("runs", "data", "datasets", "elpv", "synth", "model", "train", "overlay",
-              "classifier")
+    domain = (
+        "runs",
+        "data",
+        "datasets",
+        "elpv",
+        "synth",
+        "model",
+        "train",
+        "overlay",
+        "classifier",
+    )
     assert {name for name in domain if "study" in imported_modules(PACKAGE / f"{name}.py")} == set()

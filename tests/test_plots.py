@@ -1,4 +1,6 @@
-"""The figure helpers: gutters between decoded tiles, the latent means in their own panel, the forest plot, row labels."""
+"""The figure helpers: gutters between decoded tiles, the latent means in their own panel, the
+forest plot, row labels."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -17,14 +19,19 @@ def close_figures():
 
 
 def small_texts(fig, smallest=9):
-    """Every visible, non-empty text of `fig` (titles, labels, tick labels, annotations) under `smallest` points."""
+    """Every visible, non-empty text of `fig` (titles, labels, tick labels, annotations) under
+    `smallest` points."""
     fig.canvas.draw()
-    return [(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text)
-            if t.get_visible() and t.get_text().strip() and t.get_fontsize() < smallest]
+    return [
+        (t.get_text(), t.get_fontsize())
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() < smallest
+    ]
 
 
 def numbered_tiles(n1=2, n2=3, size=4):
-    """uint8 tiles (n1, n2, size, size) whose tile [i, j] is filled with 10 * i + j + 1 (never a gutter grey)."""
+    """uint8 tiles (n1, n2, size, size) whose tile [i, j] is filled with 10 * i + j + 1 (never a
+    gutter grey)."""
     tiles = np.zeros((n1, n2, size, size), np.uint8)
     for i in range(n1):
         for j in range(n2):
@@ -40,17 +47,19 @@ def test_gutter_pixels_have_the_gutter_colour_and_tiles_stay_on_their_latent_poi
     assert canvas.shape == (3 * (4 + g) + g, 2 * (4 + g) + g, 3)
     gutter = np.zeros(canvas.shape[:2], bool)
     for start in range(0, canvas.shape[0], 4 + g):
-        gutter[start:start + g, :] = True
+        gutter[start : start + g, :] = True
     for start in range(0, canvas.shape[1], 4 + g):
-        gutter[:, start:start + g] = True
+        gutter[:, start : start + g] = True
     assert np.allclose(canvas[gutter], to_rgb("0.8"))
-    assert not np.isclose(canvas[~gutter], to_rgb("0.8")).all(axis=-1).any()  # no tile pixel is gutter grey
+    assert (
+        not np.isclose(canvas[~gutter], to_rgb("0.8")).all(axis=-1).any()
+    )  # no tile pixel is gutter grey
     x0, x1, y0, y1 = ax.images[0].get_extent()
     for i in range(2):
         for j in range(3):
             top, left = g + (2 - j) * (4 + g), g + i * (4 + g)  # the highest z2 is the top row
             expected = plt.get_cmap("gray")((10 * i + j + 1) / 255)[:3]
-            assert np.allclose(canvas[top:top + 4, left:left + 4], expected)
+            assert np.allclose(canvas[top : top + 4, left : left + 4], expected)
             centre_x = x0 + (left + 2) * (x1 - x0) / canvas.shape[1]
             centre_y = y1 - (top + 2) * (y1 - y0) / canvas.shape[0]
             assert (centre_x, centre_y) == pytest.approx((z1[i], z2[j]))
@@ -59,32 +68,51 @@ def test_gutter_pixels_have_the_gutter_colour_and_tiles_stay_on_their_latent_poi
 def test_latent_grid_figure_puts_the_means_beside_the_tiles_over_the_same_range():
     tiles = np.random.default_rng(0).uniform(0, 1, (5, 4, 16, 16)).astype(np.float32)
     z1, z2 = np.linspace(-2, 2, 5), np.linspace(-3, 3, 4)
-    means = np.array([[0.0, 0.0], [1.0, -2.0], [1.5, 2.5], [9.0, 0.0]])  # the last one lies outside the grid
+    means = np.array(
+        [[0.0, 0.0], [1.0, -2.0], [1.5, 2.5], [9.0, 0.0]]
+    )  # the last one lies outside the grid
     fig = plots.latent_grid_figure(tiles, z1, z2, means, title="Figure 3")
     ax_grid, ax_means = fig.axes
-    assert not [c for c in ax_grid.collections if isinstance(c, PathCollection)]  # nothing drawn over the tiles
+    assert not [
+        c for c in ax_grid.collections if isinstance(c, PathCollection)
+    ]  # nothing drawn over the tiles
     scatter = [c for c in ax_means.collections if isinstance(c, PathCollection)]
     assert len(scatter) == 1 and np.allclose(scatter[0].get_offsets(), means)
     assert ax_means.get_xlim() == pytest.approx(ax_grid.get_xlim())
     assert ax_means.get_ylim() == pytest.approx(ax_grid.get_ylim())
     assert ax_means.get_aspect() == pytest.approx(ax_grid.get_aspect())
     assert "1 outside" in ax_means.get_title()
-    assert np.allclose(ax_grid.get_xticks(), z1) and np.allclose(ax_grid.get_yticks(), z2)  # tile centres
+    assert np.allclose(ax_grid.get_xticks(), z1) and np.allclose(
+        ax_grid.get_yticks(), z2
+    )  # tile centres
     canvas = np.asarray(ax_grid.images[0].get_array())
-    assert canvas.shape == (4 * (16 + 2) + 2, 5 * (16 + 2) + 2, 3)  # default gutter: 2 pixels for 16-pixel tiles
+    assert canvas.shape == (
+        4 * (16 + 2) + 2,
+        5 * (16 + 2) + 2,
+        3,
+    )  # default gutter: 2 pixels for 16-pixel tiles
     assert np.allclose(canvas[:2], 1.0) and np.allclose(canvas[:, :2], 1.0)  # white by default
     assert small_texts(fig) == []
 
 
 @pytest.mark.parametrize("case", ["one tile", "no means", "no training image", "uint8, wide tiles"])
 def test_latent_grid_figure_edge_cases(case):
-    tiles, z1, z2, means = np.full((1, 1, 8, 8), 0.5), np.array([0.0]), np.array([3.0]), np.zeros((1, 2))
+    tiles, z1, z2, means = (
+        np.full((1, 1, 8, 8), 0.5),
+        np.array([0.0]),
+        np.array([3.0]),
+        np.zeros((1, 2)),
+    )
     if case == "no means":
         means = None
     elif case == "no training image":
         means = np.zeros((0, 3))
     elif case == "uint8, wide tiles":
-        tiles, z1, z2 = np.full((3, 2, 4, 12), 200, np.uint8), np.array([0.0, 0.5, 1.0]), np.array([-1.0, 1.0])
+        tiles, z1, z2 = (
+            np.full((3, 2, 4, 12), 200, np.uint8),
+            np.array([0.0, 0.5, 1.0]),
+            np.array([-1.0, 1.0]),
+        )
     fig = plots.latent_grid_figure(tiles, z1, z2, means)
     assert len(fig.axes) == (1 if means is None else 2)
     x0, x1, y0, y1 = fig.axes[0].images[0].get_extent()
@@ -93,21 +121,35 @@ def test_latent_grid_figure_edge_cases(case):
 
 def test_latent_grid_figure_refuses_one_dimensional_means():
     with pytest.raises(ValueError, match="means"):
-        plots.latent_grid_figure(np.zeros((2, 2, 4, 4)), [0.0, 1.0], [0.0, 1.0], means=np.zeros((5, 1)))
+        plots.latent_grid_figure(
+            np.zeros((2, 2, 4, 4)), [0.0, 1.0], [0.0, 1.0], means=np.zeros((5, 1))
+        )
 
 
 def vertical_lines(ax):
     """{x: linestyle} of the vertical lines spanning the axes (axvline), not the error bars."""
-    return {float(line.get_xdata()[0]): line.get_linestyle() for line in ax.get_lines()
-            if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]
-            and tuple(line.get_ydata()) == (0, 1)}
+    return {
+        float(line.get_xdata()[0]): line.get_linestyle()
+        for line in ax.get_lines()
+        if len(line.get_xdata()) == 2
+        and line.get_xdata()[0] == line.get_xdata()[1]
+        and tuple(line.get_ydata()) == (0, 1)
+    }
 
 
 def test_forest_draws_one_error_bar_per_row_and_the_reference_lines():
     labels = ["(2) classical", "(3) samples", "(4) overlays", "(5) both"]
     estimates, lows, highs = [3.0, -1.7, 0.4, -2.0], [-0.6, -5.4, -3.1, -4.3], [6.6, 2.0, 3.9, 0.2]
-    fig = plots.forest(labels, estimates, lows, highs, references={"paper: +8": 8}, zero_label="original",
-                       xlabel="accuracy points", title="paired differences")
+    fig = plots.forest(
+        labels,
+        estimates,
+        lows,
+        highs,
+        references={"paper: +8": 8},
+        zero_label="original",
+        xlabel="accuracy points",
+        title="paired differences",
+    )
     ax = fig.axes[0]
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 4 and all(bar.has_xerr for bar in bars)
@@ -128,14 +170,18 @@ def test_forest_draws_one_error_bar_per_row_and_the_reference_lines():
 
 
 def test_forest_edge_cases():
-    fig = plots.forest(["only"], [1.0], [float("nan")], [float("nan")], references={"paper": 8}, annotate=None)
+    fig = plots.forest(
+        ["only"], [1.0], [float("nan")], [float("nan")], references={"paper": 8}, annotate=None
+    )
     (bar,) = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
     assert not bar.has_xerr  # no interval: the dot only
     assert fig.axes[0].texts[0].get_text().strip() == "paper"
     empty = plots.forest([], [], [], [], zero=None)
     assert not empty.axes[0].containers and vertical_lines(empty.axes[0]) == {}
     fig, ax = plt.subplots()
-    assert plots.forest(["a", "b"], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], ax=ax) is fig  # zero-width intervals
+    assert (
+        plots.forest(["a", "b"], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], ax=ax) is fig
+    )  # zero-width intervals
     with pytest.raises(ValueError, match="one estimate, low and high per label"):
         plots.forest(["a", "b"], [1.0], [0.0], [2.0])
     with pytest.raises(ValueError, match="contain its estimate"):
@@ -170,17 +216,26 @@ def test_image_grid_checks_its_row_labels_and_shows_a_single_image():
 def test_forest_with_series_draws_one_coloured_bar_per_row_and_series_and_labels_them_once():
     labels, series = ["paper", "leaky ReLU"], ("latent sum", "offset", "decoded composite")
     estimates = np.array([[-0.1, 0.0, 0.3], [-0.2, -0.1, 0.4]])
-    fig = plots.forest(labels, estimates, estimates - 0.05, estimates + 0.05, series=series,
-                       annotate="{:+.1f}")
+    fig = plots.forest(
+        labels, estimates, estimates - 0.05, estimates + 0.05, series=series, annotate="{:+.1f}"
+    )
     ax = fig.axes[0]
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 6
-    where = {(bar.lines[0].get_data()[1][0], bar.lines[0].get_data()[0][0]): to_rgb(bar.lines[0].get_color())
-             for bar in bars}
+    where = {
+        (bar.lines[0].get_data()[1][0], bar.lines[0].get_data()[0][0]): to_rgb(
+            bar.lines[0].get_color()
+        )
+        for bar in bars
+    }
     for k in range(2):
-        rows = sorted(((y, x, colour) for (y, x), colour in where.items() if abs(y - (1 - k)) < 0.5),
-                      reverse=True)
-        assert [x for _, x, _ in rows] == list(estimates[k])  # the first series on top within its row
+        rows = sorted(
+            ((y, x, colour) for (y, x), colour in where.items() if abs(y - (1 - k)) < 0.5),
+            reverse=True,
+        )
+        assert [x for _, x, _ in rows] == list(
+            estimates[k]
+        )  # the first series on top within its row
         assert [colour for _, _, colour in rows] == [to_rgb(f"C{j}") for j in range(3)]
     assert ax.get_legend_handles_labels()[1] == list(series)
     assert len(ax.texts) == 0  # `annotate` is not used with series
@@ -199,8 +254,12 @@ def test_shown_sizes_shrink_the_text_of_a_figure_saved_wider_than_the_page(tmp_p
     shown = dict(plots.shown_sizes(wide, dpi=80))["title"]
     with Image.open(plots.save_figure(wide, "wide", tmp_path, dpi=80)) as saved:
         width = saved.width
-    assert width > plots.PAGE_WIDTH and shown == pytest.approx(10 * plots.PAGE_WIDTH / width, rel=0.01)
-    assert shown < 9 and min(dict(plots.shown_sizes(wide, dpi=40)).values()) > shown  # saved smaller
+    assert width > plots.PAGE_WIDTH and shown == pytest.approx(
+        10 * plots.PAGE_WIDTH / width, rel=0.01
+    )
+    assert (
+        shown < 9 and min(dict(plots.shown_sizes(wide, dpi=40)).values()) > shown
+    )  # saved smaller
     assert plots.illegible(narrow) == [] and f"'title' at {shown:.1f} pt" in plots.illegible(wide)
 
 
@@ -228,5 +287,7 @@ def test_place_labels_keeps_labels_of_close_points_apart_and_inside_the_axes():
     frame = ax.get_window_extent()
     for label in placed:
         box = label.get_window_extent()
-        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        assert (
+            frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        )
     assert placed[3].get_position()[0] < 0  # the corner's label went left of its point

@@ -1,4 +1,5 @@
 """runs.py: atomic files, the one fingerprint, the settings rule, run folder names, disk checks."""
+
 import os
 
 import numpy as np
@@ -18,10 +19,14 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with pytest.raises(Interrupt), runs.atomic_path(target) as tmp:
         tmp.write_text("half writ")
         raise Interrupt
-    assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == ["file.json"]
+    assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == [
+        "file.json"
+    ]
     runs.atomic_write_bytes(target, b"second")
     assert target.read_bytes() == b"second"
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # normal permissions, not mkstemp's 0600
+    assert oct(target.stat().st_mode & 0o777) == oct(
+        0o666 & ~_umask()
+    )  # normal permissions, not mkstemp's 0600
 
 
 def _umask():
@@ -32,19 +37,33 @@ def _umask():
 
 def test_fingerprint_is_one_hash_for_arrays_blocks_and_settings():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
-    assert runs.fingerprint(array) == runs.fingerprint(array.tobytes()) == runs.fingerprint(
-        iter([array.tobytes()[:20], array.tobytes()[20:]]))  # a file read in pieces hashes as its array
-    assert runs.fingerprint(np.asfortranarray(array)) == runs.fingerprint(array)  # C order, whatever the layout
-    assert runs.fingerprint(array + 1) != runs.fingerprint(array) and len(runs.fingerprint(array)) == 16
+    assert (
+        runs.fingerprint(array)
+        == runs.fingerprint(array.tobytes())
+        == runs.fingerprint(iter([array.tobytes()[:20], array.tobytes()[20:]]))
+    )  # a file read in pieces hashes as its array
+    assert runs.fingerprint(np.asfortranarray(array)) == runs.fingerprint(
+        array
+    )  # C order, whatever the layout
+    assert (
+        runs.fingerprint(array + 1) != runs.fingerprint(array)
+        and len(runs.fingerprint(array)) == 16
+    )
     assert runs.fingerprint({"a": 1, "b": [2, 3]}) == runs.fingerprint({"b": [2, 3], "a": 1})
 
 
 def test_check_same_settings_names_every_difference_and_keys_on_one_side():
     runs.check_same_settings({"a": 1, "b": 2}, {"b": 2, "a": 1}, "run")
     with pytest.raises(runs.RunMismatch, match=r"a=1 \(this call: 5\)") as caught:
-        runs.check_same_settings({"a": 1, "b": 2}, {"a": 5, "b": 2, "c": 3}, "folder x", "set retrain=True")
+        runs.check_same_settings(
+            {"a": 1, "b": 2}, {"a": 5, "b": 2, "c": 3}, "folder x", "set retrain=True"
+        )
     message = str(caught.value)
-    assert "folder x" in message and "c=None (this call: 3)" in message and "set retrain=True" in message
+    assert (
+        "folder x" in message
+        and "c=None (this call: 3)" in message
+        and "set retrain=True" in message
+    )
 
 
 def test_run_names(tmp_path):
@@ -55,8 +74,11 @@ def test_run_names(tmp_path):
     first, second = tmp_path / "a" / "my set", tmp_path / "b" / "my set"
     first.mkdir(parents=True)
     second.mkdir(parents=True)
-    names = {datasets.run_name(f"{first}/"), datasets.run_name(str(second)),
-             datasets.run_name(str(tmp_path / "synthetic"))}
+    names = {
+        datasets.run_name(f"{first}/"),
+        datasets.run_name(str(second)),
+        datasets.run_name(str(tmp_path / "synthetic")),
+    }
     assert len(names) == 3 and all(name.startswith(("my_set-", "synthetic-")) for name in names)
     assert datasets.run_name(str(first)) == datasets.run_name(str(first / ".." / "my set"))
     assert datasets.run_name(str(first)) == f"my_set-{runs.fingerprint(str(first))[:6]}"

@@ -1,4 +1,6 @@
-"""Models a user might receive are loaded with safe_mode=True: lambdas and tampered configs are refused."""
+"""Models a user might receive are loaded with safe_mode=True: lambdas and tampered configs are
+refused."""
+
 import json
 import zipfile
 
@@ -34,7 +36,9 @@ def test_a_clean_model_loads_in_safe_mode(saved):
 
 def test_a_lambda_layer_is_refused(tmp_path):
     inputs = keras.Input((16, 16, 1))
-    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)  # arbitrary code, serialised as bytecode
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(
+        inputs
+    )  # arbitrary code, serialised as bytecode
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(ValueError, match="lambda.keras could not be loaded") as error:
@@ -51,7 +55,9 @@ def test_an_injected_lambda_in_a_vae_config_is_refused(saved, tmp_path):
             if node.get("class_name") == "Sampling":
                 found.append(node["config"]["name"])
                 lam = keras.layers.Lambda(lambda x: x[0], name=node["config"]["name"])
-                return node | keras.saving.serialize_keras_object(lam)  # keeps name and inbound nodes
+                return node | keras.saving.serialize_keras_object(
+                    lam
+                )  # keeps name and inbound nodes
             return {k: swap_sampling(v) for k, v in node.items()}
         if isinstance(node, list):
             return [swap_sampling(v) for v in node]
@@ -62,7 +68,9 @@ def test_an_injected_lambda_in_a_vae_config_is_refused(saved, tmp_path):
     assert found, "the config holds the sampling layer we replace"
     with pytest.raises(ValueError, match="tampered.keras could not be loaded") as error:
         model.load_vae(target)
-    assert "safe_mode" in str(error.value.__cause__) or "lambda" in str(error.value.__cause__).lower()
+    assert (
+        "safe_mode" in str(error.value.__cause__) or "lambda" in str(error.value.__cause__).lower()
+    )
 
 
 def test_an_unknown_class_in_the_config_is_refused(saved, tmp_path):

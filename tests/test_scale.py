@@ -1,4 +1,5 @@
 """Image sets larger than memory (stream.ImageStream, tf.data) and tf.distribute training ."""
+
 import json
 import os
 import socket
@@ -73,14 +74,18 @@ def test_cache_is_reused_and_rebuilt_when_the_folder_changes(folder, tmp_path, c
         if (folder / name).is_file():
             (changed / name).write_bytes((folder / name).read_bytes())
     cache = tmp_path / "changed-cache"
-    assert len(stream.ImageStream(changed, SIZE, cache, verbose=0)) == 4  # broken.png + 4 cells + a mask
+    assert (
+        len(stream.ImageStream(changed, SIZE, cache, verbose=0)) == 4
+    )  # broken.png + 4 cells + a mask
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(changed / "new.png")
     grown = stream.ImageStream(changed, SIZE, cache, verbose=0)
     assert len(grown) == 5 and "new.png" in grown.names
     assert len(list(cache.iterdir())) == 2  # the old cache was removed
 
 
-def test_interrupted_decoding_resumes_after_the_last_complete_chunk(folder, in_memory, tmp_path, monkeypatch):
+def test_interrupted_decoding_resumes_after_the_last_complete_chunk(
+    folder, in_memory, tmp_path, monkeypatch
+):
     real, calls = stream.decode_files, []
 
     def crash_on_third_chunk(paths, size, max_pixels):
@@ -96,7 +101,9 @@ def test_interrupted_decoding_resumes_after_the_last_complete_chunk(folder, in_m
     assert progress["files_done"] == 16
 
     resumed_chunks = []
-    monkeypatch.setattr(stream, "decode_files", lambda paths, *a: resumed_chunks.append(paths) or real(paths, *a))
+    monkeypatch.setattr(
+        stream, "decode_files", lambda paths, *a: resumed_chunks.append(paths) or real(paths, *a)
+    )
     images = stream.ImageStream(folder, SIZE, tmp_path, verbose=0, chunk_files=8)
     assert sum(len(paths) for paths in resumed_chunks) == 31 - 16  # only the files not yet decoded
     assert np.array_equal(images[:], in_memory.images) and images.names == in_memory.names
@@ -106,15 +113,21 @@ def test_interrupted_decoding_resumes_after_the_last_complete_chunk(folder, in_m
 
 def test_streamed_training_equals_in_memory_training(folder, in_memory, tmp_path):
     images = stream.ImageStream(folder, SIZE, tmp_path / "cache", verbose=0)
-    vae_memory, history_memory = train.train_vae(in_memory.images, tmp_path / "memory", epochs=3, verbose=0)
+    vae_memory, history_memory = train.train_vae(
+        in_memory.images, tmp_path / "memory", epochs=3, verbose=0
+    )
     vae_stream, history_stream = train.train_vae(images, tmp_path / "stream", epochs=3, verbose=0)
     assert history_stream == history_memory
-    assert all(np.array_equal(a, b) for a, b in zip(vae_memory.get_weights(), vae_stream.get_weights()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(vae_memory.get_weights(), vae_stream.get_weights())
+    )
     # Same data, same settings: the streamed run is recognised as the finished in-memory one.
     _, again = train.train_vae(images, tmp_path / "memory", epochs=3, verbose=0)
     assert again == history_memory
-    assert np.array_equal(model.encode_mean(vae_stream, images, batch_size=7),
-                          model.encode_mean(vae_stream, in_memory.images, batch_size=7))
+    assert np.array_equal(
+        model.encode_mean(vae_stream, images, batch_size=7),
+        model.encode_mean(vae_stream, in_memory.images, batch_size=7),
+    )
 
 
 def test_open_images_picks_the_path_by_size_or_as_told(folder, tmp_path, capsys):
@@ -124,8 +137,12 @@ def test_open_images_picks_the_path_by_size_or_as_told(folder, tmp_path, capsys)
     big = stream.open_images(folder, SIZE, tmp_path, streaming="auto", memory_fraction=1e-9)
     assert isinstance(big, stream.ImageStream) and len(big) == 30
     assert "streaming from a disk cache" in capsys.readouterr().out
-    assert isinstance(stream.open_images(folder, SIZE, tmp_path, streaming=True, verbose=0), stream.ImageStream)
-    assert isinstance(stream.open_images(folder, SIZE, tmp_path, streaming=False, verbose=0), data.LoadedImages)
+    assert isinstance(
+        stream.open_images(folder, SIZE, tmp_path, streaming=True, verbose=0), stream.ImageStream
+    )
+    assert isinstance(
+        stream.open_images(folder, SIZE, tmp_path, streaming=False, verbose=0), data.LoadedImages
+    )
     with pytest.raises(ValueError, match="streaming must be"):
         stream.open_images(folder, SIZE, tmp_path, streaming="yes")
 
@@ -141,8 +158,13 @@ def test_unusable_folders_name_the_folder(tmp_path):
 
 def run_child(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(HERE)}
-    return subprocess.Popen([sys.executable, str(HERE / "distributed_child.py"), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "distributed_child.py"), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process, timeout=600):
@@ -151,7 +173,9 @@ def finish(process, timeout=600):
     except subprocess.TimeoutExpired:
         process.kill()  # a hung collective must not outlive the test
         output, _ = process.communicate()
-        raise AssertionError(f"{process.args} did not finish in {timeout} s:\n{output[-3000:]}") from None
+        raise AssertionError(
+            f"{process.args} did not finish in {timeout} s:\n{output[-3000:]}"
+        ) from None
     assert process.returncode == 0, output[-3000:]
 
 
@@ -165,8 +189,9 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
     assert np.allclose(result["step_loss"][0], result["step_loss"][1], rtol=1e-5)
     # A one-replica strategy runs the distributed code path and is bit-identical to no strategy.
     assert result["mirrored_1_identical"] and result["mirrored_1"] == result["one_device"]
-    # Two replicas draw their noise differently (each from the same generator state), so the curve is close,
-    # not equal: the stated tolerance is 1% per epoch over these 3 epochs (measured: under 0.1%).
+    # Two replicas draw their noise differently (each from the same generator state), so the curve
+    # is close, not equal: the stated tolerance is 1% per epoch over these 3 epochs (measured: under
+    # 0.1%).
     one, two = np.array(result["one_device"]), np.array(result["mirrored_2"])
     assert np.all(np.abs(two - one) / one < 0.01), (one, two)
     assert not np.array_equal(one, two)
@@ -186,15 +211,22 @@ def free_ports(count):
 def test_multi_worker_strategy_with_two_local_workers(tmp_path):
     port0, port1 = free_ports(2)
     run_dir = tmp_path / "shared run"
-    workers = [run_child("worker", i, port0, port1, run_dir, tmp_path / f"worker{i}.json") for i in (0, 1)]
+    workers = [
+        run_child("worker", i, port0, port1, run_dir, tmp_path / f"worker{i}.json") for i in (0, 1)
+    ]
     single = run_child("single", tmp_path / "single", tmp_path / "single.json")
     for process in (*workers, single):
         finish(process)
     results = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in (0, 1)]
-    assert results[0]["replicas"] == 2 and results[0]["loss"] == results[1]["loss"]  # one synchronous model
+    assert (
+        results[0]["replicas"] == 2 and results[0]["loss"] == results[1]["loss"]
+    )  # one synchronous model
     one = np.array(json.loads((tmp_path / "single.json").read_text())["loss"])
     assert np.all(np.abs(np.array(results[0]["loss"]) - one) / one < 0.01)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["history.json", "vae.keras"]  # written once, by the chief
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "history.json",
+        "vae.keras",
+    ]  # written once, by the chief
     assert model.load_vae(run_dir / "vae.keras").image_size == SIZE
 
 

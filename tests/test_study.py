@@ -1,5 +1,6 @@
-"""study.py: grids, run keys, one row per run, resuming after SIGKILL of the client or of a worker, on a real
-Dask LocalCluster."""
+"""study.py: grids, run keys, one row per run, resuming after SIGKILL of the client or of a worker,
+on a real Dask LocalCluster."""
+
 import csv
 import os
 import signal
@@ -13,23 +14,43 @@ import pytest
 from vae_overlay import section3_study, study
 from vae_overlay.stats import t_interval
 
-TINY = {"seed": [0, 1], "image_size": [16], "loss": ["sum", "keras-io-2020"], "data": ["synthetic"], "epochs": [2]}
+TINY = {
+    "seed": [0, 1],
+    "image_size": [16],
+    "loss": ["sum", "keras-io-2020"],
+    "data": ["synthetic"],
+    "epochs": [2],
+}
 
 
 def test_configurations_expand_the_grid_seeds_outermost_with_paper_settings():
     configs = study.configurations(TINY)
-    assert [(c["seed"], c["loss"]) for c in configs] == [(0, "sum"), (0, "keras-io-2020"), (1, "sum"),
-                                                         (1, "keras-io-2020")]
-    assert all(c["latent_dim"] == 2 and c["batch_size"] == 10 and c["learning_rate"] == 2e-3 for c in configs)
+    assert [(c["seed"], c["loss"]) for c in configs] == [
+        (0, "sum"),
+        (0, "keras-io-2020"),
+        (1, "sum"),
+        (1, "keras-io-2020"),
+    ]
+    assert all(
+        c["latent_dim"] == 2 and c["batch_size"] == 10 and c["learning_rate"] == 2e-3
+        for c in configs
+    )
     section3 = study.configurations(study.GRIDS["section3"][1])
     assert len(section3) == 10 * 2 * 2 * 3 and all(c["epochs"] == 100 for c in section3)
-    assert {c["seed"] for c in section3[:12]} == {0}  # a partial study covers every setting with its first seeds
+    assert {c["seed"] for c in section3[:12]} == {
+        0
+    }  # a partial study covers every setting with its first seeds
 
 
-@pytest.mark.parametrize("grid, message", [({"optimizer": ["adam"]}, "unknown grid key"),
-                                           ({"loss": ["mean"]}, r"unknown loss \['mean'\]; allowed"),
-                                           ({"data": ["mnist"]}, r"unknown data \['mnist'\]; allowed"),
-                                           ({"seed": []}, "at least one value")])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"optimizer": ["adam"]}, "unknown grid key"),
+        ({"loss": ["mean"]}, r"unknown loss \['mean'\]; allowed"),
+        ({"data": ["mnist"]}, r"unknown data \['mnist'\]; allowed"),
+        ({"seed": []}, "at least one value"),
+    ],
+)
 def test_bad_grids_are_refused_before_anything_runs(grid, message):
     with pytest.raises(study.StudyError, match=message):
         study.configurations(grid)
@@ -38,8 +59,21 @@ def test_bad_grids_are_refused_before_anything_runs(grid, message):
 def test_run_keys_change_with_any_setting_and_the_data():
     config = study.configurations(TINY)[0]
     assert study.run_key(config) == study.run_key(dict(config))
-    assert len({study.run_key({**config, key: value}) for key, value in
-                [("seed", 5), ("loss", "keras-io-2020"), ("epochs", 3), ("image_size", 20)]} | {study.run_key(config)}) == 5
+    assert (
+        len(
+            {
+                study.run_key({**config, key: value})
+                for key, value in [
+                    ("seed", 5),
+                    ("loss", "keras-io-2020"),
+                    ("epochs", 3),
+                    ("image_size", 20),
+                ]
+            }
+            | {study.run_key(config)}
+        )
+        == 5
+    )
 
 
 def test_a_failing_run_is_recorded_not_raised(tmp_path):
@@ -59,27 +93,40 @@ def test_a_table_of_another_version_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_study_on_a_local_cluster_then_nothing_is_recomputed(tmp_path, capsys):
-    grid = {**TINY, "image_size": [10, 16]}  # the 10 px runs fail (not a multiple of 4) without stopping the others
-    rows = study.run_study("t", tmp_path / "results", tmp_path / "art", grid=grid, n_workers=2, progress=False)
+    grid = {
+        **TINY,
+        "image_size": [10, 16],
+    }  # the 10 px runs fail (not a multiple of 4) without stopping the others
+    rows = study.run_study(
+        "t", tmp_path / "results", tmp_path / "art", grid=grid, n_workers=2, progress=False
+    )
     assert len(rows) == 8 and len({row["key"] for row in rows}) == 8
     good = [row for row in rows if not row["error"]]
     assert len(good) == 4 and all(row["image_size"] == 16 for row in good)
     for row in good:
         assert row["epochs"] == 2 and row["dead_units"] <= row["dense_units"] == 16
-        assert row["collapsed"] == (row["active_units"] == 0) and row["z1_min"] <= row["z1_p01"] <= row["z1_max"]
+        assert (
+            row["collapsed"] == (row["active_units"] == 0)
+            and row["z1_min"] <= row["z1_p01"] <= row["z1_max"]
+        )
         assert 0.0 <= row["crack_fraction_box"] <= 1.0 and row["train_seconds"] > 0
     assert study.read_table(tmp_path / "results" / "studies" / "t.csv") == rows
     assert (tmp_path / "results" / "studies" / "t.grid.json").is_file()
     capsys.readouterr()
-    again = study.run_study("t", tmp_path / "results", tmp_path / "art", grid=TINY, n_workers=2, progress=False)
-    assert "0 to run" in capsys.readouterr().out  # the finished runs are found by key, none is recomputed
+    again = study.run_study(
+        "t", tmp_path / "results", tmp_path / "art", grid=TINY, n_workers=2, progress=False
+    )
+    assert (
+        "0 to run" in capsys.readouterr().out
+    )  # the finished runs are found by key, none is recomputed
     assert [row for row in again if row["image_size"] == 16] == good
 
 
 CHILD = """
 import sys
 from vae_overlay import study
-grid = {"seed": [0, 1, 2], "image_size": [16], "loss": ["sum"], "data": ["synthetic"], "epochs": [EPOCHS]}
+grid = {"seed": [0, 1, 2], "image_size": [16], "loss": ["sum"], "data": ["synthetic"],
+        "epochs": [EPOCHS]}
 study.run_study("k", sys.argv[1], sys.argv[2], grid=grid, n_workers=1, progress=False)
 print("DONE", flush=True)
 """
@@ -87,9 +134,20 @@ print("DONE", flush=True)
 
 def start_study(tmp_path, epochs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.Popen([sys.executable, "-c", CHILD.replace("EPOCHS", str(epochs)), str(tmp_path / "results"),
-                             str(tmp_path / "art")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD.replace("EPOCHS", str(epochs)),
+            str(tmp_path / "results"),
+            str(tmp_path / "art"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def table_rows(tmp_path):
@@ -108,7 +166,9 @@ def wait_for(condition, timeout=240):
 
 
 def descendants(pid):
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True
+    ).stdout.split()
     return [int(c) for c in children] + [d for c in children for d in descendants(int(c))]
 
 
@@ -124,8 +184,14 @@ def test_sigkill_of_the_client_then_resume_loses_nothing_and_duplicates_nothing(
     output, _ = finished.communicate(timeout=600)
     assert "DONE" in output, output[-2000:]
     after = table_rows(tmp_path)
-    assert len(after) == 3 and len({row["key"] for row in after}) == 3 and not any(row["error"] for row in after)
-    assert all(before[row["key"]] == row for row in after if row["key"] in before)  # kept as they were
+    assert (
+        len(after) == 3
+        and len({row["key"] for row in after}) == 3
+        and not any(row["error"] for row in after)
+    )
+    assert all(
+        before[row["key"]] == row for row in after if row["key"] in before
+    )  # kept as they were
 
 
 @pytest.mark.slow
@@ -133,8 +199,11 @@ def test_sigkill_of_a_worker_mid_training_is_replaced_and_the_run_resumes(tmp_pa
     process = start_study(tmp_path, epochs=60)
     art = tmp_path / "art"
     wait_for(lambda: any(art.glob("*/history.json")))  # a run has finished at least one epoch
-    workers = [pid for pid in descendants(process.pid)  # the worker process the nanny spawned
-               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    workers = [
+        pid
+        for pid in descendants(process.pid)  # the worker process the nanny spawned
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
     assert len(workers) == 1, workers
     os.kill(workers[0], signal.SIGKILL)
     output, _ = process.communicate(timeout=600)
@@ -145,22 +214,52 @@ def test_sigkill_of_a_worker_mid_training_is_replaced_and_the_run_resumes(tmp_pa
 
 def test_summarize_counts_rates_and_wilson_intervals():
     def row(seed, active, reach, box=False, loss="sum"):
-        return {"data": "synthetic", "image_size": 64, "loss": loss, "seed": seed, "active_units": active,
-                "collapsed": active == 0, "box_reached": box, "z1_min": -reach, "z1_max": 0.5, "z2_min": 0.0,
-                "z2_max": 0.1, "z1_p01": -reach / 2, "z1_p99": 0.4, "z2_p01": 0.0, "z2_p99": 0.1,
-                "crack_fraction_box": 0.2, "crack_fraction_occupied": 0.0, "error": ""}
+        return {
+            "data": "synthetic",
+            "image_size": 64,
+            "loss": loss,
+            "seed": seed,
+            "active_units": active,
+            "collapsed": active == 0,
+            "box_reached": box,
+            "z1_min": -reach,
+            "z1_max": 0.5,
+            "z2_min": 0.0,
+            "z2_max": 0.1,
+            "z1_p01": -reach / 2,
+            "z1_p99": 0.4,
+            "z2_p01": 0.0,
+            "z2_p99": 0.1,
+            "crack_fraction_box": 0.2,
+            "crack_fraction_occupied": 0.0,
+            "error": "",
+        }
 
-    rows = [row(0, 0, 0.0), row(1, 1, 2.0), row(2, 2, 16.0, box=True), row(3, 2, 4.0),
-            {"data": "synthetic", "image_size": 64, "loss": "sum", "error": "ValueError: x"},
-            row(0, 2, 1.0, loss="keras-io-2020")]
+    rows = [
+        row(0, 0, 0.0),
+        row(1, 1, 2.0),
+        row(2, 2, 16.0, box=True),
+        row(3, 2, 4.0),
+        {"data": "synthetic", "image_size": 64, "loss": "sum", "error": "ValueError: x"},
+        row(0, 2, 1.0, loss="keras-io-2020"),
+    ]
     summary = section3_study.summarize(rows)
-    assert [(s["loss"], s["runs"]) for s in summary] == [("keras-io-2020", 1), ("sum", 4)]  # the failed run left out
+    assert [(s["loss"], s["runs"]) for s in summary] == [
+        ("keras-io-2020", 1),
+        ("sum", 4),
+    ]  # the failed run left out
     s = summary[1]
     assert (s["collapsed"], s["one_axis"], s["two_axes"], s["box_reached"]) == (1, 1, 2, 1)
     assert s["collapsed_rate"] == 0.25 and s["collapsed_low"] < 0.25 < s["collapsed_high"] < 1
     assert s["reach_median"] == 3.0 and s["reach_max"] == 16.0
-    assert (s["extent_any"], s["extent_both"], s["extent_any_1_99"]) == (1, 0, 0)  # 16 at the edge; its p01 is 8
-    assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1  # 0 of 1: an interval, not 0
+    assert (s["extent_any"], s["extent_both"], s["extent_any_1_99"]) == (
+        1,
+        0,
+        0,
+    )  # 16 at the edge; its p01 is 8
+    assert (
+        summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1
+    )  # 0 of 1: an interval, not 0
 
 
 def test_t_interval_is_scipys_t_interval_a_point_without_spread_and_nan_below_two_values():
@@ -180,19 +279,40 @@ def test_the_command_line_takes_several_studies_and_refuses_unknown_ones(capsys)
 
 
 def test_the_grids_file_holds_every_named_study_and_a_file_of_ones_own_adds_grids(tmp_path, capsys):
-    assert {"section3", "section3-fov", "section4", "section4-sets", "section4-dims", "classifier"} <= set(study.GRIDS)
+    assert {
+        "section3",
+        "section3-fov",
+        "section4",
+        "section4-sets",
+        "section4-dims",
+        "classifier",
+    } <= set(study.GRIDS)
     for name, (kind, grid) in study.GRIDS.items():
-        assert study.configurations(grid, kind), name  # every grid expands and passes its kind's checks
+        assert study.configurations(grid, kind), (
+            name
+        )  # every grid expands and passes its kind's checks
     mine = tmp_path / "mine.yaml"
-    mine.write_text("mine:\n  kind: section3\n  grid: {seed: [0], image_size: [16], data: [nowhere]}\n")
+    mine.write_text(
+        "mine:\n  kind: section3\n  grid: {seed: [0], image_size: [16], data: [nowhere]}\n"
+    )
     with pytest.raises(study.StudyError, match="nowhere"):  # checked before anything runs
         study.main(["mine", "--grids", str(mine), "--results", str(tmp_path)])
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("kind: section5\n  grid: {seed: [0]}", r"study 'mine' .*unknown kind of study 'section5'"),
-    ("kind: section3\n  grid: {seeds: [0]}", r"study 'mine' .*unknown grid key\(s\) \['seeds'\]"),
-    ("kind: section3\n  grids: {seed: [0]}", r"'mine' needs exactly the keys 'kind' and 'grid'")])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("kind: section5\n  grid: {seed: [0]}", r"study 'mine' .*unknown kind of study 'section5'"),
+        (
+            "kind: section3\n  grid: {seeds: [0]}",
+            r"study 'mine' .*unknown grid key\(s\) \['seeds'\]",
+        ),
+        (
+            "kind: section3\n  grids: {seed: [0]}",
+            r"'mine' needs exactly the keys 'kind' and 'grid'",
+        ),
+    ],
+)
 def test_a_grids_file_with_an_unknown_kind_or_key_names_it(tmp_path, entry, message):
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"mine:\n  {entry}\n")
@@ -202,11 +322,13 @@ def test_a_grids_file_with_an_unknown_kind_or_key_names_it(tmp_path, entry, mess
 
 
 def test_the_runner_finds_the_built_in_kinds_without_their_modules_imported_first():
-    code = ("import sys; from vae_overlay import study; "
-            "before = 'vae_overlay.section3_study' in sys.modules; "
-            "kind = study.kind_of('section3'); "
-            "module = sys.modules['vae_overlay.section3_study']; "
-            "print(before, kind is module.KIND, sorted(study.KINDS))")
+    code = (
+        "import sys; from vae_overlay import study; "
+        "before = 'vae_overlay.section3_study' in sys.modules; "
+        "kind = study.kind_of('section3'); "
+        "module = sys.modules['vae_overlay.section3_study']; "
+        "print(before, kind is module.KIND, sorted(study.KINDS))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "False True ['section3']"
 
@@ -220,8 +342,11 @@ def test_a_local_cluster_has_no_heartbeat_limit_so_a_paused_study_keeps_its_runs
         cluster.close()
 
 
-def test_a_diverged_run_is_recorded_as_failed_with_its_reason_never_as_collapsed(tmp_path, monkeypatch):
-    """A training whose state becomes NaN (here every gradient, the loss staying finite) fails the run."""
+def test_a_diverged_run_is_recorded_as_failed_with_its_reason_never_as_collapsed(
+    tmp_path, monkeypatch
+):
+    """A training whose state becomes NaN (here every gradient, the loss staying finite) fails the
+    run."""
     import tensorflow as tf
 
     from vae_overlay import model
@@ -240,7 +365,9 @@ def test_a_diverged_run_is_recorded_as_failed_with_its_reason_never_as_collapsed
     monkeypatch.setattr(model.VAE, "loss_terms", nan_gradients)
     config = study.configurations(TINY, "section3")[0]
     row = study.run_one(config, str(tmp_path), kind="section3")
-    assert row["error"].startswith("TrainingDiverged: Training diverged: the gradients became non-finite")
+    assert row["error"].startswith(
+        "TrainingDiverged: Training diverged: the gradients became non-finite"
+    )
     assert "at epoch 1, batch 1" in row["error"] and "collapsed" not in row
 
 
@@ -249,31 +376,73 @@ def test_a_run_another_table_finished_is_copied_not_recomputed(tmp_path, capsys)
     studies.mkdir(parents=True)
     configs = study.configurations(TINY, "section3")
     version = section3_study.KIND.version
-    done = [{"key": study.run_key(config, "section3"), **config, "version": version, "error": "",
-             "collapsed": False} for config in configs]
+    done = [
+        {
+            "key": study.run_key(config, "section3"),
+            **config,
+            "version": version,
+            "error": "",
+            "collapsed": False,
+        }
+        for config in configs
+    ]
     done[1]["error"] = "TrainingDiverged: ..."  # a failed run is not copied: it runs again
     study.write_table(studies / "earlier.csv", done)
     grid = {**TINY, "seed": [0]}  # two of its runs are finished in earlier.csv
     keys = [study.run_key(config, "section3") for config in study.configurations(grid, "section3")]
     copied = study.finished_elsewhere(studies / "new.csv", set(keys), "section3")
-    assert sorted(copied) == sorted(row["key"] for row in done if not row["error"] and row["key"] in keys)
-    rows = study.run_study("new", tmp_path / "results", tmp_path / "art", grid={**grid, "loss": ["sum"]},
-                           progress=False)
+    assert sorted(copied) == sorted(
+        row["key"] for row in done if not row["error"] and row["key"] in keys
+    )
+    rows = study.run_study(
+        "new",
+        tmp_path / "results",
+        tmp_path / "art",
+        grid={**grid, "loss": ["sum"]},
+        progress=False,
+    )
     printed = capsys.readouterr().out
-    assert "1 finished runs with the same keys taken" in printed and "0 to run" in printed  # nothing trained
+    assert (
+        "1 finished runs with the same keys taken" in printed and "0 to run" in printed
+    )  # nothing trained
     assert [row["key"] for row in rows] == keys[:1] and rows[0]["collapsed"] is False
     assert study.read_table(studies / "new.csv") == rows
 
 
 def test_reach_is_counted_at_the_papers_own_extent_beside_the_lenient_rule():
-    row = {"box_reached": True, "z1_min": -16.0, "z1_max": 2.0, "z1_p01": -9.0, "z1_p99": 1.5,
-           "z2_min": -3.0, "z2_max": 4.0, "z2_p01": -2.0, "z2_p99": 3.0}
-    assert section3_study.extents(row) == {"box_reached": True, "extent_any": True, "extent_both": False,
-                                           "extent_any_1_99": False}  # one outlier image at z1 = -16
+    row = {
+        "box_reached": True,
+        "z1_min": -16.0,
+        "z1_max": 2.0,
+        "z1_p01": -9.0,
+        "z1_p99": 1.5,
+        "z2_min": -3.0,
+        "z2_max": 4.0,
+        "z2_p01": -2.0,
+        "z2_p99": 3.0,
+    }
+    assert section3_study.extents(row) == {
+        "box_reached": True,
+        "extent_any": True,
+        "extent_both": False,
+        "extent_any_1_99": False,
+    }  # one outlier image at z1 = -16
     row.update(z2_max=10.5, z1_p01=-15.0)
-    assert section3_study.extents(row) == {"box_reached": True, "extent_any": True, "extent_both": True,
-                                           "extent_any_1_99": True}
-    committed = [r for r in study.read_table(Path(__file__).resolve().parents[1] / "results/studies/section3.csv")
-                 if not r.get("error")]
-    counts = {name: sum(section3_study.extents(r)[name] for r in committed) for name in ("box_reached", "extent_both")}
+    assert section3_study.extents(row) == {
+        "box_reached": True,
+        "extent_any": True,
+        "extent_both": True,
+        "extent_any_1_99": True,
+    }
+    committed = [
+        r
+        for r in study.read_table(
+            Path(__file__).resolve().parents[1] / "results/studies/section3.csv"
+        )
+        if not r.get("error")
+    ]
+    counts = {
+        name: sum(section3_study.extents(r)[name] for r in committed)
+        for name in ("box_reached", "extent_both")
+    }
     assert counts["extent_both"] <= counts["box_reached"] and len(committed) == 120

@@ -23,7 +23,8 @@ def principal_axes_ratio(mask):
 
 
 def surface_and_region(seed, size=128):
-    """A float32 surface (as the defect functions return theirs), its part region, and the generator after them."""
+    """A float32 surface (as the defect functions return theirs), its part region, and the generator
+    after them."""
     rng = np.random.default_rng(seed)
     image, region = synth.make_surface(size, rng)
     return image.astype(np.float32), region, rng
@@ -51,7 +52,9 @@ def test_make_surface_is_deterministic_textured_and_has_an_edge():
     again, again_region = synth.make_surface(128, np.random.default_rng(3))
     np.testing.assert_array_equal(image, again)
     np.testing.assert_array_equal(region, again_region)
-    assert image.shape == region.shape == (128, 128) and image.dtype == np.float64  # float64: defects are added to it
+    assert (
+        image.shape == region.shape == (128, 128) and image.dtype == np.float64
+    )  # float64: defects are added to it
     assert 0.0 <= image.min() and image.max() <= 1.0 and 0.0 <= region.min() and region.max() <= 1.0
     part, background = image[region >= 0.999], image[region == 0]
     assert 0.4 < (region >= 0.999).mean() < 0.95  # the part fills most of the view, not all of it
@@ -117,7 +120,9 @@ def test_crack_mask_is_exactly_the_darkened_pixels(seed):
     assert np.all(darkening[distance_to_mask > 8] == 0.0)
     assert darkening[~mask].sum() < 0.25 * darkening[mask].sum()
     ring = (distance_to_mask > 0) & (distance_to_mask <= 3)
-    assert cracked[mask].mean() < cracked[ring].mean() - 0.05  # visibly darker than its surroundings
+    assert (
+        cracked[mask].mean() < cracked[ring].mean() - 0.05
+    )  # visibly darker than its surroundings
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -143,7 +148,9 @@ def test_pore_is_compact_and_crack_is_thin_and_elongated(seed):
     assert pore_ratio < 2.5
     rows, cols = np.nonzero(pore)
     eigenvalues = np.linalg.eigvalsh(np.cov(np.stack([cols, rows]).astype(float)))
-    ellipse_area = np.pi * 4 * np.sqrt(eigenvalues[0] * eigenvalues[1])  # filled ellipse, same moments
+    ellipse_area = (
+        np.pi * 4 * np.sqrt(eigenvalues[0] * eigenvalues[1])
+    )  # filled ellipse, same moments
     assert 0.8 < pore.sum() / ellipse_area < 1.1
     assert principal_axes_ratio(crack) > 1.8
     assert principal_axes_ratio(crack) > pore_ratio
@@ -155,7 +162,9 @@ def test_overlay_trio_shares_the_surface_and_has_distinct_defects():
     trio = synth.make_overlay_trio(size=128)
     assert list(trio) == list(synth.TRIO_NAMES)
     masks = {name: mask for name, (_, mask) in trio.items()}
-    any_defect = ndimage.binary_dilation(masks["crack_1"] | masks["crack_2"] | masks["pore"], iterations=8)
+    any_defect = ndimage.binary_dilation(
+        masks["crack_1"] | masks["crack_2"] | masks["pore"], iterations=8
+    )
     images = [image for image, _ in trio.values()]
     for image in images[1:]:
         np.testing.assert_array_equal(image[~any_defect], images[0][~any_defect])
@@ -179,14 +188,20 @@ def test_overlay_trio_shares_the_surface_and_has_distinct_defects():
 def test_committed_trio_matches_regeneration(tmp_path):
     written = synth.write_overlay_trio(tmp_path)
     assert sorted(path.name for path in written) == sorted(
-        [f"{name}.png" for name in synth.TRIO_NAMES] + [f"{name}_mask.png" for name in synth.TRIO_NAMES]
+        [f"{name}.png" for name in synth.TRIO_NAMES]
+        + [f"{name}_mask.png" for name in synth.TRIO_NAMES]
     )
     for path in written:
         committed = SYNTHETIC_DIR / path.name
-        assert committed.exists(), f"{committed} is missing: run python -m vae_overlay.synth data/synthetic"
+        assert committed.exists(), (
+            f"{committed} is missing: run python -m vae_overlay.synth data/synthetic"
+        )
         np.testing.assert_array_equal(read_png(committed), read_png(path), err_msg=path.name)
     for name in synth.TRIO_NAMES:
-        image, mask = read_png(SYNTHETIC_DIR / f"{name}.png"), read_png(SYNTHETIC_DIR / f"{name}_mask.png")
+        image, mask = (
+            read_png(SYNTHETIC_DIR / f"{name}.png"),
+            read_png(SYNTHETIC_DIR / f"{name}_mask.png"),
+        )
         assert image.shape == mask.shape == (128, 128) and image.dtype == mask.dtype == np.uint8
         assert set(np.unique(mask)) == {0, 255}
         assert image[mask == 255].mean() < image[mask == 0].mean() - 20
@@ -196,9 +211,13 @@ def test_command_line_writes_the_trio(tmp_path):
     out_dir = tmp_path / "trio"
     subprocess.run(
         [sys.executable, "-m", "vae_overlay.synth", str(out_dir), "--size", "64", "--seed", "3"],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     expected = synth.make_overlay_trio(size=64, seed=3)
     for name, (image, mask) in expected.items():
         np.testing.assert_array_equal(read_png(out_dir / f"{name}.png"), data.as_uint8(image))
-        np.testing.assert_array_equal(read_png(out_dir / f"{name}_mask.png"), mask.astype(np.uint8) * 255)
+        np.testing.assert_array_equal(
+            read_png(out_dir / f"{name}_mask.png"), mask.astype(np.uint8) * 255
+        )

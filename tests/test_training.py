@@ -1,5 +1,6 @@
-"""train.train_vae: loss bookkeeping, determinism, resuming, loading a finished model, the NaN guard, the
-KL weight, the loss versions, optimizers and encoder options."""
+"""train.train_vae: loss bookkeeping, determinism, resuming, loading a finished model, the NaN
+guard, the KL weight, the loss versions, optimizers and encoder options."""
+
 import json
 import os
 import shutil
@@ -66,7 +67,9 @@ def test_history_has_every_epoch_and_loss_is_reconstruction_plus_kl(reference):
     run_dir, _, history = reference
     assert sorted(history) == ["kl_loss", "loss", "reconstruction_loss"]
     assert all(len(values) == 4 and np.isfinite(values).all() for values in history.values())
-    for total, reconstruction, kl in zip(history["loss"], history["reconstruction_loss"], history["kl_loss"]):
+    for total, reconstruction, kl in zip(
+        history["loss"], history["reconstruction_loss"], history["kl_loss"]
+    ):
         assert total == pytest.approx(reconstruction + kl, rel=1e-12)
     assert history["loss"][-1] < history["loss"][0]  # it learns something
     record = json.loads((run_dir / "history.json").read_text())
@@ -89,7 +92,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(images, reference, 
     assert not (run_dir / "vae.keras").exists()
     assert json.loads((run_dir / "history.json").read_text())["epochs"] == 2
     counter = CountEpochs()
-    vae, history = train.train_vae(images, run_dir, **{**SETTINGS, "verbose": 1}, callbacks=[counter])
+    vae, history = train.train_vae(
+        images, run_dir, **{**SETTINGS, "verbose": 1}, callbacks=[counter]
+    )
     assert "Resuming" in capsys.readouterr().out
     assert counter.epochs == [2, 3]  # only the missing epochs ran
     assert history == reference[2]  # every epoch exactly once, same values
@@ -116,7 +121,9 @@ def test_more_epochs_continue_the_finished_model_exactly(images, reference, tmp_
     shutil.copytree(reference[0], run_dir)
     continued, history = train.train_vae(images, run_dir, **{**SETTINGS, "epochs": 6})
     assert history["loss"][:4] == reference[2]["loss"] and len(history["loss"]) == 6
-    direct, direct_history = train.train_vae(images, tmp_path / "direct", **{**SETTINGS, "epochs": 6})
+    direct, direct_history = train.train_vae(
+        images, tmp_path / "direct", **{**SETTINGS, "epochs": 6}
+    )
     assert history == direct_history
     assert_same_weights(weights_of(continued), weights_of(direct))
 
@@ -132,14 +139,15 @@ def test_other_settings_or_data_are_refused(images, reference, tmp_path):
         train.train_vae(images, run_dir, **{**SETTINGS, "epochs": 2})
 
 
-# ---- the NaN guard: NaN injected into the weights, the loss or the gradients at a known step. None of these
-# relies on how a kernel passes NaN on (a fused Conv2D + ReLU turns it into 0 on some CPUs): the guard reads the
-# loss, the gradients and the variables themselves.
+# ---- the NaN guard: NaN injected into the weights, the loss or the gradients at a known step. None
+# of these relies on how a kernel passes NaN on (a fused Conv2D + ReLU turns it into 0 on some
+# CPUs): the guard reads the loss, the gradients and the variables themselves.
+
 
 class PoisonVariable(keras.callbacks.Callback):
-    """Writes NaN into one state variable after epoch index `epoch` (after its checkpoint is written):
-    the first encoder kernel, or the optimizer's moment of the decoder's last kernel (a variable that no
-    forward pass reads, so only a guard on the state can see it)."""
+    """Writes NaN into one state variable after epoch index `epoch` (after its checkpoint is
+    written): the first encoder kernel, or the optimizer's moment of the decoder's last kernel (a
+    variable that no forward pass reads, so only a guard on the state can see it)."""
 
     def __init__(self, epoch, target):
         super().__init__()
@@ -151,13 +159,15 @@ class PoisonVariable(keras.callbacks.Callback):
         if self.target == "weights":
             variable = self.model.encoder.get_layer("conv_1").kernel
         else:
-            variable = [v for v in self.model.optimizer.variables if "float" in str(v.dtype) and v.ndim == 4][-1]
+            variable = [
+                v for v in self.model.optimizer.variables if "float" in str(v.dtype) and v.ndim == 4
+            ][-1]
         variable.assign(np.full(variable.shape, np.nan, np.float32))
 
 
 def poison_step(monkeypatch, at_step: int, target: str) -> None:
-    """Make the VAE's loss ("loss") or its gradients ("gradients", the loss itself finite) NaN at optimizer
-    step `at_step` (0-based), and exact everywhere else (x + 0 and dy * 1)."""
+    """Make the VAE's loss ("loss") or its gradients ("gradients", the loss itself finite) NaN at
+    optimizer step `at_step` (0-based), and exact everywhere else (x + 0 and dy * 1)."""
     original = model.VAE.loss_terms
 
     def loss_terms(self, data, training=False):
@@ -176,19 +186,29 @@ def poison_step(monkeypatch, at_step: int, target: str) -> None:
 
 
 # 24 images in batches of 8: 3 steps an epoch, so step 7 (0-based) is epoch 3, batch 2.
-@pytest.mark.parametrize("target, what, epoch, batch", [
-    ("weights", "state", 3, 1), ("optimizer", "state", 3, 1), ("loss", "loss", 3, 2),
-    ("gradients", "gradients", 3, 2)])
+@pytest.mark.parametrize(
+    "target, what, epoch, batch",
+    [
+        ("weights", "state", 3, 1),
+        ("optimizer", "state", 3, 1),
+        ("loss", "loss", 3, 2),
+        ("gradients", "gradients", 3, 2),
+    ],
+)
 def test_nan_anywhere_stops_training_keeps_the_last_good_state_and_resumes_exactly(
-        images, reference, tmp_path, monkeypatch, target, what, epoch, batch):
+    images, reference, tmp_path, monkeypatch, target, what, epoch, batch
+):
     run_dir = tmp_path / target
     callbacks = []
     if target in ("weights", "optimizer"):
         callbacks = [PoisonVariable(1, target)]
     else:
         poison_step(monkeypatch, 7, target)
-    with pytest.raises(train.TrainingDiverged, match=rf"{what}\b.* became .*at epoch {epoch}, batch {batch}\b"
-                       rf".*after epoch {epoch - 1}") as caught:
+    with pytest.raises(
+        train.TrainingDiverged,
+        match=rf"{what}\b.* became .*at epoch {epoch}, batch {batch}\b"
+        rf".*after epoch {epoch - 1}",
+    ) as caught:
         train.train_vae(images, run_dir, **SETTINGS, callbacks=callbacks)
     assert (caught.value.epoch, caught.value.batch, caught.value.what) == (epoch, batch, what)
     assert not (run_dir / "vae.keras").exists()
@@ -204,11 +224,16 @@ def test_nan_anywhere_stops_training_keeps_the_last_good_state_and_resumes_exact
 
 
 def test_the_step_reports_nonfinite_state_whatever_the_loss_says(images):
-    """A NaN in a variable the forward pass multiplies by zero leaves the loss finite: the step still says so."""
+    """A NaN in a variable the forward pass multiplies by zero leaves the loss finite: the step
+    still says so."""
     vae = checkpoint.new_vae(train.run_settings(images), images)
     step = train.make_train_step(vae)
     clean = step(images[:8]).numpy()
-    assert clean.shape == (len(train.STEP_COLUMNS),) and np.isfinite(clean).all() and (clean[2:] == 0).all()
+    assert (
+        clean.shape == (len(train.STEP_COLUMNS),)
+        and np.isfinite(clean).all()
+        and (clean[2:] == 0).all()
+    )
     velocity = [v for v in vae.optimizer.variables if "float" in str(v.dtype) and v.ndim == 4][-1]
     velocity.assign(np.full(velocity.shape, np.inf, np.float32))
     row = step(images[:8]).numpy()
@@ -220,8 +245,10 @@ def test_nonfinite_models_and_checkpoints_are_never_written_nor_loaded(images, r
     kernel = vae.decoder.get_layer(index=-1).kernel
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
     target = tmp_path / "vae.keras"
-    with pytest.raises(runs.NonFiniteState, match=r"vae\.keras: refusing to write a model: 1 of its arrays.*"
-                                                  r"train it again"):
+    with pytest.raises(
+        runs.NonFiniteState,
+        match=r"vae\.keras: refusing to write a model: 1 of its arrays.*" r"train it again",
+    ):
         model.save_vae(target, vae)
     assert list(tmp_path.iterdir()) == []
     vae.save(tmp_path / "bypassed.keras")  # written around the guard, as by another tool
@@ -259,18 +286,27 @@ def test_custom_batches_are_used_with_uneven_sizes(images, tmp_path):
     def every_batch_holds_image_zero(epoch, rng):
         calls.append(epoch)
         order = rng.permutation(np.arange(1, len(images)))
-        return [np.r_[0, order[:10]], np.r_[0, order[10:20]], np.r_[0, order[20:]]]  # 11, 11, 4 images
+        return [
+            np.r_[0, order[:10]],
+            np.r_[0, order[10:20]],
+            np.r_[0, order[20:]],
+        ]  # 11, 11, 4 images
 
-    _, history = train.train_vae(images, tmp_path, **{**SETTINGS, "epochs": 2},
-                                 batches=every_batch_holds_image_zero)
+    _, history = train.train_vae(
+        images, tmp_path, **{**SETTINGS, "epochs": 2}, batches=every_batch_holds_image_zero
+    )
     assert calls == [0, 1]
-    assert all(t == pytest.approx(r + k, rel=1e-12) for t, r, k in
-               zip(history["loss"], history["reconstruction_loss"], history["kl_loss"]))
+    assert all(
+        t == pytest.approx(r + k, rel=1e-12)
+        for t, r, k in zip(history["loss"], history["reconstruction_loss"], history["kl_loss"])
+    )
     settings = json.loads((tmp_path / "history.json").read_text())["settings"]
     assert settings["batches"].startswith("custom: ")
     assert "every_batch_holds_image_zero" in settings["batches"]
     with pytest.raises(ValueError, match="outside"):
-        train.train_vae(images, tmp_path / "bad", **SETTINGS, batches=lambda epoch, rng: [np.array([0, 99])])
+        train.train_vae(
+            images, tmp_path / "bad", **SETTINGS, batches=lambda epoch, rng: [np.array([0, 99])]
+        )
 
 
 def test_model_file_is_replaced_atomically(tmp_path, monkeypatch):
@@ -293,14 +329,17 @@ def test_model_file_is_replaced_atomically(tmp_path, monkeypatch):
 def test_unwritable_run_dir_fails_before_any_training(images, tmp_path):
     (tmp_path / "blocked").write_text("a file where the run folder should be")
     started = []
-    callback = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(epoch)
+    )
     with pytest.raises(runs.DiskError, match="Cannot write to the artifacts folder"):
         train.train_vae(images, tmp_path / "blocked" / "run", **SETTINGS, callbacks=[callback])
     assert started == []
 
 
-def test_kl_weight_loss_version_optimizer_and_encoder_options_change_training_and_are_recorded(images, reference,
-                                                                                              tmp_path):
+def test_kl_weight_loss_version_optimizer_and_encoder_options_change_training_and_are_recorded(
+    images, reference, tmp_path
+):
     plain = reference[2]["loss"]
     variants = {
         "beta": dict(kl_weight=train.KLWeight(beta=0.5)),
@@ -308,34 +347,54 @@ def test_kl_weight_loss_version_optimizer_and_encoder_options_change_training_an
         "free_bits": dict(kl_weight=train.KLWeight(free_bits=0.5)),
         "loss_2020": dict(loss="keras-io-2020"),
         "adam": dict(optimizer="adam", learning_rate=1e-3),
-        "options": dict(model_options={"activation": "leaky_relu", "dense_units": 8, "standardize_input": True}),
+        "options": dict(
+            model_options={"activation": "leaky_relu", "dense_units": 8, "standardize_input": True}
+        ),
     }
     for name, options in variants.items():
         vae, history = train.train_vae(images, tmp_path / name, **{**SETTINGS, **options})
         assert history["loss"] != plain, name  # every option reaches the step
         assert all(np.isfinite(history["loss"])), name
         settings = train.read_history(tmp_path / name / train.HISTORY_FILE)["settings"]
-        assert settings == train.run_settings(images, **{k: v for k, v in {**SETTINGS, **options}.items()
-                                                        if k not in ("epochs", "verbose")}), name
+        assert settings == train.run_settings(
+            images,
+            **{k: v for k, v in {**SETTINGS, **options}.items() if k not in ("epochs", "verbose")},
+        ), name
         # the saved model reloads with its options (the loss version, the standardisation layer)
         loaded = model.load_vae(tmp_path / name / train.MODEL_FILE)
         assert loaded.loss_name == vae.loss_name
-        np.testing.assert_array_equal(model.encode_mean(loaded, images), model.encode_mean(vae, images))
-    assert train.read_history(tmp_path / "options" / train.HISTORY_FILE)["settings"]["model"]["dense_units"] == 8
-    assert model.load_vae(tmp_path / "options" / train.MODEL_FILE).encoder.get_layer("standardize") is not None
-    # the reported KL is the model's KL, whatever the weight: beta < 1 lets the encoder spend more of it
-    with pytest.raises(runs.RunMismatch, match="kl_weight"):  # a weighted run is never mistaken for a plain one
+        np.testing.assert_array_equal(
+            model.encode_mean(loaded, images), model.encode_mean(vae, images)
+        )
+    assert (
+        train.read_history(tmp_path / "options" / train.HISTORY_FILE)["settings"]["model"][
+            "dense_units"
+        ]
+        == 8
+    )
+    assert (
+        model.load_vae(tmp_path / "options" / train.MODEL_FILE).encoder.get_layer("standardize")
+        is not None
+    )
+    # the reported KL is the model's KL, whatever the weight: beta < 1 lets the encoder spend more
+    # of it
+    with pytest.raises(
+        runs.RunMismatch, match="kl_weight"
+    ):  # a weighted run is never mistaken for a plain one
         train.train_vae(images, tmp_path / "beta", **SETTINGS)
 
 
 def test_keras_io_2020_loss_is_the_published_formula(images):
-    """reduce_mean(BCE) * 28 * 28 and -0.5 * reduce_mean(1 + log_var - mean^2 - exp(log_var)) over the batch."""
+    """reduce_mean(BCE) * 28 * 28 and -0.5 * reduce_mean(1 + log_var - mean^2 - exp(log_var)) over
+    the batch."""
     vae = model.build_vae(16, 3, seed=5, loss="keras-io-2020")
     z_mean, z_log_var, _ = (np.asarray(t, np.float64) for t in vae.encoder(images[:6]))
     reconstruction, kl = vae.loss_terms(images[:6])
     kl_2020 = -0.5 * np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var))
     assert float(np.mean(vae.reduce_kl(kl))) == pytest.approx(kl_2020, rel=1e-5)
-    summed = model.build_vae(16, 3, seed=5)  # same weights, the sum form: KL summed over the 3 dimensions
+    summed = model.build_vae(
+        16, 3, seed=5
+    )  # same weights, the sum form: KL summed over the 3 dimensions
     _, kl_sum = summed.loss_terms(images[:6])
     assert float(np.mean(summed.reduce_kl(kl_sum))) == pytest.approx(3 * kl_2020, rel=1e-5)
     # reconstruction: the mean BCE per pixel times 784, not the per-image sum over 16 x 16 pixels
@@ -346,7 +405,11 @@ def test_keras_io_2020_loss_is_the_published_formula(images):
 
 def test_mixed_and_shuffled_batches_train_through_the_same_step(images, tmp_path):
     copies = np.repeat(images[:3], 4, axis=0)  # 3 sources x 4 copies, grouped by source
-    _, history = train.train_vae(copies, tmp_path, **{**SETTINGS, "epochs": 2, "batch_size": 6},
-                                 batches=train.mixed_batches(3, 4, 6))
+    _, history = train.train_vae(
+        copies,
+        tmp_path,
+        **{**SETTINGS, "epochs": 2, "batch_size": 6},
+        batches=train.mixed_batches(3, 4, 6),
+    )
     settings = train.read_history(tmp_path / train.HISTORY_FILE)["settings"]
     assert settings["batches"] == "custom: mixed_batches(3, 4, 6)" and len(history["loss"]) == 2

@@ -1,5 +1,7 @@
-"""Tests for vae_overlay.widgets: slider ranges, the scatter's pixel <-> latent mapping, and the explorer's
-controls (sliders, range switch, scatter click, image menu, Play) redrawing its image, marker and readout."""
+"""Tests for vae_overlay.widgets: slider ranges, the scatter's pixel <-> latent mapping, and the
+explorer's controls (sliders, range switch, scatter click, image menu, Play) redrawing its image,
+marker and readout."""
+
 import io
 
 import numpy as np
@@ -27,7 +29,8 @@ def decoder2(make_decoder):
 
 @pytest.fixture(scope="module")
 def cloud():
-    """40 latent means in a narrow, tall cloud (like the trained VAE's), their names and 16 px images."""
+    """40 latent means in a narrow, tall cloud (like the trained VAE's), their names and 16 px
+    images."""
     rng = np.random.default_rng(0)
     means = np.column_stack([rng.normal(0.2, 0.3, 40), rng.normal(1.0, 1.5, 40)])
     images = rng.uniform(0, 1, (40, 16, 16, 1)).astype(np.float32)
@@ -77,9 +80,13 @@ def test_snap_rounds_to_the_step():
 def test_farthest_pair_exact_and_for_many_points():
     points = np.random.default_rng(2).normal(size=(50, 2))
     squared = ((points[:, None] - points[None]) ** 2).sum(-1)
-    assert widgets.farthest_pair(points) == tuple(sorted(np.unravel_index(squared.argmax(), squared.shape)))
+    assert widgets.farthest_pair(points) == tuple(
+        sorted(np.unravel_index(squared.argmax(), squared.shape))
+    )
     line = np.zeros((widgets.EXACT_PAIR_LIMIT + 10, 2))
-    line[:, 1] = np.random.default_rng(3).permutation(len(line))  # the ends are 0 and n - 1, in random places
+    line[:, 1] = np.random.default_rng(3).permutation(
+        len(line)
+    )  # the ends are 0 and n - 1, in random places
     i, j = widgets.farthest_pair(line)
     assert {line[i, 1], line[j, 1]} == {0, len(line) - 1}
 
@@ -88,7 +95,9 @@ def test_scatter_has_equal_aspect_and_maps_pixels_back_to_latent_points():
     points = np.random.default_rng(4).normal(size=(30, 2)) * [0.3, 2.0]
     marker = widgets.ScatterMarker(points, limits=[(-1.0, 1.0), (-5.0, 5.0)])
     (row0, col0), (row1, col1) = marker.pixel([0.0, 0.0]), marker.pixel([1.0, 1.0])
-    assert col1 - col0 == pytest.approx(row0 - row1, abs=1)  # one unit is as many pixels right as up
+    assert col1 - col0 == pytest.approx(
+        row0 - row1, abs=1
+    )  # one unit is as many pixels right as up
     unit_px = col1 - col0
     for z in [(0.0, 0.0), (-0.9, 4.5), (0.7, -3.2), (0.05, 1.23)]:
         back = marker.latent(*marker.pixel(z))
@@ -106,7 +115,9 @@ def test_marker_moves_with_the_point_and_is_small():
     assert 0 <= outside[1] < marker.base.shape[1]  # clamped to the axes
     changed = (decoded_pixels(marker.png([5.0, 5.0]))[..., :3] != marker.base).any(axis=-1)
     rows, cols = np.nonzero(changed)
-    assert 10 < changed.sum() < 60 and np.ptp(rows) <= 10 and np.ptp(cols) <= 10  # a small ring, not a cross
+    assert (
+        10 < changed.sum() < 60 and np.ptp(rows) <= 10 and np.ptp(cols) <= 10
+    )  # a small ring, not a cross
     assert not changed[marker.pixel([5.0, 5.0])]  # the point itself stays visible
 
 
@@ -117,7 +128,10 @@ def test_explorer_starts_on_the_occupied_region_at_the_path_start(explorer, clou
     assert [(s.min, s.max, s.step) for s in explorer.sliders] == [(*r, 0.1) for r in occupied]
     assert all(s.continuous_update for s in explorer.sliders)
     assert explorer.path_ends == widgets.farthest_pair(means)
-    assert explorer.jump.value == explorer.path_ends[0] and explorer.path_end.value == explorer.path_ends[1]
+    assert (
+        explorer.jump.value == explorer.path_ends[0]
+        and explorer.path_end.value == explorer.path_ends[1]
+    )
     assert np.allclose(explorer.z, [widgets.snap(v) for v in means[explorer.path_ends[0]]])
     assert [label for label, _ in explorer.jump.options] == names
     assert explorer.image.format == "png"
@@ -134,7 +148,9 @@ def test_range_switch_gives_the_paper_box_and_back(explorer, cloud):
     explorer.range_switch.value = widgets.OCCUPIED
     assert [(s.min, s.max) for s in explorer.sliders] == occupied
     assert explorer.sliders[1].value == occupied[1][1]  # clipped into the occupied region
-    assert explorer.label.value.startswith(f"z = ({explorer.sliders[0].value:.1f}, {occupied[1][1]:.1f})")
+    assert explorer.label.value.startswith(
+        f"z = ({explorer.sliders[0].value:.1f}, {occupied[1][1]:.1f})"
+    )
 
 
 def test_moving_a_slider_redraws_image_marker_and_readout(decoder2, explorer, cloud):
@@ -145,7 +161,8 @@ def test_moving_a_slider_redraws_image_marker_and_readout(decoder2, explorer, cl
     assert explorer.label.value.startswith(f"z = ({z1:.1f}, 2.3)")
     assert explorer.image.value != before_image
     assert explorer.scatter.value != before_scatter
-    # "as decoded": the decoder's output at the slider point, at the decoder's size (the browser enlarges it)
+    # "as decoded": the decoder's output at the slider point, at the decoder's size (the browser
+    # enlarges it)
     explorer.display_switch.value = widgets.AS_DECODED
     expected = compiled_decoder(decoder2, uint8=True)(np.array([[z1, 2.3]], np.float32))[0, ..., 0]
     assert np.abs(decoded_pixels(explorer.image.value).astype(int) - expected).max() <= 1
@@ -153,23 +170,39 @@ def test_moving_a_slider_redraws_image_marker_and_readout(decoder2, explorer, cl
     assert f"nearest training image: cell{nearest:02d}" in explorer.label.value
 
 
-def test_stretched_display_is_the_default_spans_the_value_range_and_is_one_click_from_the_decode(explorer):
+def test_stretched_display_is_the_default_spans_the_value_range_and_is_one_click_from_the_decode(
+    explorer,
+):
     assert explorer.display_switch.value == widgets.STRETCHED
-    assert "1–99 %" in dict((key, label) for label, key in explorer.display_switch.options)[widgets.STRETCHED]
+    assert (
+        "1–99 %"
+        in dict((key, label) for label, key in explorer.display_switch.options)[widgets.STRETCHED]
+    )
     stretched = decoded_pixels(explorer.image.value)
     explorer.display_switch.value = widgets.AS_DECODED
     raw = decoded_pixels(explorer.image.value)
     assert not np.array_equal(stretched, raw)
     low, high = np.percentile(stretched, (1, 99))
-    assert low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)  # the untrained decoder's output is faint
-    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3)  # a flat image stays as it is
-    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 51, np.uint8)), 0.2)  # uint8: as 0..1
+    assert (
+        low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)
+    )  # the untrained decoder's output is faint
+    np.testing.assert_allclose(
+        widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3
+    )  # a flat image stays as it is
+    np.testing.assert_allclose(
+        widgets.contrast_stretch(np.full((4, 4), 51, np.uint8)), 0.2
+    )  # uint8: as 0..1
 
 
 def test_nearest_image_has_the_decode_size_and_the_readout_scores_the_decode(explorer, cloud):
     assert explorer.nearest_image.width == explorer.image.width
-    assert " crack score " in explorer.label.value and "90 % of the training images score ≥" in explorer.label.value
-    assert explorer.crack_threshold == pytest.approx(np.quantile(explorer.crack_scores(cloud[2]), 0.1))
+    assert (
+        " crack score " in explorer.label.value
+        and "90 % of the training images score ≥" in explorer.label.value
+    )
+    assert explorer.crack_threshold == pytest.approx(
+        np.quantile(explorer.crack_scores(cloud[2]), 0.1)
+    )
 
 
 def test_nearest_training_image_is_shown(explorer, cloud):
@@ -186,13 +219,18 @@ def test_click_on_the_scatter_moves_the_sliders_there(explorer, cloud):
     target = means[explorer.path_ends[1]]
     row, column = explorer.marker.pixel(target)
     before = explorer.image.value
-    explorer.on_scatter_click({"type": "click", "dataX": column, "dataY": row})  # what ipyevents sends
+    explorer.on_scatter_click(
+        {"type": "click", "dataX": column, "dataY": row}
+    )  # what ipyevents sends
     unit_px = explorer.marker.pixel([1.0, 0.0])[1] - explorer.marker.pixel([0.0, 0.0])[1]
     assert np.allclose(explorer.z, target, atol=0.05 + 1.0 / unit_px)
     assert all(on_step_grid(value) for value in explorer.z)
     assert explorer.image.value != before
     explorer.move_to_pixel(0, 0)  # the picture's corner is outside the sliders' box: clipped to it
-    assert [explorer.sliders[0].value, explorer.sliders[1].value] == [explorer.sliders[0].min, explorer.sliders[1].max]
+    assert [explorer.sliders[0].value, explorer.sliders[1].value] == [
+        explorer.sliders[0].min,
+        explorer.sliders[1].max,
+    ]
 
 
 def test_image_menu_jumps_to_the_mean_and_play_walks_the_path(explorer, cloud):
@@ -217,7 +255,9 @@ def test_image_menu_jumps_to_the_mean_and_play_walks_the_path(explorer, cloud):
 def test_uint8_training_images_and_given_path_ends(decoder2, cloud):
     means, names, images = cloud
     as_uint8 = np.round(images * 255).astype(np.uint8)
-    explorer = widgets.LatentExplorer(decoder2, latent_means=means, names=names, images=as_uint8, path_ends=(3, 4))
+    explorer = widgets.LatentExplorer(
+        decoder2, latent_means=means, names=names, images=as_uint8, path_ends=(3, 4)
+    )
     assert explorer.path_ends == (3, 4) and np.allclose(explorer.path()[-1], means[4])
     explorer.display_switch.value = widgets.AS_DECODED
     nearest = int(np.linalg.norm(means - explorer.z, axis=1).argmin())

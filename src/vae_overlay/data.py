@@ -19,6 +19,7 @@ The loading rule (documented in the README):
   sharp border into every image, and a sharp transition is one of the three features the paper's
   VAE learns — it would learn our padding instead of the product boundary.
 """
+
 from __future__ import annotations
 
 import io
@@ -64,7 +65,10 @@ class LoadedImages:
 
     def report(self) -> str:
         """A human-readable summary: how many loaded, and each skipped file with its reason."""
-        lines = [f"{self.source}: loaded {len(self.names)} image(s), skipped {len(self.skipped)}, ignored {len(self.ignored)}"]
+        lines = [
+            f"{self.source}: loaded {len(self.names)} image(s), skipped {len(self.skipped)},"
+            f" ignored {len(self.ignored)}"
+        ]
         lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         lines += [f"  ignored {name}: {reason}" for name, reason in self.ignored]
         return "\n".join(lines)
@@ -84,7 +88,10 @@ def _to_unit_float(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, image.convert("RGBA")).convert("L"), np.float32) / 255.0
+        return (
+            np.asarray(Image.alpha_composite(white, image.convert("RGBA")).convert("L"), np.float32)
+            / 255.0
+        )
     if mode.startswith("I;16"):
         return np.asarray(image, dtype=np.float32) / 65535.0
     if mode == "I":
@@ -105,10 +112,15 @@ def _to_unit_float(image: Image.Image) -> np.ndarray:
 
 
 def as_uint8(image) -> np.ndarray:
-    """The project's one float -> 8-bit rule: uint8 stays as it is; floats in [0, 1] are clipped, scaled to 0..255
-    and rounded (in float64, so a float32 and a float64 copy of one image give the same grey levels)."""
+    """The project's one float -> 8-bit rule: uint8 stays as it is; floats in [0, 1] are clipped,
+    scaled to 0..255 and rounded (in float64, so a float32 and a float64 copy of one image give the
+    same grey levels)."""
     image = np.asarray(image)
-    return image if image.dtype == np.uint8 else np.round(np.clip(image.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    return (
+        image
+        if image.dtype == np.uint8
+        else np.round(np.clip(image.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    )
 
 
 def squared_distances(a, b) -> np.ndarray:
@@ -128,10 +140,13 @@ def square_resize(array: np.ndarray, size: int) -> np.ndarray:
     height, width = array.shape
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = array[top:top + side, left:left + side]
+    square = array[top : top + side, left : left + side]
     if side != size:
-        square = np.asarray(Image.fromarray(np.ascontiguousarray(square, dtype=np.float32))
-                            .resize((size, size), Image.Resampling.LANCZOS))
+        square = np.asarray(
+            Image.fromarray(np.ascontiguousarray(square, dtype=np.float32)).resize(
+                (size, size), Image.Resampling.LANCZOS
+            )
+        )
     return np.clip(square, 0.0, 1.0).astype(np.float32)
 
 
@@ -146,8 +161,10 @@ def load_image(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageSkipped(f"declared size {width}x{height} exceeds the limit of {max_pixels:,} pixels "
-                                       "(possible decompression bomb); not decoded")
+                    raise ImageSkipped(
+                        f"declared size {width}x{height} exceeds the limit of {max_pixels:,} pixels"
+                        " (possible decompression bomb); not decoded"
+                    )
                 if width < 1 or height < 1:
                     raise ImageSkipped(f"declared size {width}x{height} is empty")
                 image.seek(0)
@@ -159,24 +176,44 @@ def load_image(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
     except UnidentifiedImageError:
         raise ImageSkipped("not an image Pillow can identify") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageSkipped(f"refused as a possible decompression bomb, not decoded ({error})") from None
-    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError,
-            MemoryError, ZeroDivisionError, OverflowError, struct.error) as error:
+        raise ImageSkipped(
+            f"refused as a possible decompression bomb, not decoded ({error})"
+        ) from None
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        EOFError,
+        MemoryError,
+        ZeroDivisionError,
+        OverflowError,
+        struct.error,
+    ) as error:
         reason = str(error) or type(error).__name__
-        raise ImageSkipped(f"truncated or corrupt image data ({type(error).__name__}: {reason})") from None
+        raise ImageSkipped(
+            f"truncated or corrupt image data ({type(error).__name__}: {reason})"
+        ) from None
     if not np.isfinite(array).all():
         raise ImageSkipped("image holds non-finite values")
     return square_resize(array, size)
 
 
 def list_folder(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """(candidate image files sorted by name, ignored entries with reasons); a missing folder is an error."""
+    """(candidate image files sorted by name, ignored entries with reasons); a missing folder is an
+    error."""
     folder = Path(folder)
     if not folder.exists():
-        raise DatasetError(f"Image folder {folder} does not exist. Put your images (PNG, JPEG, TIFF, "
-                           "BMP, GIF) in a folder such as data/<name>/ and set DATASET to its path.")
+        raise DatasetError(
+            f"Image folder {folder} does not exist. Put your images (PNG, JPEG, TIFF, "
+            "BMP, GIF) in a folder such as data/<name>/ and set DATASET to its path."
+        )
     if not folder.is_dir():
-        raise DatasetError(f"{folder} is a file, not a folder. Set DATASET to the folder that holds your images.")
+        raise DatasetError(
+            f"{folder} is a file, not a folder. Set DATASET to the folder that holds your images."
+        )
     files, ignored = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
@@ -192,11 +229,15 @@ def list_folder(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
 def no_usable_image(folder: str | Path, report: str, empty: bool) -> DatasetError:
     detail = "it is empty" if empty else report
-    return DatasetError(f"No usable image in {folder}: expected image files (PNG, JPEG, TIFF, BMP, "
-                        f"GIF) directly inside it. Found: {detail}")
+    return DatasetError(
+        f"No usable image in {folder}: expected image files (PNG, JPEG, TIFF, BMP, "
+        f"GIF) directly inside it. Found: {detail}"
+    )
 
 
-def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
+def load_folder(
+    folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LoadedImages:
     """Every usable image in `folder` (not sub-folders) -> LoadedImages, with a skip report."""
     files, ignored = list_folder(folder)
     images, names, skipped = [], [], []
@@ -214,10 +255,15 @@ def load_folder(folder: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIX
 
 def stack_images(images: list[np.ndarray], size: int) -> np.ndarray:
     """List of (size, size) arrays -> (n, size, size, 1) float32."""
-    return np.stack(images)[..., None].astype(np.float32) if images else np.zeros((0, size, size, 1), np.float32)
+    return (
+        np.stack(images)[..., None].astype(np.float32)
+        if images
+        else np.zeros((0, size, size, 1), np.float32)
+    )
 
 
 # --- folders and files ------------------------------------------------------------------------
+
 
 def resolve_folder(dataset: str | Path) -> Path:
     """A folder path as given, or relative to the project root when it is not found as given."""
@@ -229,32 +275,42 @@ def resolve_folder(dataset: str | Path) -> Path:
 
 
 def check_images(images):
-    """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they are."""
+    """`images` as float32 (n, size, size, 1) in [0, 1], or a clear error; streams pass as they
+    are."""
     if not isinstance(images, np.ndarray) and hasattr(images, "batches"):
-        return images  # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
+        # a stream.ImageStream: decoded by data.load_image, finite, in [0, 1], never empty
+        return images
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 1 or images.shape[1] != images.shape[2]:
-        raise ImagesUnusable(f"images must have shape (n, size, size, 1), got {images.shape}: "
-                             "load them with vae_overlay.data.load_dataset.")
+        raise ImagesUnusable(
+            f"images must have shape (n, size, size, 1), got {images.shape}: "
+            "load them with vae_overlay.data.load_dataset."
+        )
     if len(images) == 0:
         raise ImagesUnusable("images is empty: the dataset holds no image.")
     images = images.astype(np.float32, copy=False)
     bad = ~np.isfinite(images)
     if bad.any():
         count = int(bad.reshape(len(images), -1).any(axis=1).sum())
-        raise ImagesUnusable(f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
-                             "the dataset must be made again.")
+        raise ImagesUnusable(
+            f"images hold {int(bad.sum())} NaN/infinite pixels in {count} images: "
+            "the dataset must be made again."
+        )
     if images.min() < 0 or images.max() > 1:
         low, high = images.min(), images.max()
-        raise ImagesUnusable(f"pixel values must lie in [0, 1] for the cross-entropy loss, got "
-                             f"[{low:.3g}, {high:.3g}]: divide 8-bit images by 255.")
+        raise ImagesUnusable(
+            "pixel values must lie in [0, 1] for the cross-entropy loss, got "
+            f"[{low:.3g}, {high:.3g}]: divide 8-bit images by 255."
+        )
     return images
 
 
 def save_dataset(path: str | Path, loaded: LoadedImages) -> Path:
     """Write images and names to a .npz file atomically."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=loaded.images.astype(np.float32), names=np.array(loaded.names, dtype=str))
+    np.savez_compressed(
+        buffer, images=loaded.images.astype(np.float32), names=np.array(loaded.names, dtype=str)
+    )
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
@@ -263,7 +319,8 @@ def load_dataset(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """A dataset.npz written by `save_dataset` (notebook 01) -> (images, names); DatasetMissing if
     there is none."""
     if not Path(path).is_file():
-        raise DatasetMissing(f"{path} not found: no prepared dataset there "
-                             "(data.save_dataset writes one).")
+        raise DatasetMissing(
+            f"{path} not found: no prepared dataset there (data.save_dataset writes one)."
+        )
     with np.load(path, allow_pickle=False) as data:
         return data["images"].astype(np.float32), [str(n) for n in data["names"]]

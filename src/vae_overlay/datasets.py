@@ -6,6 +6,7 @@ This module sits above all three, so that they never import each other to dispat
 picks the loader, `run_dir` names the folder of a dataset's artifacts (dataset.npz, vae.keras,
 history.json).
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,9 @@ BUILT_IN = ("elpv-cracks", "elpv-crack-patches", "elpv-crack-patches-wide", "syn
 PATH_DIGITS = 6  # hex digits of a folder's path hash in its run name (the folders on disk carry 6)
 
 
-def load_source(dataset: str, size: int, seed: int = 42,
-                synthetic_count: int = 80) -> data.LoadedImages:
+def load_source(
+    dataset: str, size: int, seed: int = 42, synthetic_count: int = 80
+) -> data.LoadedImages:
     """DATASET ("elpv-cracks", "elpv-crack-patches", "synthetic", or a folder) -> LoadedImages at
     `size` px."""
     if dataset.startswith("elpv-"):
@@ -31,8 +33,9 @@ def load_source(dataset: str, size: int, seed: int = 42,
     if dataset == "synthetic":
         from vae_overlay import synth
 
-        images, _, kinds = synth.make_dataset(synthetic_count, size=size, seed=seed,
-                                              kinds=("crack",), crack_fraction=1.0)
+        images, _, kinds = synth.make_dataset(
+            synthetic_count, size=size, seed=seed, kinds=("crack",), crack_fraction=1.0
+        )
         names = [f"synthetic_{kind}_{i:03d}" for i, kind in enumerate(kinds)]
         source = f"synthetic (seed {seed})"
         return data.LoadedImages(images.astype(np.float32), names, source=source)

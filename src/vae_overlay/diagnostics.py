@@ -19,6 +19,7 @@ means still vary whenever each posterior is wider than the distances between the
 `dead_units` (hidden ReLU units that never fire) is a cause the reports show beside the verdicts,
 not a verdict.
 """
+
 from __future__ import annotations
 
 from itertools import combinations
@@ -40,6 +41,7 @@ SEPARATION_THRESHOLD = 3.0
 
 # ------------------------------------------------------------------------- no active latent unit
 
+
 def active_units(means, min_variance: float = ACTIVE_VARIANCE) -> int:
     """Latent units whose mean E[z|x] varies over the images (`means` (n, d)): variance above
     `min_variance`, computed in the dtype of `means` (Burda et al. 2016's activity measure)."""
@@ -60,6 +62,7 @@ def latent_collapsed(encoder, images, min_variance: float = RESTART_VARIANCE) ->
 
 # ------------------------------------------------------------------------------ merged clusters
 
+
 def sample_latents(z_mean, z_log_var, n_per_source: int, seed: int = 0):
     """n_per_source draws z = mean + exp(log_var / 2) * eps (float64) for every source: points
     (k*n, d) and their source labels."""
@@ -70,8 +73,12 @@ def sample_latents(z_mean, z_log_var, n_per_source: int, seed: int = 0):
     return points.reshape(-1, z_mean.shape[1]), np.repeat(np.arange(len(z_mean)), n_per_source)
 
 
-def cluster_separation(points, labels, merge_below: float = COLLAPSE_THRESHOLD,
-                       separated_from: float = SEPARATION_THRESHOLD) -> dict:
+def cluster_separation(
+    points,
+    labels,
+    merge_below: float = COLLAPSE_THRESHOLD,
+    separated_from: float = SEPARATION_THRESHOLD,
+) -> dict:
     """How far apart the clusters of labelled latent points are, relative to their spread.
 
     For clusters i, j with centres c and spreads s (per-axis standard deviation: the RMS distance to
@@ -87,8 +94,12 @@ def cluster_separation(points, labels, merge_below: float = COLLAPSE_THRESHOLD,
     sources = np.unique(labels)
     centres = np.stack([points[labels == s].mean(axis=0) for s in sources])
     dims = points.shape[1]
-    spreads = np.array([np.sqrt(((points[labels == s] - c) ** 2).sum(axis=1).mean() / dims)
-                        for s, c in zip(sources, centres)])
+    spreads = np.array(
+        [
+            np.sqrt(((points[labels == s] - c) ** 2).sum(axis=1).mean() / dims)
+            for s, c in zip(sources, centres)
+        ]
+    )
     k = len(sources)
     ratio = np.full((k, k), np.inf)
     for i, j in combinations(range(k), 2):
@@ -111,11 +122,20 @@ def cluster_separation(points, labels, merge_below: float = COLLAPSE_THRESHOLD,
     collapsed = n_clusters < k
     apart = "separated" if min_ratio >= separated_from else "overlapping"
     verdict = "collapsed" if collapsed else apart
-    return {"centres": centres, "spreads": spreads, "ratio": ratio, "min_ratio": min_ratio,
-            "n_clusters": n_clusters, "n_sources": k, "collapsed": collapsed, "verdict": verdict}
+    return {
+        "centres": centres,
+        "spreads": spreads,
+        "ratio": ratio,
+        "min_ratio": min_ratio,
+        "n_clusters": n_clusters,
+        "n_sources": k,
+        "collapsed": collapsed,
+        "verdict": verdict,
+    }
 
 
 # --------------------------------------------------------------------- dead units and the report
+
 
 def dead_units(encoder, images, layer_name: str = "dense") -> tuple[int, int]:
     """(units of the encoder's hidden Dense layer whose output is <= 0 for every image, total
@@ -137,8 +157,13 @@ def latent_report(encoder, sources, n_samples: int = 500, seed: int = 0) -> dict
     z_mean, z_log_var = encode(encoder, sources, dtype=np.float64)
     points, labels = sample_latents(z_mean, z_log_var, n_samples, seed)
     report = cluster_separation(points, labels)
-    report.update(z_mean=z_mean, z_log_var=z_log_var, points=points, labels=labels,
-                  kl=kl_divergence(z_mean, z_log_var).sum(axis=1))
+    report.update(
+        z_mean=z_mean,
+        z_log_var=z_log_var,
+        points=points,
+        labels=labels,
+        kl=kl_divergence(z_mean, z_log_var).sum(axis=1),
+    )
     report["dead"], report["units"] = dead_units(encoder, sources)
     return report
 
@@ -148,9 +173,11 @@ def describe_latents(report: dict, names) -> str:
     kl = ", ".join(f"{name} {value:.2f}" for name, value in zip(names, report["kl"]))
     clusters = f"{report['n_clusters']} for {report['n_sources']} sources ({report['verdict']})"
     separation = min(report["min_ratio"], 999)
-    return (f"clusters: {clusters}\n"
-            f"  min separation {separation:.1f} sd (collapsed below {COLLAPSE_THRESHOLD:g}, "
-            f"separated from {SEPARATION_THRESHOLD:g})\n"
-            f"  KL per source [nats]: {kl}\n"
-            f"  dead encoder units (output <= 0 for every source): "
-            f"{report['dead']}/{report['units']}")
+    return (
+        f"clusters: {clusters}\n"
+        f"  min separation {separation:.1f} sd (collapsed below {COLLAPSE_THRESHOLD:g}, "
+        f"separated from {SEPARATION_THRESHOLD:g})\n"
+        f"  KL per source [nats]: {kl}\n"
+        "  dead encoder units (output <= 0 for every source): "
+        f"{report['dead']}/{report['units']}"
+    )

@@ -1,4 +1,6 @@
-"""Latent-space tools: the paper's sampling grid, batched decoding, summaries of a sweep, straight paths."""
+"""Latent-space tools: the paper's sampling grid, batched decoding, summaries of a sweep, straight
+paths."""
+
 from __future__ import annotations
 
 import weakref
@@ -16,14 +18,18 @@ PAPER_Z2_RANGE = (-10.0, 10.0)
 PAPER_STEP = 0.1
 
 
-STRETCH_PERCENTILES = (1.0, 99.0)  # the display option "stretched": each image to its own 1-99 % range
+STRETCH_PERCENTILES = (
+    1.0,
+    99.0,
+)  # the display option "stretched": each image to its own 1-99 % range
 
 
 def contrast_stretch(image, percentiles=STRETCH_PERCENTILES) -> np.ndarray:
-    """A display option, not the model's output: `image` (floats in [0, 1], or uint8) rescaled so that its own
-    low and high percentiles map to 0 and 1 (clipped), as float32. At the paper's settings the decodes span about
-    half the training images' value range, so cracks that are there look like grey blur until stretched. A flat
-    image (no spread between the percentiles) comes back unchanged."""
+    """A display option, not the model's output: `image` (floats in [0, 1], or uint8) rescaled so
+    that its own low and high percentiles map to 0 and 1 (clipped), as float32. At the paper's
+    settings the decodes span about half the training images' value range, so cracks that are there
+    look like grey blur until stretched. A flat image (no spread between the percentiles) comes back
+    unchanged."""
     image = as_unit_float(image)
     low, high = np.percentile(image, percentiles)
     if high - low < 1e-6:
@@ -31,16 +37,16 @@ def contrast_stretch(image, percentiles=STRETCH_PERCENTILES) -> np.ndarray:
     return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-
 def shown_tiles(tiles, stretch: bool) -> tuple[np.ndarray, str]:
-    """Decoded tiles (..., h, w) as a figure shows them, and the label that says how: each tile stretched on its own
-    (`contrast_stretch`, the explorer's default display) or as decoded."""
+    """Decoded tiles (..., h, w) as a figure shows them, and the label that says how: each tile
+    stretched on its own (`contrast_stretch`, the explorer's default display) or as decoded."""
     if not stretch:
         return np.asarray(tiles), "as decoded"
     flat = np.asarray(tiles).reshape(-1, *np.shape(tiles)[-2:])
     stretched = np.stack([contrast_stretch(tile) for tile in flat]).reshape(np.shape(tiles))
     low, high = STRETCH_PERCENTILES
     return stretched, f"each tile stretched to its own {low:g}–{high:g} % range"
+
 
 def axis_values(value_range, step: float) -> np.ndarray:
     """Values from low to high inclusive at `step`, counted by rounding (no float accumulation)."""
@@ -54,7 +60,8 @@ def axis_values(value_range, step: float) -> np.ndarray:
 
 
 def latent_grid(z1_range=PAPER_Z1_RANGE, z2_range=PAPER_Z2_RANGE, step: float = PAPER_STEP):
-    """Grid over a 2-D latent region: (z1_values, z2_values, points), points[i * n2 + j] = (z1[i], z2[j])."""
+    """Grid over a 2-D latent region: (z1_values, z2_values, points), points[i * n2 + j] = (z1[i],
+    z2[j])."""
     z1_values = axis_values(z1_range, step)
     z2_values = axis_values(z2_range, step)
     z1_mesh, z2_mesh = np.meshgrid(z1_values, z2_values, indexing="ij")
@@ -66,13 +73,17 @@ def _latent_dim(model) -> int:
     return int(model.inputs[0].shape[-1])
 
 
-_COMPILED = weakref.WeakKeyDictionary()  # decoder -> {uint8: call}, so repeated calls do not retrace
+_COMPILED = (
+    weakref.WeakKeyDictionary()
+)  # decoder -> {uint8: call}, so repeated calls do not retrace
 
 
 def compiled_decoder(decoder, uint8: bool = False):
-    """A `tf.function` decoder call on a (n, d) float32 batch; returns a numpy array (float or uint8).
+    """A `tf.function` decoder call on a (n, d) float32 batch; returns a numpy array (float or
+    uint8).
 
-    One traced function per decoder and output type is kept and reused (any batch size, no retracing).
+    One traced function per decoder and output type is kept and reused (any batch size, no
+    retracing).
     """
     cached = _COMPILED.setdefault(decoder, {})
     if uint8 in cached:
@@ -81,11 +92,14 @@ def compiled_decoder(decoder, uint8: bool = False):
     model_ref = weakref.ref(decoder)  # the cache must not keep the decoder alive
 
     if uint8:
+
         @tf.function(input_signature=signature)
         def decode(z):
             images = model_ref()(z, training=False)
             return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
     else:
+
         @tf.function(input_signature=signature)
         def decode(z):
             return model_ref()(z, training=False)
@@ -106,11 +120,11 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, 
     per batch: the one batched decode path.
 
     `dtype`: np.uint8 (the default: rounded grey levels, for sweeps and figures) or np.float32 (the
-    decoder's values in (0, 1), for measurements such as the overlays' fidelity).
-    `out`: None (a new array), a preallocated array or np.memmap of that shape and dtype, or a file
-    path (a .npy memmap is created there, so the images never have to fit in memory as float32).
-    `progress`: None/False, True (a `tqdm.auto` bar: a widget in a notebook, a line in a terminal), or a
-    callable(done, total) called after every batch.
+    decoder's values in (0, 1), for measurements such as the overlays' fidelity). `out`: None (a new
+    array), a preallocated array or np.memmap of that shape and dtype, or a file path (a .npy memmap
+    is created there, so the images never have to fit in memory as float32). `progress`: None/False,
+    True (a `tqdm.auto` bar: a widget in a notebook, a line in a terminal), or a callable(done,
+    total) called after every batch.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.uint8, np.float32):
@@ -127,8 +141,11 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, 
     if out.shape != shape or out.dtype != dtype:
         raise ValueError(f"out must be {dtype} with shape {shape}, got {out.dtype} {out.shape}")
     decode = compiled_decoder(decoder, uint8=dtype == np.uint8)
-    # At most one update a second: each is a widget message, and a flood of them can crowd out a notebook's output.
-    with tqdm(total=len(z), desc="decoding", unit="image", disable=progress is not True, mininterval=1.0) as bar:
+    # At most one update a second: each is a widget message, and a flood of them can crowd out a
+    # notebook's output.
+    with tqdm(
+        total=len(z), desc="decoding", unit="image", disable=progress is not True, mininterval=1.0
+    ) as bar:
         for begin in range(0, len(z), batch_size):
             end = min(begin + batch_size, len(z))
             out[begin:end] = decode(z[begin:end])
@@ -141,11 +158,13 @@ def decode_batched(decoder, z, batch_size: int = 1024, out=None, progress=None, 
 
 
 def sweep_summary(sweep, grid_shape, chunk_size: int = 4096) -> dict:
-    """What a decoded grid sweep (n1 * n2, s, s, 1) uint8 holds, read in chunks (it may be a memmap).
+    """What a decoded grid sweep (n1 * n2, s, s, 1) uint8 holds, read in chunks (it may be a
+    memmap).
 
-    Images are in grid order (`latent_grid`: image i * n2 + j at (z1[i], z2[j])); pixels are scaled to [0, 1].
-    Returns {"pixel_mean": (s, s), "pixel_std": (s, s), "change": (n1 - 1, n2 - 1)}, where change[i, j] is
-    the hypotenuse of the mean absolute pixel change from grid point (i, j) to (i + 1, j) and to (i, j + 1).
+    Images are in grid order (`latent_grid`: image i * n2 + j at (z1[i], z2[j])); pixels are scaled
+    to [0, 1]. Returns {"pixel_mean": (s, s), "pixel_std": (s, s), "change": (n1 - 1, n2 - 1)},
+    where change[i, j] is the hypotenuse of the mean absolute pixel change from grid point (i, j) to
+    (i + 1, j) and to (i, j + 1).
     """
     n1, n2 = grid_shape
     if len(sweep) != n1 * n2:
@@ -154,11 +173,11 @@ def sweep_summary(sweep, grid_shape, chunk_size: int = 4096) -> dict:
     total = np.zeros(flat.shape[1])
     total_squares = np.zeros(flat.shape[1])
     for begin in range(0, len(flat), chunk_size):
-        chunk = flat[begin:begin + chunk_size].astype(np.float64) / 255
+        chunk = flat[begin : begin + chunk_size].astype(np.float64) / 255
         total += chunk.sum(axis=0)
-        total_squares += (chunk ** 2).sum(axis=0)
+        total_squares += (chunk**2).sum(axis=0)
     pixel_mean = total / len(flat)
-    pixel_std = np.sqrt(np.maximum(total_squares / len(flat) - pixel_mean ** 2, 0))
+    pixel_std = np.sqrt(np.maximum(total_squares / len(flat) - pixel_mean**2, 0))
     by_row = sweep.reshape(n1, n2, -1)  # [i, j] is the image at (z1[i], z2[j])
     change = np.zeros((n1 - 1, n2 - 1))
     for i in range(n1 - 1):
@@ -167,14 +186,19 @@ def sweep_summary(sweep, grid_shape, chunk_size: int = 4096) -> dict:
         up = np.abs(here[1:] - here[:-1]).mean(axis=1)  # z2 + step
         change[i] = np.hypot(right, up) / 255
     image_shape = sweep.shape[1:3]
-    return {"pixel_mean": pixel_mean.reshape(image_shape), "pixel_std": pixel_std.reshape(image_shape),
-            "change": change}
+    return {
+        "pixel_mean": pixel_mean.reshape(image_shape),
+        "pixel_std": pixel_std.reshape(image_shape),
+        "change": change,
+    }
 
 
 def nearest_in_sweep(sweep, images, chunk_size: int = 8192):
-    """For each image (m, s, s, 1) in [0, 1], the sweep image (uint8, maybe a memmap) closest in pixel space.
+    """For each image (m, s, s, 1) in [0, 1], the sweep image (uint8, maybe a memmap) closest in
+    pixel space.
 
-    Returns (index into the sweep, RMS pixel error in [0, 1]); the sweep is read in chunks of `chunk_size`.
+    Returns (index into the sweep, RMS pixel error in [0, 1]); the sweep is read in chunks of
+    `chunk_size`.
     """
     targets = np.asarray(images).reshape(len(images), -1).astype(np.float32)
     flat = sweep.reshape(len(sweep), -1)
@@ -184,7 +208,7 @@ def nearest_in_sweep(sweep, images, chunk_size: int = 8192):
     best_index = np.zeros(len(targets), dtype=int)
     rows = np.arange(len(targets))
     for begin in range(0, len(flat), chunk_size):
-        chunk = flat[begin:begin + chunk_size].astype(np.float32) / 255
+        chunk = flat[begin : begin + chunk_size].astype(np.float32) / 255
         squared = squared_distances(targets, chunk)  # one matrix product per chunk
         k = squared.argmin(axis=1)
         better = squared[rows, k] < best_distance

@@ -1,9 +1,11 @@
 """The keras.io convolutional VAE (the paper's reference [15]): layers, loss, save and load.
 
-Training lives in `vae_overlay.train`; this module is the model only. The encoder and decoder are the
-keras.io example's, with the few options the experiments vary (hidden activation and width, initial
-log-variance bias, standardised input); the defaults are the example's, i.e. the paper's model.
+Training lives in `vae_overlay.train`; this module is the model only. The encoder and decoder are
+the keras.io example's, with the few options the experiments vary (hidden activation and width,
+initial log-variance bias, standardised input); the defaults are the example's, i.e. the paper's
+model.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +22,8 @@ KERAS_IO_2020_PIXELS = 28 * 28  # the MNIST image area the 2020 example multipli
 
 @keras.saving.register_keras_serializable(package="vae_overlay")
 class Sampling(layers.Layer):
-    """Draws z = z_mean + exp(z_log_var / 2) * epsilon, epsilon ~ N(0, I) (reparameterisation trick)."""
+    """Draws z = z_mean + exp(z_log_var / 2) * epsilon, epsilon ~ N(0, I) (reparameterisation
+    trick)."""
 
     def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -66,19 +69,29 @@ def kl_divergence(z_mean, z_log_var):
 
 def _check_sizes(image_size: int, latent_dim: int) -> None:
     if image_size < 4 or image_size % 4:
-        raise ValueError(f"image_size must be a multiple of 4 (two stride-2 layers), got {image_size}")
+        raise ValueError(
+            f"image_size must be a multiple of 4 (two stride-2 layers), got {image_size}"
+        )
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
 
 
-def build_encoder(image_size: int = 64, latent_dim: int = 2, seed: int | None = None, *,
-                  activation: str = "relu", dense_units: int = 16, log_var_bias: float = 0.0,
-                  standardize_with=None) -> keras.Model:
+def build_encoder(
+    image_size: int = 64,
+    latent_dim: int = 2,
+    seed: int | None = None,
+    *,
+    activation: str = "relu",
+    dense_units: int = 16,
+    log_var_bias: float = 0.0,
+    standardize_with=None,
+) -> keras.Model:
     """Encoder image -> [z_mean, z_log_var, z], as in the keras.io VAE example.
 
     Options (defaults: the example's): `activation` and `dense_units` of the hidden Dense layer,
-    `log_var_bias` (initial bias of z_log_var), `standardize_with` (images: the input is standardised per
-    pixel with their mean and variance, a Keras Normalization layer saved with the model).
+    `log_var_bias` (initial bias of z_log_var), `standardize_with` (images: the input is
+    standardised per pixel with their mean and variance, a Keras Normalization layer saved with the
+    model).
     """
     _check_sizes(image_size, latent_dim)
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
@@ -105,15 +118,22 @@ def build_decoder(image_size: int = 64, latent_dim: int = 2) -> keras.Model:
     latent_inputs = keras.Input(shape=(latent_dim,), name="z")
     x = layers.Dense(side * side * 64, activation="relu", name="dense")(latent_inputs)
     x = layers.Reshape((side, side, 64), name="reshape")(x)
-    x = layers.Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same", name="deconv_1")(x)
-    x = layers.Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same", name="deconv_2")(x)
-    decoder_outputs = layers.Conv2DTranspose(1, 3, activation="sigmoid", padding="same", name="image")(x)
+    x = layers.Conv2DTranspose(
+        64, 3, activation="relu", strides=2, padding="same", name="deconv_1"
+    )(x)
+    x = layers.Conv2DTranspose(
+        32, 3, activation="relu", strides=2, padding="same", name="deconv_2"
+    )(x)
+    decoder_outputs = layers.Conv2DTranspose(
+        1, 3, activation="sigmoid", padding="same", name="image"
+    )(x)
     return keras.Model(latent_inputs, decoder_outputs, name="decoder")
 
 
 @keras.saving.register_keras_serializable(package="vae_overlay")
 class VAE(keras.Model):
-    """Encoder + decoder and the loss they are trained on (`loss`, one of LOSSES; see `loss_terms`)."""
+    """Encoder + decoder and the loss they are trained on (`loss`, one of LOSSES; see
+    `loss_terms`)."""
 
     def __init__(self, encoder, decoder, loss: str = "sum", **kwargs):
         super().__init__(**kwargs)
@@ -141,11 +161,12 @@ class VAE(keras.Model):
     def loss_terms(self, data, training=False):
         """Per-image reconstruction loss (batch,) and KL per latent dimension (batch, latent_dim).
 
-        `"sum"` (the keras.io example since 2021, and this project's default): binary cross-entropy summed
-        over the pixels. `"keras-io-2020"`: the example as first published (keras-io,
-        examples/generative/vae.py, created 2020/05/03, F. Chollet), which a 2021 paper citing it most likely
-        copied: `reduce_mean(binary_crossentropy(data, reconstruction)) * 28 * 28`, i.e. the mean BCE per
-        pixel times MNIST's 784 pixels whatever the image size. Use `reduce_kl` for the KL of each image.
+        `"sum"` (the keras.io example since 2021, and this project's default): binary cross-entropy
+        summed over the pixels. `"keras-io-2020"`: the example as first published (keras-io,
+        examples/generative/vae.py, created 2020/05/03, F. Chollet), which a 2021 paper citing it
+        most likely copied: `reduce_mean(binary_crossentropy(data, reconstruction)) * 28 * 28`, i.e.
+        the mean BCE per pixel times MNIST's 784 pixels whatever the image size. Use `reduce_kl` for
+        the KL of each image.
         """
         z_mean, z_log_var, z = self.encoder(data, training=training)
         bce = keras.losses.binary_crossentropy(data, self.decoder(z, training=training))
@@ -156,8 +177,8 @@ class VAE(keras.Model):
         return reconstruction, kl_divergence(z_mean, z_log_var)
 
     def reduce_kl(self, kl):
-        """KL per image from KL per dimension: summed (`"sum"`) or, as the 2020 example's
-        `-0.5 * reduce_mean(1 + z_log_var - z_mean^2 - exp(z_log_var))`, averaged over the dimensions."""
+        """KL per image from KL per dimension: summed (`"sum"`) or, as the 2020 example's `-0.5 *
+        reduce_mean(1 + z_log_var - z_mean^2 - exp(z_log_var))`, averaged over the dimensions."""
         return ops.sum(kl, axis=-1) if self.loss_name == "sum" else ops.mean(kl, axis=-1)
 
     def compute_losses(self, data, training=False):
@@ -176,16 +197,26 @@ class VAE(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"), custom_objects=custom_objects)
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"), custom_objects=custom_objects)
+        encoder = keras.saving.deserialize_keras_object(
+            config.pop("encoder"), custom_objects=custom_objects
+        )
+        decoder = keras.saving.deserialize_keras_object(
+            config.pop("decoder"), custom_objects=custom_objects
+        )
         return cls(encoder, decoder, **config)
 
 
-def build_vae(image_size: int = 64, latent_dim: int = 2, seed: int | None = 42, loss: str = "sum",
-              **encoder_options) -> VAE:
+def build_vae(
+    image_size: int = 64,
+    latent_dim: int = 2,
+    seed: int | None = 42,
+    loss: str = "sum",
+    **encoder_options,
+) -> VAE:
     """A new, untrained VAE; with a seed, initial weights and sampling noise are reproducible.
 
-    `encoder_options`: those of `build_encoder` (activation, dense_units, log_var_bias, standardize_with).
+    `encoder_options`: those of `build_encoder` (activation, dense_units, log_var_bias,
+    standardize_with).
     """
     seed_everything(seed)
     encoder = build_encoder(image_size, latent_dim, seed=seed, **encoder_options)
@@ -210,17 +241,22 @@ def _named_weights(vae) -> list:
 
 
 def save_vae(path: str | Path, vae: VAE) -> Path:
-    """Save to a temporary `.keras` file beside `path`, fsync, then rename over `path` (atomic). A model
-    with NaN or infinite weights is refused (runs.NonFiniteState) and nothing is written."""
-    check_finite(_named_weights(vae), path, "refusing to write a model",
-                 "The training that made it diverged: train it again (a lower learning rate may help).")
+    """Save to a temporary `.keras` file beside `path`, fsync, then rename over `path` (atomic). A
+    model with NaN or infinite weights is refused (runs.NonFiniteState) and nothing is written."""
+    check_finite(
+        _named_weights(vae),
+        path,
+        "refusing to write a model",
+        "The training that made it diverged: train it again (a lower learning rate may help).",
+    )
     with atomic_path(path, suffix=".keras") as tmp:
         vae.save(tmp)
     return Path(path)
 
 
 def load_vae(path: str | Path) -> VAE:
-    """Load a saved VAE with safe_mode=True (no code from the file runs); says what to do if it fails."""
+    """Load a saved VAE with safe_mode=True (no code from the file runs); says what to do if it
+    fails."""
     path = Path(path)
     if not path.is_file():
         raise ModelMissing(f"{path} not found: no trained VAE there (train.train_vae saves one).")
@@ -231,9 +267,12 @@ def load_vae(path: str | Path) -> VAE:
         message = f"{path} could not be loaded as a VAE ({reason}). {RETRAIN_NOTE}"
         raise ModelUnusable(message) from error
     if not isinstance(model, VAE):
-        raise ModelUnusable(f"{path} holds a {type(model).__name__}, not a vae_overlay VAE. "
-                            f"{RETRAIN_NOTE}")
-    check_finite(_named_weights(model), path, "not loaded", f"Its training diverged. {RETRAIN_NOTE}")
+        raise ModelUnusable(
+            f"{path} holds a {type(model).__name__}, not a vae_overlay VAE. {RETRAIN_NOTE}"
+        )
+    check_finite(
+        _named_weights(model), path, "not loaded", f"Its training diverged. {RETRAIN_NOTE}"
+    )
     return model
 
 
@@ -246,8 +285,10 @@ def encode(encoder, images, batch_size: int = 256, dtype=np.float32) -> tuple:
     if isinstance(images, (np.ndarray, list)):
         images = np.asarray(images, dtype=np.float32)
     empty = np.zeros((0, int(encoder.outputs[0].shape[-1])))  # no images: (0, latent_dim)
-    batches = [encoder(images[start:start + batch_size], training=False)[:2]
-               for start in range(0, len(images), batch_size)] or [(empty, empty)]
+    batches = [
+        encoder(images[start : start + batch_size], training=False)[:2]
+        for start in range(0, len(images), batch_size)
+    ] or [(empty, empty)]
     parts = [[np.asarray(batch[i], dtype) for batch in batches] for i in (0, 1)]
     return np.concatenate(parts[0]), np.concatenate(parts[1])
 

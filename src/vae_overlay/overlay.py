@@ -1,21 +1,24 @@
-"""The overlay experiment's tools (paper, Section 4): sources, model variants, cluster checks, overlays, fidelity.
+"""The overlay experiment's tools (paper, Section 4): sources, model variants, cluster checks,
+overlays, fidelity.
 
 The paper trains the VAE on many copies of a few defect images, "every minibatch holding samples of
 the images to combine", expects one latent cluster per image, and overlays defects by decoding the
-sum of latent vectors taken from different clusters. This module holds the pieces notebook 05 (and the
-classifier experiment of notebook 06) needs to do that and to check it; `overlay_experiment` assembles
-them into notebook 05's sweep, methods and latent-dimension studies.
+sum of latent vectors taken from different clusters. This module holds the pieces notebook 05 (and
+the classifier experiment of notebook 06) needs to do that and to check it; `overlay_experiment`
+assembles them into notebook 05's sweep, methods and latent-dimension studies.
 
-* `load_sources`, `make_copies` — the source images with their masks, and the copies to train on (laid out
-  as `vae_overlay.train.mixed_batches` expects).
-* `Variant`, `VARIANTS`, `train_variant` — the paper's recipe and the changes tried to keep its latent space
-  from collapsing; every variant trains through `vae_overlay.train.train_vae` (its caching rule included).
+* `load_sources`, `make_copies` — the source images with their masks, and the copies to train on
+  (laid out as `vae_overlay.train.mixed_batches` expects).
+* `Variant`, `VARIANTS`, `train_variant` — the paper's recipe and the changes tried to keep its
+  latent space from collapsing; every variant trains through `vae_overlay.train.train_vae` (its
+  caching rule included).
 * `identification_gain` — what telling the sources apart is worth to the reconstruction loss
   (whether the latent space is degenerate: `vae_overlay.diagnostics.latent_report`).
 * `generate_overlays` — overlays in bulk by the methods of `vae_overlay.overlay_methods`.
 * `fidelity` (`background_estimate`, `defect_threshold`) — how much of each source defect an overlay
   shows, and what it shows that no source has.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -27,11 +30,14 @@ import numpy as np
 from vae_overlay import latent, model, overlay_methods, train
 from vae_overlay.data import ImageSkipped, load_image
 
-DEFECT_DEPTH_FRACTION = 0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
+DEFECT_DEPTH_FRACTION = (
+    0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
+)
 SPURIOUS_TOLERANCE = 1  # px: defect pixels this close to a source mask are not counted as spurious
 
 
 # ----------------------------------------------------------------------------- sources and copies
+
 
 def mask_path(image_path: str | Path) -> Path | None:
     """The `<stem>_mask.<ext>` file next to an image (any extension), or None."""
@@ -48,8 +54,8 @@ class SourcesUnusable(ValueError):
 def load_sources(paths, size: int):
     """Source images (k, size, size, 1), their masks (k, size, size) bool or None, and names.
 
-    Masks are the `<stem>_mask.*` files beside the images, resized like the images and thresholded at
-    0.5; `masks` is None unless every source has one (fidelity needs all of them).
+    Masks are the `<stem>_mask.*` files beside the images, resized like the images and thresholded
+    at 0.5; `masks` is None unless every source has one (fidelity needs all of them).
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -65,13 +71,16 @@ def load_sources(paths, size: int):
         found = mask_path(path)
         masks.append(load_image(found, size) > 0.5 if found else None)
     have_masks = all(m is not None for m in masks)
-    return (np.stack(images)[..., None].astype(np.float32),
-            np.stack(masks) if have_masks else None,
-            [p.stem for p in paths])
+    return (
+        np.stack(images)[..., None].astype(np.float32),
+        np.stack(masks) if have_masks else None,
+        [p.stem for p in paths],
+    )
 
 
 def make_copies(images, copies: int):
-    """`copies` copies of each source, grouped by source: (k * copies, s, s, 1) and labels (k * copies,).
+    """`copies` copies of each source, grouped by source: (k * copies, s, s, 1) and labels (k *
+    copies,).
 
     This is the layout `vae_overlay.train.mixed_batches(k, copies, batch_size)` samples from."""
     images = np.asarray(images, np.float32)
@@ -82,15 +91,19 @@ def make_copies(images, copies: int):
 
 # ----------------------------------------------------------------------------- model variants
 
+
 @dataclass(frozen=True)
 class Variant:
-    """One recipe for the overlay VAE: model options, KL weight and optimiser; the defaults are the paper's."""
+    """One recipe for the overlay VAE: model options, KL weight and optimiser; the defaults are the
+    paper's."""
 
     name: str = "paper"
     activation: str = "relu"  # of the encoder's Dense(16) layer
     dense_units: int = 16
     log_var_bias: float = 0.0  # initial bias of z_log_var (0: Keras default zeros)
-    standardize_input: bool = False  # encoder input: per-pixel (x - mean) / std over the training copies
+    standardize_input: bool = (
+        False  # encoder input: per-pixel (x - mean) / std over the training copies
+    )
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over this many epochs
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     free_bits: float = 0.0  # nats per latent dimension the encoder may spend without KL cost
@@ -101,18 +114,25 @@ class Variant:
     def describe(self) -> str:
         """Short text: what differs from the paper's recipe."""
         paper = Variant()
-        changes = [f"{key}={value}" for key, value in asdict(self).items()
-                   if key != "name" and value != getattr(paper, key)]
+        changes = [
+            f"{key}={value}"
+            for key, value in asdict(self).items()
+            if key != "name" and value != getattr(paper, key)
+        ]
         return ", ".join(changes) or "paper's recipe"
 
     def model_options(self) -> dict:
         """train_vae's `model_options`: only the options that differ from the paper's model."""
         keys = ("activation", "dense_units", "log_var_bias", "standardize_input")
-        return {key: getattr(self, key) for key in keys if getattr(self, key) != getattr(PAPER, key)}
+        return {
+            key: getattr(self, key) for key in keys if getattr(self, key) != getattr(PAPER, key)
+        }
 
     def kl_weight(self) -> train.KLWeight:
         """train_vae's `kl_weight`: beta, warm-up epochs and free bits."""
-        return train.KLWeight(beta=self.beta, warmup_epochs=self.kl_warmup_epochs, free_bits=self.free_bits)
+        return train.KLWeight(
+            beta=self.beta, warmup_epochs=self.kl_warmup_epochs, free_bits=self.free_bits
+        )
 
 
 PAPER = Variant()
@@ -124,37 +144,63 @@ VARIANTS = {
     "KL warm-up": Variant("KL warm-up", kl_warmup_epochs=10),
     "batch 30": Variant("batch 30", batch_size=30),
     "standardised input": Variant("standardised input", standardize_input=True),
-    "standardised + leaky": Variant("standardised + leaky", standardize_input=True, activation="leaky_relu"),
+    "standardised + leaky": Variant(
+        "standardised + leaky", standardize_input=True, activation="leaky_relu"
+    ),
     "beta 0.5": Variant("beta 0.5", beta=0.5),
-    # 0.5 nats per dimension: the two dimensions together get ~ln 3 = 1.1 nats, what telling three sources apart costs
+    # 0.5 nats per dimension: the two dimensions together get ~ln 3 = 1.1 nats, what telling three
+    # sources apart costs
     "free bits": Variant("free bits", free_bits=0.5),
     "Adam 1e-3": Variant("Adam 1e-3", optimizer="adam", learning_rate=1e-3),
     "RMSprop 5e-4": Variant("RMSprop 5e-4", learning_rate=5e-4),
 }
 
 
-def train_variant(sources, copies: int, variant: Variant, run_dir, *, latent_dim: int = 2, epochs: int = 20,
-                  seed: int = 42, retrain: bool = False, verbose: int = 0):
-    """Train `variant` on `copies` copies of each source with mixed minibatches; returns (vae, history).
+def train_variant(
+    sources,
+    copies: int,
+    variant: Variant,
+    run_dir,
+    *,
+    latent_dim: int = 2,
+    epochs: int = 20,
+    seed: int = 42,
+    retrain: bool = False,
+    verbose: int = 0,
+):
+    """Train `variant` on `copies` copies of each source with mixed minibatches; returns (vae,
+    history).
 
-    A thin call of `train.train_vae` (so its caching rule holds: a finished run in `run_dir` with the same
-    settings is loaded; other settings raise runs.RunMismatch unless `retrain`). Every minibatch holds
-    every source (`train.mixed_batches`). `history` is train_vae's per-epoch losses.
+    A thin call of `train.train_vae` (so its caching rule holds: a finished run in `run_dir` with
+    the same settings is loaded; other settings raise runs.RunMismatch unless `retrain`). Every
+    minibatch holds every source (`train.mixed_batches`). `history` is train_vae's per-epoch losses.
     """
     images, _ = make_copies(sources, copies)
     return train.train_vae(
-        images, run_dir, latent_dim=latent_dim, epochs=epochs, batch_size=variant.batch_size,
-        learning_rate=variant.learning_rate, seed=seed, retrain=retrain, verbose=verbose,
-        batches=train.mixed_batches(len(sources), copies, variant.batch_size), optimizer=variant.optimizer,
-        kl_weight=variant.kl_weight(), model_options=variant.model_options())
+        images,
+        run_dir,
+        latent_dim=latent_dim,
+        epochs=epochs,
+        batch_size=variant.batch_size,
+        learning_rate=variant.learning_rate,
+        seed=seed,
+        retrain=retrain,
+        verbose=verbose,
+        batches=train.mixed_batches(len(sources), copies, variant.batch_size),
+        optimizer=variant.optimizer,
+        kl_weight=variant.kl_weight(),
+        model_options=variant.model_options(),
+    )
 
 
 # ---------------------------------------------------------- what telling the sources apart is worth
 
+
 def identification_gain(sources) -> np.ndarray:
     """Nats per image by which the reconstruction loss falls when the decoder outputs each source
     itself instead of the sources' pixel mean (what a collapsed VAE outputs): sum over pixels of
-    KL(Bernoulli(x_i) || Bernoulli(mean)). Telling k sources apart costs at least ln k nats of KL."""
+    KL(Bernoulli(x_i) || Bernoulli(mean)). Telling k sources apart costs at least ln k nats of
+    KL."""
     sources = np.clip(np.asarray(sources, np.float64), 1e-7, 1 - 1e-7)
     mean = sources.mean(axis=0, keepdims=True)
     gain = sources * np.log(sources / mean) + (1 - sources) * np.log((1 - sources) / (1 - mean))
@@ -163,14 +209,25 @@ def identification_gain(sources) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- overlay methods
 
+
 def subsets(k: int, sizes=(2, 3)) -> list[tuple[int, ...]]:
     """All index tuples of the given sizes out of k sources (pairs, then triples, ...)."""
     return [combo for size in sizes if size <= k for combo in combinations(range(k), size)]
 
 
-def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: str = "sum", pairs: bool = True,
-                      z_background=None, sample: bool = False, batch_size: int = 256,
-                      weight: float = 1.0):
+def generate_overlays(
+    encoder,
+    decoder,
+    images,
+    n: int,
+    seed: int = 0,
+    method: str = "sum",
+    pairs: bool = True,
+    z_background=None,
+    sample: bool = False,
+    batch_size: int = 256,
+    weight: float = 1.0,
+):
     """n overlays of randomly drawn pairs (or triples) of `images`, seeded.
 
     Returns (overlays float32 (n, s, s, 1), sources int (n, 2 or 3)): the indices into `images` of
@@ -184,8 +241,10 @@ def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: s
     images = np.asarray(images, np.float32)
     group = 2 if pairs else 3
     if len(images) < group:
-        raise ValueError(f"need at least {group} images to overlay {'pairs' if pairs else 'triples'}, "
-                         f"got {len(images)}")
+        raise ValueError(
+            f"need at least {group} images to overlay {'pairs' if pairs else 'triples'}, "
+            f"got {len(images)}"
+        )
     with_model = [key for key, found in overlay_methods.METHODS.items() if found.needs_model]
     if method not in with_model:
         raise ValueError(f"method must be one of {with_model}, got {method!r}")
@@ -210,25 +269,36 @@ def generate_overlays(encoder, decoder, images, n: int, seed: int = 0, method: s
     return latent.decode_batched(decoder, latents, batch_size, dtype=np.float32), sources
 
 
-# ----------------------------------------------------------------------------- fidelity against the masks
+# ----------------------------------------------------------------------- fidelity against the masks
+
 
 def background_estimate(sources, masks) -> np.ndarray:
     """The defect-free surface: per pixel, the mean of the sources whose mask does not cover it.
 
-    Where every mask covers a pixel (no source shows the surface there) the sources' maximum is used.
-    For sources that share one surface (the synthetic trio) this is the surface itself.
+    Where every mask covers a pixel (no source shows the surface there) the sources' maximum is
+    used. For sources that share one surface (the synthetic trio) this is the surface itself.
     """
-    sources = np.asarray(sources, np.float64)[..., 0] if np.ndim(sources) == 4 else np.asarray(sources, np.float64)
+    sources = (
+        np.asarray(sources, np.float64)[..., 0]
+        if np.ndim(sources) == 4
+        else np.asarray(sources, np.float64)
+    )
     clear = ~np.asarray(masks, bool)
     count = clear.sum(axis=0)
     total = np.where(clear, sources, 0.0).sum(axis=0)
     return np.where(count > 0, total / np.maximum(count, 1), sources.max(axis=0))
 
 
-def defect_threshold(sources, masks, background=None, fraction: float = DEFECT_DEPTH_FRACTION) -> float:
+def defect_threshold(
+    sources, masks, background=None, fraction: float = DEFECT_DEPTH_FRACTION
+) -> float:
     """Darkening that makes an overlay pixel a defect pixel: `fraction` of the median darkening
     (background - source) over all source mask pixels."""
-    sources = np.asarray(sources, np.float64)[..., 0] if np.ndim(sources) == 4 else np.asarray(sources, np.float64)
+    sources = (
+        np.asarray(sources, np.float64)[..., 0]
+        if np.ndim(sources) == 4
+        else np.asarray(sources, np.float64)
+    )
     masks = np.asarray(masks, bool)
     background = background_estimate(sources, masks) if background is None else background
     depth = (background[None] - sources)[masks]
@@ -237,7 +307,9 @@ def defect_threshold(sources, masks, background=None, fraction: float = DEFECT_D
     return float(fraction * np.median(depth))
 
 
-def fidelity(overlay, masks, background, threshold: float, tolerance: int = SPURIOUS_TOLERANCE) -> dict:
+def fidelity(
+    overlay, masks, background, threshold: float, tolerance: int = SPURIOUS_TOLERANCE
+) -> dict:
     """Per-source recall, spurious fraction and one score for an overlay image.
 
     A pixel is shown as defect when `background - overlay > threshold`. recall[i]: the fraction of
@@ -254,8 +326,16 @@ def fidelity(overlay, masks, background, threshold: float, tolerance: int = SPUR
     recall = np.array([shown[m].mean() if m.any() else np.nan for m in masks])
     union = masks.any(axis=0)
     if tolerance > 0:
-        union = ndimage.binary_dilation(union, structure=np.ones((3, 3), bool), iterations=tolerance)
+        union = ndimage.binary_dilation(
+            union, structure=np.ones((3, 3), bool), iterations=tolerance
+        )
     spurious = float((shown & ~union).sum() / shown.sum()) if shown.any() else 0.0
     mean_recall = float(np.nanmean(recall))
-    return {"recall": recall, "mean_recall": mean_recall, "min_recall": float(np.nanmin(recall)),
-            "spurious": spurious, "score": mean_recall * (1.0 - spurious), "shown": shown}
+    return {
+        "recall": recall,
+        "mean_recall": mean_recall,
+        "min_recall": float(np.nanmin(recall)),
+        "spurious": spurious,
+        "score": mean_recall * (1.0 - spurious),
+        "shown": shown,
+    }

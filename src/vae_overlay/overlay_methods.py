@@ -13,6 +13,7 @@ A method combines one of three kinds of items (`Method.space`):
 * "decoded": each source's decoded latent vector, in pixels (`pixel_overlay`);
 * "pixel": the source images themselves (`pixel_overlay`): the baselines, no model needed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,16 +52,26 @@ class Method:
         return self.space == "latent" and self.rule in AROUND_Z_BG
 
 
-METHODS = {found.key: found for found in (
-    Method("sum", "latent sum", "latent sum (paper)", "latent", "sum"),
-    Method("mean", "latent mean", "latent mean", "latent", "mean"),
-    Method("offset", "offset", "offset sum: z_bg + Σ(z_i − z_bg)", "latent", "offset"),
-    Method("weighted", "weighted", "weighted offset: z_bg + w·Σ(z_i − z_bg)", "latent", "weighted"),
-    Method("composite", "decoded composite", "decoded compositing (darkest decoded pixel)",
-           "decoded", "darkest"),
-    Method("pixel mean", "pixel mean", "pixel mean (baseline)", "pixel", "mean"),
-    Method("pixel darkest", "pixel darkest", "pixel compositing (darkest)", "pixel", "darkest"),
-)}
+METHODS = {
+    found.key: found
+    for found in (
+        Method("sum", "latent sum", "latent sum (paper)", "latent", "sum"),
+        Method("mean", "latent mean", "latent mean", "latent", "mean"),
+        Method("offset", "offset", "offset sum: z_bg + Σ(z_i − z_bg)", "latent", "offset"),
+        Method(
+            "weighted", "weighted", "weighted offset: z_bg + w·Σ(z_i − z_bg)", "latent", "weighted"
+        ),
+        Method(
+            "composite",
+            "decoded composite",
+            "decoded compositing (darkest decoded pixel)",
+            "decoded",
+            "darkest",
+        ),
+        Method("pixel mean", "pixel mean", "pixel mean (baseline)", "pixel", "mean"),
+        Method("pixel darkest", "pixel darkest", "pixel compositing (darkest)", "pixel", "darkest"),
+    )
+}
 LATENT_METHODS = tuple(key for key, found in METHODS.items() if found.space == "latent")
 
 
@@ -71,8 +82,9 @@ def lookup(key: str) -> Method:
     return METHODS[key]
 
 
-def overlay_latent(z_sources, method: str = "sum", z_background=None,
-                   weight: float = 1.0) -> np.ndarray:
+def overlay_latent(
+    z_sources, method: str = "sum", z_background=None, weight: float = 1.0
+) -> np.ndarray:
     """One latent vector for the overlay of the sources' latent vectors z_sources (k, d).
 
     sum: the paper's sum of the vectors; mean: their average; offset: z_bg + sum(z_i - z_bg), the

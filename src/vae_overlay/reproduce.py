@@ -1,11 +1,13 @@
-"""`make reproduce`: the plan printed before a run (`preflight`: images found and skipped, the notebooks and their
-estimated time on this machine, the smallest image set accepted) and the run itself (`reproduce`: each notebook
-executed with papermill, its outputs cleaned, one console line per notebook, then REPORT.md and the README's
-findings). Which run, which notebooks and where are `vae_overlay.config`'s.
+"""`make reproduce`: the plan printed before a run (`preflight`: images found and skipped, the
+notebooks and their estimated time on this machine, the smallest image set accepted) and the run
+itself (`reproduce`: each notebook executed with papermill, its outputs cleaned, one console line
+per notebook, then REPORT.md and the README's findings). Which run, which notebooks and where are
+`vae_overlay.config`'s.
 
-    python -m vae_overlay.reproduce                                    # the default run: the committed notebooks
-    python -m vae_overlay.reproduce DATASET=data/mine IMAGE_SIZE=128   # a run of its own under runs/<name>/
+    python -m vae_overlay.reproduce                                   # the committed notebooks
+    python -m vae_overlay.reproduce DATASET=data/mine IMAGE_SIZE=128  # a run under runs/<name>/
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,24 +17,40 @@ import numpy as np
 import yaml
 
 from vae_overlay import data, datasets
-from vae_overlay.config import DEFAULTS, FOLDERS, NOTEBOOK_DIR, ROOT, Run, number, parameters, parse_assignments, plan
+from vae_overlay.config import (
+    DEFAULTS,
+    FOLDERS,
+    NOTEBOOK_DIR,
+    ROOT,
+    Run,
+    number,
+    parameters,
+    parse_assignments,
+    plan,
+)
 from vae_overlay.runs import atomic_write_text
 
-MIN_IMAGES = 10  # one minibatch at the paper's settings: a smaller image set is refused before anything runs
-# Notebook 04's full sweep and notebook 06 measured as multiples of one training step at 64 px on the same machine
-# (2026-11-29: the sweep 149 s and 06 6:28 where a step took about 0.05 s); notebooks' own overhead ~15 s each.
+MIN_IMAGES = (
+    10  # one minibatch at the paper's settings: a smaller image set is refused before anything runs
+)
+# Notebook 04's full sweep and notebook 06 measured as multiples of one training step at 64 px on
+# the same machine (2026-11-29: the sweep 149 s and 06 6:28 where a step took about 0.05 s);
+# notebooks' own overhead ~15 s each.
 STEP_EQUIVALENTS = {"04 sweep": 3000, "06": 7800}
 NOTEBOOK_OVERHEAD_S = 15
 
 
 def seconds_per_step(image_size: int, batch_size: int = 10, repeats: int = 5) -> float:
-    """Seconds of one training step of the paper's model at `image_size` on this machine, timed after tracing."""
+    """Seconds of one training step of the paper's model at `image_size` on this machine, timed
+    after tracing."""
     import time
 
     from vae_overlay import checkpoint, train
 
     images = np.random.default_rng(0).random((batch_size, image_size, image_size, 1), np.float32)
-    step = train.make_train_step(checkpoint.new_vae(train.run_settings(images, batch_size=batch_size), images))
+    step = train.make_train_step(
+        checkpoint.new_vae(train.run_settings(images, batch_size=batch_size), images)
+    )
     step(images).numpy()
     started = time.perf_counter()
     for _ in range(repeats):
@@ -41,44 +59,74 @@ def seconds_per_step(image_size: int, batch_size: int = 10, repeats: int = 5) ->
 
 
 def preflight(run: Run, step_seconds: float | None = None) -> str:
-    """What `make reproduce` says before it trains anything: the images found and skipped (a folder), the notebooks
-    that run and the ones skipped, and the estimated time on this machine (from one timed training step). Raises
-    DatasetError naming the folder when it holds fewer than MIN_IMAGES usable images."""
+    """What `make reproduce` says before it trains anything: the images found and skipped (a
+    folder), the notebooks that run and the ones skipped, and the estimated time on this machine
+    (from one timed training step). Raises DatasetError naming the folder when it holds fewer than
+    MIN_IMAGES usable images."""
     values = {**{k: v for d in DEFAULTS.values() for k, v in d.items()}, **run.parameters}
     lines = []
     count = 80  # the built-in sets
     if values["DATASET"] not in datasets.BUILT_IN:
-        loaded = data.load_folder(values["DATASET"], 16)  # every file decoded once, small: what notebook 01 will use
+        loaded = data.load_folder(
+            values["DATASET"], 16
+        )  # every file decoded once, small: what notebook 01 will use
         count = len(loaded.images)
-        lines.append(f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"
-                     + "".join(f"\n  skipped {name}: {why}" for name, why in loaded.skipped[:10]))
+        lines.append(
+            f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"
+            + "".join(f"\n  skipped {name}: {why}" for name, why in loaded.skipped[:10])
+        )
         if count < MIN_IMAGES:
-            raise data.DatasetError(f"{values['DATASET']} has {count} usable image(s); a run needs at least "
-                                    f"{MIN_IMAGES} (one minibatch of the paper's training). Add images and run again.")
+            raise data.DatasetError(
+                f"{values['DATASET']} has {count} usable image(s); a run needs at least "
+                f"{MIN_IMAGES} (one minibatch of the paper's training). Add images and run again."
+            )
     step = step_seconds if step_seconds is not None else seconds_per_step(values["IMAGE_SIZE"])
     batch = values["BATCH_SIZE"]
-    estimate = {"01": 0.0, "02": -(-count // batch) * values["EPOCHS"] * step, "03": 0.0,
-                "04": STEP_EQUIVALENTS["04 sweep"] * step if values["FULL_SWEEP"] else 0.0,
-                "05": 2 * -(-3 * values["COPIES"] // batch) * values["OVERLAY_EPOCHS"] * step,
-                "05b": 0.0, "06": STEP_EQUIVALENTS["06"] * step, "07": 0.0}
+    estimate = {
+        "01": 0.0,
+        "02": -(-count // batch) * values["EPOCHS"] * step,
+        "03": 0.0,
+        "04": STEP_EQUIVALENTS["04 sweep"] * step if values["FULL_SWEEP"] else 0.0,
+        "05": 2 * -(-3 * values["COPIES"] // batch) * values["OVERLAY_EPOCHS"] * step,
+        "05b": 0.0,
+        "06": STEP_EQUIVALENTS["06"] * step,
+        "07": 0.0,
+    }
     shown = [(number(path), estimate[number(path)] + NOTEBOOK_OVERHEAD_S) for path in run.notebooks]
     total = sum(seconds for _, seconds in shown)
-    lines.append("notebooks: " + ", ".join(f"{number} (~{seconds / 60:.0f} min)" if seconds >= 90 else
-                                            f"{number} (~{seconds:.0f} s)" for number, seconds in shown))
+    lines.append(
+        "notebooks: "
+        + ", ".join(
+            (
+                f"{number} (~{seconds / 60:.0f} min)"
+                if seconds >= 90
+                else f"{number} (~{seconds:.0f} s)"
+            )
+            for number, seconds in shown
+        )
+    )
     lines.extend(f"skipped {name}: {why}" for name, why in run.skipped.items())
-    lines.append(f"estimated time on this machine: about {total / 60:.0f} min (one training step here takes "
-                 f"{1000 * step:.0f} ms; finished trainings are reloaded, not repeated)")
+    lines.append(
+        f"estimated time on this machine: about {total / 60:.0f} min (one training step here takes "
+        f"{1000 * step:.0f} ms; finished trainings are reloaded, not repeated)"
+    )
     return "\n".join(lines)
 
 
-def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir: str | Path = NOTEBOOK_DIR,
-              results_dir: str | Path = ROOT / "results", progress: bool = False) -> Run:
+def reproduce(
+    changes: dict,
+    runs_dir: str | Path = ROOT / "runs",
+    notebook_dir: str | Path = NOTEBOOK_DIR,
+    results_dir: str | Path = ROOT / "results",
+    progress: bool = False,
+) -> Run:
     """Execute a run's notebooks with papermill, clean their outputs and write its REPORT.md.
 
-    The console gets the plan (`preflight`), one line per notebook (name, minutes, status) and the paths written.
-    The kernels' own standard error (TensorFlow's C++ log, which TensorFlow 2.21 writes before its log level takes
-    effect) goes to a temporary file, named when a notebook fails and deleted otherwise; papermill's
-    parameter-parsing warnings are not shown. `progress`: papermill's per-cell progress bars too."""
+    The console gets the plan (`preflight`), one line per notebook (name, minutes, status) and the
+    paths written. The kernels' own standard error (TensorFlow's C++ log, which TensorFlow 2.21
+    writes before its log level takes effect) goes to a temporary file, named when a notebook fails
+    and deleted otherwise; papermill's parameter-parsing warnings are not shown. `progress`:
+    papermill's per-cell progress bars too."""
     import contextlib
     import logging
     import os
@@ -89,11 +137,14 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import papermill
 
-    logging.getLogger("papermill.translators").setLevel(logging.ERROR)  # "Unable to parse line ..." of comments
+    logging.getLogger("papermill.translators").setLevel(
+        logging.ERROR
+    )  # "Unable to parse line ..." of comments
 
     @contextlib.contextmanager
     def kernels_stderr(log):
-        """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook runs."""
+        """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook
+        runs."""
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(log.fileno(), 2)
@@ -105,7 +156,9 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
             os.close(saved)
 
     own_log = tempfile.NamedTemporaryFile("w", prefix="reproduce-", suffix=".log", delete=False)
-    try:  # this process's own TensorFlow start (the plan times one training step) logs to own_log, not the console
+    # this process's own TensorFlow start (the plan times one training step) logs to own_log, not
+    # the console
+    try:
         with own_log, kernels_stderr(own_log):
             from vae_overlay import notebook_clean, report
 
@@ -127,18 +180,29 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
     for path in run.notebooks:
         print(f"{path.name} ...", end="", flush=True)
         output, started = out_dir / path.name, time.perf_counter()
-        own = parameters(path)  # the run's values of the names this notebook has (the others mean nothing to it)
-        log = tempfile.NamedTemporaryFile("w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False)
+        own = parameters(
+            path
+        )  # the run's values of the names this notebook has (the others mean nothing to it)
+        log = tempfile.NamedTemporaryFile(
+            "w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False
+        )
         try:
             with log, kernels_stderr(log):
-                papermill.execute_notebook(str(path), str(output), cwd=str(notebook_dir),
-                                           parameters={k: v for k, v in run.parameters.items() if k in own},
-                                           progress_bar=progress, kernel_name="python3")
+                papermill.execute_notebook(
+                    str(path),
+                    str(output),
+                    cwd=str(notebook_dir),
+                    parameters={k: v for k, v in run.parameters.items() if k in own},
+                    progress_bar=progress,
+                    kernel_name="python3",
+                )
         except papermill.PapermillExecutionError as error:
             print(f" stopped after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-            raise RuntimeError(f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
-                               f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
-                               "cause and run the same command again (finished trainings are reloaded).") from None
+            raise RuntimeError(
+                f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
+                f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
+                "cause and run the same command again (finished trainings are reloaded)."
+            ) from None
         Path(log.name).unlink(missing_ok=True)
         notebook_clean.clean_notebook(output)
         timings[number(path)] = round(time.perf_counter() - started, 1)
@@ -146,7 +210,10 @@ def reproduce(changes: dict, runs_dir: str | Path = ROOT / "runs", notebook_dir:
     report.record("reproduce", {"notebook_seconds": timings}, results)
     written = report.write_report(results)
     figures = Path(run.parameters.get("FIGURES_DIR", Path(results) / "figures"))
-    print(f"wrote: notebooks in {out_dir}, figures in {figures}, {Path(results) / 'summary.json'}, {written}")
+    print(
+        f"wrote: notebooks in {out_dir}, figures in {figures}, {Path(results) / 'summary.json'},"
+        f" {written}"
+    )
     return run
 
 
@@ -154,7 +221,11 @@ def main(argv=None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Run the notebook series (make reproduce).")
-    parser.add_argument("assignments", nargs="*", help="NAME=value parameters, e.g. DATASET=data/mine IMAGE_SIZE=128")
+    parser.add_argument(
+        "assignments",
+        nargs="*",
+        help="NAME=value parameters, e.g. DATASET=data/mine IMAGE_SIZE=128",
+    )
     parser.add_argument("--config", help="a run.yaml (NAME: value lines); command-line values win")
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
     args = parser.parse_args(argv)

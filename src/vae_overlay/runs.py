@@ -1,12 +1,13 @@
 """Run folders and their files: atomic writes, the one fingerprint, settings checks, disk checks.
 
 Every module that writes a file a crash must not corrupt (datasets, checkpoints, models, histories,
-study tables) writes it through `atomic_write_bytes` / `atomic_write_text` / `atomic_path`: the data go
-to a temporary file in the same folder, are fsynced, then renamed over the target, so a reader sees the
-old file or the new one, never half of one. `fingerprint` is the one content hash of the project (images,
-settings); `check_same_settings` is the one rule for reusing a finished run: same settings, or a
-`RunMismatch` that names every difference.
+study tables) writes it through `atomic_write_bytes` / `atomic_write_text` / `atomic_path`: the data
+go to a temporary file in the same folder, are fsynced, then renamed over the target, so a reader
+sees the old file or the new one, never half of one. `fingerprint` is the one content hash of the
+project (images, settings); `check_same_settings` is the one rule for reusing a finished run: same
+settings, or a `RunMismatch` that names every difference.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,19 +35,26 @@ class NonFiniteState(ValueError):
 
 
 def check_finite(named_arrays, path, what: str, hint: str) -> None:
-    """Raise NonFiniteState naming `path` and the arrays among `named_arrays` ((name, array) pairs) that hold a
-    NaN or an infinity; `what` says what was being done ("refusing to write", ...), `hint` what to do."""
-    bad = [name for name, array in named_arrays
-           if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all()]
+    """Raise NonFiniteState naming `path` and the arrays among `named_arrays` ((name, array) pairs)
+    that hold a NaN or an infinity; `what` says what was being done ("refusing to write", ...),
+    `hint` what to do."""
+    bad = [
+        name
+        for name, array in named_arrays
+        if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all()
+    ]
     if bad:
         shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-        raise NonFiniteState(f"{path}: {what}: {len(bad)} of its arrays hold NaN or infinite values ({shown}). "
-                             f"{hint}")
+        raise NonFiniteState(
+            f"{path}: {what}: {len(bad)} of its arrays hold NaN or infinite values ({shown}). "
+            f"{hint}"
+        )
 
 
 def fingerprint(value) -> str:
-    """16 hex digits of SHA-256: of an array's bytes (C order), of bytes, of an iterator of byte blocks
-    (a file read in pieces hashes as the array it holds), or of a JSON-able value (keys sorted)."""
+    """16 hex digits of SHA-256: of an array's bytes (C order), of bytes, of an iterator of byte
+    blocks (a file read in pieces hashes as the array it holds), or of a JSON-able value (keys
+    sorted)."""
     digest = hashlib.sha256()
     if isinstance(value, np.ndarray):
         digest.update(np.ascontiguousarray(value).tobytes())
@@ -76,13 +84,18 @@ def seed_everything(seed: int | None = None, deterministic: bool = False) -> Non
 
 
 def check_same_settings(found: dict, wanted: dict, source, hint: str = "set retrain=True") -> None:
-    """Raise RunMismatch naming every key whose value differs between `found` (from `source`) and `wanted`
-    (a key present on one side only differs too)."""
-    differences = [f"{key}={found.get(key)!r} (this call: {wanted.get(key)!r})"
-                   for key in {**found, **wanted} if found.get(key) != wanted.get(key)]
+    """Raise RunMismatch naming every key whose value differs between `found` (from `source`) and
+    `wanted` (a key present on one side only differs too)."""
+    differences = [
+        f"{key}={found.get(key)!r} (this call: {wanted.get(key)!r})"
+        for key in {**found, **wanted}
+        if found.get(key) != wanted.get(key)
+    ]
     if differences:
-        raise RunMismatch(f"{source} was made with other settings or data: {', '.join(differences)}. "
-                          f"To make it again here, {hint}; or use another folder.")
+        raise RunMismatch(
+            f"{source} was made with other settings or data: {', '.join(differences)}. "
+            f"To make it again here, {hint}; or use another folder."
+        )
 
 
 def safe_name(text: str) -> str:
@@ -109,8 +122,8 @@ def named_folder(parent: str | Path, label: str, identity=None, digits: int = 8)
 def atomic_path(path: str | Path, suffix: str = ".tmp"):
     """Yields a temporary path beside `path`; on success it is fsynced and renamed over `path`.
 
-    For writers that need a file name rather than bytes (Keras `model.save`, `np.save`). On an error the
-    temporary file is removed and `path` is untouched.
+    For writers that need a file name rather than bytes (Keras `model.save`, `np.save`). On an error
+    the temporary file is removed and `path` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,10 +179,14 @@ def check_writable(folder: str | Path, need_bytes: int = 50_000_000) -> Path:
             os.fsync(handle.fileno())
         probe.unlink()
     except OSError as error:
-        raise DiskError(f"Cannot write to the artifacts folder {folder} ({error.strerror or error}). "
-                        "Choose a writable ARTIFACTS_DIR or fix the folder's permissions.") from None
+        raise DiskError(
+            f"Cannot write to the artifacts folder {folder} ({error.strerror or error}). "
+            "Choose a writable ARTIFACTS_DIR or fix the folder's permissions."
+        ) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise DiskError(f"The artifacts folder {folder} has {free / 1e6:.0f} MB free; this step needs about "
-                        f"{need_bytes / 1e6:.0f} MB. Free some space or choose another ARTIFACTS_DIR.")
+        raise DiskError(
+            f"The artifacts folder {folder} has {free / 1e6:.0f} MB free; this step needs about "
+            f"{need_bytes / 1e6:.0f} MB. Free some space or choose another ARTIFACTS_DIR."
+        )
     return folder

@@ -5,6 +5,7 @@ family of p-values, and the verdict words with the rule that turns an interval i
 (`verdict`). The study kinds and `vae_overlay.findings` call these; none of them computes an
 interval or words a verdict of its own: `findings` owns the claims and their rules, this module
 the arithmetic and the words."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def wilson(hits: int, n: int) -> tuple[float, float]:
 
 
 def holm(p_values) -> list[float]:
-    """Holm's step-down adjustment of p-values for the family they form (NaN stays NaN, results capped at 1): the
-    k-th smallest p is multiplied by (m - k + 1), and each adjusted value is at least the one before it."""
+    """Holm's step-down adjustment of p-values for the family they form (NaN stays NaN, results
+    capped at 1): the k-th smallest p is multiplied by (m - k + 1), and each adjusted value is at
+    least the one before it."""
     p_values = np.asarray(p_values, np.float64)
     finite = np.flatnonzero(np.isfinite(p_values))
     adjusted = np.full(len(p_values), np.nan)
@@ -36,14 +38,18 @@ def holm(p_values) -> list[float]:
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
-    """The `confidence` t interval of the mean of the finite `values`: NaN for fewer than two, the mean itself at both
-    ends when they do not spread (every run the same)."""
+    """The `confidence` t interval of the mean of the finite `values`: NaN for fewer than two, the
+    mean itself at both ends when they do not spread (every run the same)."""
     values = np.asarray(values, np.float64).ravel()
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return float("nan"), float("nan")
     mean, sd = float(values.mean()), float(values.std(ddof=1))
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / np.sqrt(len(values)) if sd > 0 else 0.0
+    half = (
+        stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / np.sqrt(len(values))
+        if sd > 0
+        else 0.0
+    )
     return mean - half, mean + half
 
 
@@ -83,8 +89,16 @@ def paired_comparison(baseline, other, confidence: float = 0.95) -> dict:
     else:
         test = stats.ttest_1samp(differences, 0.0)  # scipy's ttest_rel(other, baseline)
         t_value, p_value = float(test.statistic), float(test.pvalue)
-    return {"n": len(differences), "mean_difference": mean, "std_difference": std, "ci_low": float(low),
-            "ci_high": float(high), "t": t_value, "p_value": p_value, "improved": int((differences > 0).sum())}
+    return {
+        "n": len(differences),
+        "mean_difference": mean,
+        "std_difference": std,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "t": t_value,
+        "p_value": p_value,
+        "improved": int((differences > 0).sum()),
+    }
 
 
 def equivalence(differences, margin: float, alpha: float = 0.05) -> dict:
@@ -97,8 +111,10 @@ def equivalence(differences, margin: float, alpha: float = 0.05) -> dict:
     if differences.std(ddof=1) == 0:
         p_value = 0.0 if abs(differences.mean()) < margin else 1.0
     else:
-        p_value = max(stats.ttest_1samp(differences, -margin, alternative="greater").pvalue,
-                      stats.ttest_1samp(differences, margin, alternative="less").pvalue)
+        p_value = max(
+            stats.ttest_1samp(differences, -margin, alternative="greater").pvalue,
+            stats.ttest_1samp(differences, margin, alternative="less").pvalue,
+        )
     low, high = t_interval(differences, 1 - 2 * alpha)
     return {"p": float(p_value), "low": low, "high": high}
 
@@ -118,8 +134,14 @@ def word(held: bool, failed: bool, neither: str = UNDECIDED) -> str:
     return FAILS if failed else neither
 
 
-def verdict(low: float, high: float, threshold: float = 0.0, *, words=(HOLDS, FAILS),
-            equivalent_within: str | None = None) -> str:
+def verdict(
+    low: float,
+    high: float,
+    threshold: float = 0.0,
+    *,
+    words=(HOLDS, FAILS),
+    equivalent_within: str | None = None,
+) -> str:
     """The word for an interval [low, high] against `threshold`: words[0] when it lies above,
     words[1] when below, UNDECIDED when it contains the threshold (or is NaN). Where an equivalence
     test against a margin succeeded, `equivalent_within` names the margin ("within ±2 pp"): an

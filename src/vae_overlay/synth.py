@@ -1,9 +1,11 @@
-"""Procedural inspection images: metal surface, product boundary, cracks and pores, with defect masks.
+"""Procedural inspection images: metal surface, product boundary, cracks and pores, with defect
+masks.
 
 Every function takes its randomness from a `numpy.random.Generator` (or an integer seed), so the
-same seed gives the same image (with the same numpy/scipy). Images are computed in float64 and returned as
-float32 in [0, 1] (only `make_surface` returns its float64 working image); a defect mask is True where that
-defect darkens the image by at least `DARKENING_THRESHOLD`. Sizes are defined at 128 px and scale with `size`.
+same seed gives the same image (with the same numpy/scipy). Images are computed in float64 and
+returned as float32 in [0, 1] (only `make_surface` returns its float64 working image); a defect mask
+is True where that defect darkens the image by at least `DARKENING_THRESHOLD`. Sizes are defined at
+128 px and scale with `size`.
 """
 
 import argparse
@@ -17,12 +19,14 @@ from vae_overlay.data import as_uint8
 KINDS = ("crack", "pore")
 DARKENING_THRESHOLD = 0.04  # about 10 grey levels: a defect pixel is one the defect visibly darkens
 CAVITY_LEVEL = 0.03  # intensity at the bottom of an open crack or pore
-TRIO_SEED = 2024  # picked by eye among 2021-2028: two well-separated cracks of different direction on ground metal
+# picked by eye among 2021-2028: two well-separated cracks of different direction on ground metal
+TRIO_SEED = 2024
 TRIO_NAMES = ("crack_1", "crack_2", "pore")
 
 
 def _unit_noise(shape, sigma, rng):
-    """White noise low-pass filtered by a Gaussian of `sigma` px, scaled to unit standard deviation."""
+    """White noise low-pass filtered by a Gaussian of `sigma` px, scaled to unit standard
+    deviation."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return field / (field.std() + 1e-12)
 
@@ -87,10 +91,12 @@ def _cast_texture(size, rng, scale):
 
 
 def make_surface(size, rng):
-    """A metal part's edge: (image float64 (size, size) in [0, 1], soft part region: 1 on the part, 0 off it).
+    """A metal part's edge: (image float64 (size, size) in [0, 1], soft part region: 1 on the part,
+    0 off it).
 
-    The image stays float64 so that defects added to it (`add_crack`, `add_pore`, with `region=region`) are
-    computed without an intermediate rounding; `make_sample` and `make_overlay_trio` start from it.
+    The image stays float64 so that defects added to it (`add_crack`, `add_pore`, with
+    `region=region`) are computed without an intermediate rounding; `make_sample` and
+    `make_overlay_trio` start from it.
     """
     scale = size / 128
     x, y = _grid(size)
@@ -107,8 +113,10 @@ def make_surface(size, rng):
     along = -(x - centre) * normal_y + (y - centre) * normal_x
     offset = rng.uniform(0.18, 0.42) * size
     curvature = rng.uniform(-0.5, 0.5) / size  # sagitta up to about size / 8
-    roughness = 0.4 * scale * np.interp(
-        along, np.arange(-size, size, 0.5), _noise_1d(4 * size, 3 * scale, rng)
+    roughness = (
+        0.4
+        * scale
+        * np.interp(along, np.arange(-size, size, 0.5), _noise_1d(4 * size, 3 * scale, rng))
     )
     inside = offset - across - curvature * along**2 + roughness  # px, > 0 on the part
     part_weight = np.clip(inside + 0.5, 0.0, 1.0)
@@ -137,7 +145,9 @@ def make_surface(size, rng):
 def _darken(image, depth):
     """Pull `image` towards the cavity level by `depth` in [0, 1]; return image and defect mask."""
     image = np.asarray(image, dtype=np.float64)
-    depth = np.where(depth >= 0.002, np.clip(depth, 0.0, 1.0), 0.0)  # cut the blur's invisible tails
+    depth = np.where(
+        depth >= 0.002, np.clip(depth, 0.0, 1.0), 0.0
+    )  # cut the blur's invisible tails
     darkened = image - np.clip(image - CAVITY_LEVEL, 0.0, None) * depth
     return darkened, (image - darkened) >= DARKENING_THRESHOLD
 
@@ -158,7 +168,9 @@ def _walk(start, heading, length, step, rng, scale):
         i += run
     direction = drift + zigzag
     steps = step * np.stack([np.cos(direction), np.sin(direction)], axis=1)
-    points = np.asarray(start, dtype=np.float64) + np.concatenate([[[0.0, 0.0]], np.cumsum(steps, 0)[:-1]])
+    points = np.asarray(start, dtype=np.float64) + np.concatenate(
+        [[[0.0, 0.0]], np.cumsum(steps, 0)[:-1]]
+    )
     return points, direction
 
 
@@ -170,7 +182,12 @@ def _crack_strokes(centre, heading, length, width, rng, scale, step=0.35):
         points, headings = _walk(start, direction, arm_length, step, rng, scale)
         n = len(points)
         t = np.linspace(0.0, 1.0, n)
-        radii = 0.5 * start_width * (1 - t) ** 0.8 * np.clip(1 + 0.3 * _noise_1d(n, 2 / step, rng), 0.5, 1.4)
+        radii = (
+            0.5
+            * start_width
+            * (1 - t) ** 0.8
+            * np.clip(1 + 0.3 * _noise_1d(n, 2 / step, rng), 0.5, 1.4)
+        )
         radii = np.maximum(radii, 0.25)
         strength = np.clip(0.8 + 0.2 * _noise_1d(n, 3 / step, rng), 0.45, 1.0)
         strength *= np.clip((1 - t) / 0.08, 0.0, 1.0)  # the tip fades out
@@ -207,8 +224,12 @@ def _paint(size, strokes):
     half = int(np.ceil(radii.max() + 1.5))
     offsets = np.arange(-half, half + 1)
     shape = (len(points), offsets.size, offsets.size)
-    cols = np.broadcast_to(np.floor(points[:, 0]).astype(np.int64)[:, None, None] + offsets[None, None, :], shape)
-    rows = np.broadcast_to(np.floor(points[:, 1]).astype(np.int64)[:, None, None] + offsets[None, :, None], shape)
+    cols = np.broadcast_to(
+        np.floor(points[:, 0]).astype(np.int64)[:, None, None] + offsets[None, None, :], shape
+    )
+    rows = np.broadcast_to(
+        np.floor(points[:, 1]).astype(np.int64)[:, None, None] + offsets[None, :, None], shape
+    )
     distance = np.hypot(cols - points[:, 0, None, None], rows - points[:, 1, None, None])
     values = np.clip(radii + 0.5 - distance, 0.0, 1.0) * strengths
     keep = (values > 0) & (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
@@ -224,15 +245,19 @@ def _depth_in_region(region):
 
 
 def _random_centre(region, rng, clearance, size=None):
-    """A random pixel (x, y) at least `clearance` px inside `region` (or as deep inside as there is)."""
+    """A random pixel (x, y) at least `clearance` px inside `region` (or as deep inside as there
+    is)."""
     depth = _depth_in_region(np.ones((size, size)) if region is None else region)
     rows, cols = np.nonzero(depth >= min(clearance, 0.8 * depth.max()))
     pick = rng.integers(len(rows))
     return float(cols[pick]), float(rows[pick])
 
 
-def add_crack(image, rng, centre=None, angle=None, length=None, width=None, contrast=None, region=None):
-    """Add a branching broken-line crack; return (image float32, mask bool of the darkened pixels)."""
+def add_crack(
+    image, rng, centre=None, angle=None, length=None, width=None, contrast=None, region=None
+):
+    """Add a branching broken-line crack; return (image float32, mask bool of the darkened
+    pixels)."""
     image = np.asarray(image, dtype=np.float64)
     size = image.shape[0]
     scale = size / 128
@@ -295,7 +320,9 @@ def make_sample(kind, size=128, seed=0):
     else:
         image, mask = add_pore(image, rng, region=region)
         for _ in range(rng.integers(0, 3)):  # sometimes a few small satellite pores
-            image, extra = add_pore(image, rng, radius=max(rng.uniform(1.2, 2.2) * size / 128, 1.2), region=region)
+            image, extra = add_pore(
+                image, rng, radius=max(rng.uniform(1.2, 2.2) * size / 128, 1.2), region=region
+            )
             mask |= extra
     return image.astype(np.float32), mask
 
@@ -338,30 +365,56 @@ def make_overlay_trio(size=128, seed=TRIO_SEED):
     second = (float(second_col), float(second_row))
     first_angle = rng.uniform(0, np.pi)
     second_angle = first_angle + rng.choice([-1.0, 1.0]) * rng.uniform(np.pi / 3, np.pi / 2)
-    crack_1 = add_crack(surface, rng, centre=first, angle=first_angle, length=0.6 * size,
-                        width=3.0 * scale, contrast=0.75, region=region)
-    crack_2 = add_crack(surface, rng, centre=second, angle=second_angle, length=0.55 * size,
-                        width=2.6 * scale, contrast=0.75, region=region)
-    # The pore sits well away from both cracks so that all three defects stay separate in an overlay.
+    crack_1 = add_crack(
+        surface,
+        rng,
+        centre=first,
+        angle=first_angle,
+        length=0.6 * size,
+        width=3.0 * scale,
+        contrast=0.75,
+        region=region,
+    )
+    crack_2 = add_crack(
+        surface,
+        rng,
+        centre=second,
+        angle=second_angle,
+        length=0.55 * size,
+        width=2.6 * scale,
+        contrast=0.75,
+        region=region,
+    )
+    # The pore sits well away from both cracks so that all three defects stay separate in an
+    # overlay.
     clearance = ndimage.distance_transform_edt(~(crack_1[1] | crack_2[1]))
     room = np.minimum(clearance, depth_in_part)
     candidates = np.argwhere(room >= min(12 * scale, room.max()))
     pore_row, pore_col = candidates[rng.integers(len(candidates))]
-    pore = add_pore(surface, rng, centre=(float(pore_col), float(pore_row)), radius=4.5 * scale,
-                    contrast=0.8, region=region)
+    pore = add_pore(
+        surface,
+        rng,
+        centre=(float(pore_col), float(pore_row)),
+        radius=4.5 * scale,
+        contrast=0.8,
+        region=region,
+    )
     return dict(zip(TRIO_NAMES, (crack_1, crack_2, pore)))
 
 
 def write_overlay_trio(out_dir, size=128, seed=TRIO_SEED):
-    """Write crack_1/crack_2/pore .png and their <stem>_mask.png (0/255) into out_dir; return paths."""
+    """Write crack_1/crack_2/pore .png and their <stem>_mask.png (0/255) into out_dir; return
+    paths."""
     from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, (image, mask) in make_overlay_trio(size, seed).items():
-        for path, pixels in ((out_dir / f"{name}.png", as_uint8(image)),
-                             (out_dir / f"{name}_mask.png", mask.astype(np.uint8) * 255)):
+        for path, pixels in (
+            (out_dir / f"{name}.png", as_uint8(image)),
+            (out_dir / f"{name}_mask.png", mask.astype(np.uint8) * 255),
+        ):
             Image.fromarray(pixels).save(path)  # 2-D uint8 -> 8-bit grey
             paths.append(path)
     return paths
@@ -369,7 +422,9 @@ def write_overlay_trio(out_dir, size=128, seed=TRIO_SEED):
 
 def main(argv=None):
     """Command line: regenerate the overlay trio into a folder."""
-    parser = argparse.ArgumentParser(description="Write the synthetic overlay trio (2 cracks + 1 pore) and masks.")
+    parser = argparse.ArgumentParser(
+        description="Write the synthetic overlay trio (2 cracks + 1 pore) and masks."
+    )
     parser.add_argument("out_dir", help="folder to write into, e.g. data/synthetic")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=TRIO_SEED, help=f"seed (default {TRIO_SEED})")

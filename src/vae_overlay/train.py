@@ -1,19 +1,22 @@
 """Training the VAE: one compiled step, minibatch samplers, checkpoint/resume, the NaN guard.
 
-Every training of the project goes through `train_vae`: notebook 02 (the paper's Section 3), the overlay
-models of notebook 05 and their variants, the VAEs of notebook 06's classifier experiment. It trains
-with `make_train_step`, the one step function, on one device or under a tf.distribute strategy, with an
-optional KL weight (`KLWeight`: beta, a linear warm-up, free bits). After every epoch the state (weights,
-sampling-noise state, optimizer state, history) is written atomically, so a killed run resumes where it
-stopped and ends bit for bit where an uninterrupted one would (the files: `checkpoint.py`). The one caching
-rule: a run folder with a finished model made with the same settings is loaded, not retrained; one made with
-other settings is refused (`runs.RunMismatch`, naming the differences) unless `retrain=True`.
+Every training of the project goes through `train_vae`: notebook 02 (the paper's Section 3), the
+overlay models of notebook 05 and their variants, the VAEs of notebook 06's classifier experiment.
+It trains with `make_train_step`, the one step function, on one device or under a tf.distribute
+strategy, with an optional KL weight (`KLWeight`: beta, a linear warm-up, free bits). After every
+epoch the state (weights, sampling-noise state, optimizer state, history) is written atomically, so
+a killed run resumes where it stopped and ends bit for bit where an uninterrupted one would (the
+files: `checkpoint.py`). The one caching rule: a run folder with a finished model made with the same
+settings is loaded, not retrained; one made with other settings is refused (`runs.RunMismatch`,
+naming the differences) unless `retrain=True`.
 
-The NaN guard watches the state, not only the loss: every step also counts the non-finite gradients and the
-non-finite model and optimizer variables after its update, so a NaN that a CPU's fused kernels hide from the
-loss (a Conv2D + ReLU that turns NaN into 0) still stops the run, with `TrainingDiverged` naming the epoch,
-the batch and the variables, and the last good checkpoint kept. Nothing non-finite is written or loaded.
+The NaN guard watches the state, not only the loss: every step also counts the non-finite gradients
+and the non-finite model and optimizer variables after its update, so a NaN that a CPU's fused
+kernels hide from the loss (a Conv2D + ReLU that turns NaN into 0) still stops the run, with
+`TrainingDiverged` naming the epoch, the batch and the variables, and the last good checkpoint kept.
+Nothing non-finite is written or loaded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +32,9 @@ from tqdm.auto import tqdm
 
 from vae_overlay import checkpoint
 from vae_overlay import model as vae_model
-from vae_overlay.batches import epoch_batches, mixed_batches, shuffled_batches  # noqa: F401 (mixed_batches: re-exported)
+
+# mixed_batches is re-exported: the samplers are chosen where training is
+from vae_overlay.batches import epoch_batches, mixed_batches, shuffled_batches  # noqa: F401
 from vae_overlay.checkpoint import (  # noqa: F401 (the files' names and read_history: re-exported)
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -52,8 +57,9 @@ from vae_overlay.stream import batch_dataset
 
 
 class TrainingDiverged(RuntimeError):
-    """A step made the loss, the gradients or the state (weights, optimizer variables) NaN or infinite;
-    the last good state stays on disk. `what` names which: "loss", "gradients" or "state"."""
+    """A step made the loss, the gradients or the state (weights, optimizer variables) NaN or
+    infinite; the last good state stays on disk. `what` names which: "loss", "gradients" or
+    "state"."""
 
     def __init__(self, message: str, epoch: int, batch: int, what: str = "loss"):
         super().__init__(message)
@@ -64,11 +70,12 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class KLWeight:
-    """How the KL term enters the loss; the default (beta 1, no warm-up, no free bits) is the plain ELBO.
+    """How the KL term enters the loss; the default (beta 1, no warm-up, no free bits) is the plain
+    ELBO.
 
     loss = reconstruction + beta * min(1, step / warm-up steps) * KL', where KL' is the KL, or with
-    `free_bits` > 0 the KL with each latent dimension's batch-mean KL raised to at least `free_bits` nats
-    (Kingma et al. 2016): the encoder may spend that much on a dimension for free.
+    `free_bits` > 0 the KL with each latent dimension's batch-mean KL raised to at least `free_bits`
+    nats (Kingma et al. 2016): the encoder may spend that much on a dimension for free.
     """
 
     beta: float = 1.0
@@ -85,9 +92,14 @@ STEP_COLUMNS = ("reconstruction_loss", "kl_loss", "nonfinite_gradients", "nonfin
 
 
 def _count_nonfinite(tensors) -> tf.Tensor:
-    """How many of `tensors` hold a NaN or an infinity (float32): a reduction of the values themselves, so
-    it does not depend on how a CPU's kernels pass NaN on (a fused Conv2D + ReLU may turn it into 0)."""
-    flags = [ops.cast(ops.logical_not(ops.all(ops.isfinite(t))), "float32") for t in tensors if t is not None]
+    """How many of `tensors` hold a NaN or an infinity (float32): a reduction of the values
+    themselves, so it does not depend on how a CPU's kernels pass NaN on (a fused Conv2D + ReLU may
+    turn it into 0)."""
+    flags = [
+        ops.cast(ops.logical_not(ops.all(ops.isfinite(t))), "float32")
+        for t in tensors
+        if t is not None
+    ]
     return ops.sum(ops.stack(flags)) if flags else tf.constant(0.0)
 
 
@@ -95,18 +107,24 @@ def _float_variables(variables) -> list:
     return [v for v in variables if "float" in str(v.dtype)]
 
 
-def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float = 0.0, strategy=None,
-                    guard: bool = True):
-    """The one compiled training step: `step(batch) -> [reconstruction_loss, kl_loss, nonfinite_gradients,
-    nonfinite_state]` (STEP_COLUMNS) after one update.
+def make_train_step(
+    vae,
+    kl_weight: KLWeight = KLWeight(),
+    warmup_steps: float = 0.0,
+    strategy=None,
+    guard: bool = True,
+):
+    """The one compiled training step: `step(batch) -> [reconstruction_loss, kl_loss,
+    nonfinite_gradients, nonfinite_state]` (STEP_COLUMNS) after one update.
 
-    On one device the losses are per-image losses averaged over the batch. Under `strategy` each replica
-    takes a share of the minibatch and divides its summed losses by the whole minibatch's size, so the
-    all-reduced gradient is the gradient of the minibatch mean, as on one device (the reported losses are
-    summed over replicas). The reported KL is the model's KL, whatever `kl_weight` does to the gradient.
-    The last two columns are the NaN guard: how many gradients, and how many of the model's and the
-    optimizer's float variables after the update, hold a non-finite value (0 when all is well). `guard=False`
-    leaves them 0 without looking: only for measuring the guard's cost (benchmarks/train_speed.py --guard-cost).
+    On one device the losses are per-image losses averaged over the batch. Under `strategy` each
+    replica takes a share of the minibatch and divides its summed losses by the whole minibatch's
+    size, so the all-reduced gradient is the gradient of the minibatch mean, as on one device (the
+    reported losses are summed over replicas). The reported KL is the model's KL, whatever
+    `kl_weight` does to the gradient. The last two columns are the NaN guard: how many gradients,
+    and how many of the model's and the optimizer's float variables after the update, hold a
+    non-finite value (0 when all is well). `guard=False` leaves them 0 without looking: only for
+    measuring the guard's cost (benchmarks/train_speed.py --guard-cost).
     """
     weights, optimizer = vae.trainable_weights, vae.optimizer
     watched = _float_variables(checkpoint.state_variables(vae))
@@ -117,21 +135,29 @@ def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float =
             if batch_size is None:  # one device: the batch means
                 losses = [ops.mean(reconstruction), ops.mean(vae.reduce_kl(kl))]
             else:  # a replica's share: summed, over the minibatch's size
-                losses = [ops.sum(reconstruction) / batch_size, ops.sum(vae.reduce_kl(kl)) / batch_size]
+                losses = [
+                    ops.sum(reconstruction) / batch_size,
+                    ops.sum(vae.reduce_kl(kl)) / batch_size,
+                ]
             penalty = losses[1]
             if kl_weight.free_bits > 0:
                 penalty = vae.reduce_kl(ops.maximum(ops.mean(kl, axis=0), kl_weight.free_bits))
             if kl_weight.beta != 1.0:
                 penalty = kl_weight.beta * penalty
             if warmup_steps > 0:
-                penalty = tf.minimum(1.0, tf.cast(optimizer.iterations, tf.float32) / warmup_steps) * penalty
+                penalty = (
+                    tf.minimum(1.0, tf.cast(optimizer.iterations, tf.float32) / warmup_steps)
+                    * penalty
+                )
             total_loss = losses[0] + penalty
         grads = tape.gradient(total_loss, weights)
         optimizer.apply_gradients(zip(grads, weights))
         if not guard:
             return tf.stack([*losses, 0.0, 0.0])
         # tf.function orders these reads after the update (automatic control dependencies).
-        return tf.stack([*losses, _count_nonfinite(grads), _count_nonfinite([v.value for v in watched])])
+        return tf.stack(
+            [*losses, _count_nonfinite(grads), _count_nonfinite([v.value for v in watched])]
+        )
 
     image_spec = tf.TensorSpec([None, vae.image_size, vae.image_size, 1], tf.float32)
     if strategy is None:
@@ -146,8 +172,8 @@ def make_train_step(vae, kl_weight: KLWeight = KLWeight(), warmup_steps: float =
 
 
 def _feed(images, index_batches, strategy):
-    """(minibatch input, its size) per index batch: gathered from memory, read from a stream, or split
-    into one consecutive share per replica of `strategy` (a distributed dataset)."""
+    """(minibatch input, its size) per index batch: gathered from memory, read from a stream, or
+    split into one consecutive share per replica of `strategy` (a distributed dataset)."""
     is_stream = not isinstance(images, np.ndarray)
     if strategy is not None:
         read = images.read if is_stream else images.__getitem__
@@ -155,14 +181,22 @@ def _feed(images, index_batches, strategy):
 
         def dataset_fn(context):
             local = replicas // context.num_input_pipelines
-            first = context.input_pipeline_id * local  # the global number of this worker's first replica
-            shares = [np.array_split(np.asarray(batch), replicas)[first + k]
-                      for batch in index_batches for k in range(local)]
+            first = (
+                context.input_pipeline_id * local
+            )  # the global number of this worker's first replica
+            shares = [
+                np.array_split(np.asarray(batch), replicas)[first + k]
+                for batch in index_batches
+                for k in range(local)
+            ]
             return batch_dataset(read, shares, images.shape[1])
 
         options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
         shares = strategy.distribute_datasets_from_function(dataset_fn, options)
-        return ((share, tf.constant(len(index), tf.float32)) for share, index in zip(shares, index_batches))
+        return (
+            (share, tf.constant(len(index), tf.float32))
+            for share, index in zip(shares, index_batches)
+        )
     if is_stream:
         return ((batch,) for batch in images.batches(index_batches))
     tensor = tf.constant(images)
@@ -170,7 +204,8 @@ def _feed(images, index_batches, strategy):
 
 
 def _diverged(rows: np.ndarray) -> np.ndarray:
-    """Which step rows (STEP_COLUMNS) diverged: a non-finite loss or any non-finite gradient or variable."""
+    """Which step rows (STEP_COLUMNS) diverged: a non-finite loss or any non-finite gradient or
+    variable."""
     return ~np.isfinite(rows[:, :2]).all(axis=1) | (rows[:, 2:] != 0).any(axis=1)
 
 
@@ -189,21 +224,47 @@ def _is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
     if resolver is None or not resolver.task_type or resolver.task_type == "chief":
         return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 # ----------------------------------------------------------------------------- the driver
 
-def run_settings(images, *, latent_dim=2, batch_size=10, learning_rate=2e-3, seed=42, batches=None,
-                 loss="sum", optimizer="rmsprop", kl_weight=KLWeight(), model_options=None) -> dict:
+
+def run_settings(
+    images,
+    *,
+    latent_dim=2,
+    batch_size=10,
+    learning_rate=2e-3,
+    seed=42,
+    batches=None,
+    loss="sum",
+    optimizer="rmsprop",
+    kl_weight=KLWeight(),
+    model_options=None,
+) -> dict:
     """Everything that decides a training's result, as stored with the run and compared on reuse."""
     is_array = isinstance(images, np.ndarray)
     settings = {
-        "image_size": int(images.shape[1]), "latent_dim": int(latent_dim), "n_images": int(len(images)),
+        "image_size": int(images.shape[1]),
+        "latent_dim": int(latent_dim),
+        "n_images": int(len(images)),
         "images_sha256": fingerprint(images) if is_array else images.sha256,
-        "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed),
-        "batches": "shuffled" if batches is None else f"custom: {getattr(batches, '__qualname__', batches)}",
-        "optimizer": optimizer, "loss": loss, "model": dict(sorted((model_options or {}).items())),
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "seed": int(seed),
+        "batches": (
+            "shuffled"
+            if batches is None
+            else f"custom: {getattr(batches, '__qualname__', batches)}"
+        ),
+        "optimizer": optimizer,
+        "loss": loss,
+        "model": dict(sorted((model_options or {}).items())),
     }
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -212,34 +273,67 @@ def run_settings(images, *, latent_dim=2, batch_size=10, learning_rate=2e-3, see
     return settings
 
 
-def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learning_rate=2e-3, seed=42,
-              retrain=False, batches=None, verbose=1, callbacks=(), strategy=None, loss="sum",
-              optimizer="rmsprop", kl_weight=KLWeight(), model_options=None):
+def train_vae(
+    images,
+    run_dir,
+    *,
+    latent_dim=2,
+    epochs=100,
+    batch_size=10,
+    learning_rate=2e-3,
+    seed=42,
+    retrain=False,
+    batches=None,
+    verbose=1,
+    callbacks=(),
+    strategy=None,
+    loss="sum",
+    optimizer="rmsprop",
+    kl_weight=KLWeight(),
+    model_options=None,
+):
     """Train (or resume, or load) the VAE in `run_dir`; returns (vae, history of per-epoch losses).
 
-    `images`: an array (n, size, size, 1) in [0, 1], or a stream.ImageStream (both train identically).
-    Defaults: the paper's settings (latent dimension 2, 100 epochs, minibatch 10, RMSprop 2e-3) and loss
-    `"sum"`. `loss`: one of model.LOSSES; `optimizer`: "rmsprop" or "adam"; `kl_weight`: a KLWeight;
-    `model_options`: build_encoder's options (activation, dense_units, log_var_bias) and
-    `standardize_input` (standardise the encoder's input with these images' pixel statistics).
-    `batches(epoch, rng)` may return each epoch's index batches (default: shuffled batches of
-    `batch_size`; see mixed_batches). `strategy`: a tf.distribute strategy (MirroredStrategy over GPUs,
-    MultiWorkerMirroredStrategy over machines sharing `run_dir`; only the chief writes): each minibatch is
-    split across the replicas and one synchronous update made, so the settings keep their meaning.
+    `images`: an array (n, size, size, 1) in [0, 1], or a stream.ImageStream (both train
+    identically). Defaults: the paper's settings (latent dimension 2, 100 epochs, minibatch 10,
+    RMSprop 2e-3) and loss `"sum"`. `loss`: one of model.LOSSES; `optimizer`: "rmsprop" or "adam";
+    `kl_weight`: a KLWeight; `model_options`: build_encoder's options (activation, dense_units,
+    log_var_bias) and `standardize_input` (standardise the encoder's input with these images' pixel
+    statistics). `batches(epoch, rng)` may return each epoch's index batches (default: shuffled
+    batches of `batch_size`; see mixed_batches). `strategy`: a tf.distribute strategy
+    (MirroredStrategy over GPUs, MultiWorkerMirroredStrategy over machines sharing `run_dir`; only
+    the chief writes): each minibatch is split across the replicas and one synchronous update made,
+    so the settings keep their meaning.
 
-    A checkpoint is written atomically after every epoch, so an interrupted run resumes where it stopped;
-    a finished run with these settings is loaded instead of retrained unless `retrain=True`; a run folder
-    holding other settings raises runs.RunMismatch. Callbacks get epoch-level hooks; `logs` hold the three
-    losses. `verbose`: 0 quiet; 1 a progress bar over epochs (with the latest losses); 2 one line per epoch.
-    Side effect: `runs.seed_everything(seed, deterministic=True)`.
+    A checkpoint is written atomically after every epoch, so an interrupted run resumes where it
+    stopped; a finished run with these settings is loaded instead of retrained unless
+    `retrain=True`; a run folder holding other settings raises runs.RunMismatch. Callbacks get
+    epoch-level hooks; `logs` hold the three losses. `verbose`: 0 quiet; 1 a progress bar over
+    epochs (with the latest losses); 2 one line per epoch. Side effect: `runs.seed_everything(seed,
+    deterministic=True)`.
     """
     images = check_images(images)
     chief = _is_chief(strategy)
-    run_dir = check_writable(run_dir) if chief else Path(run_dir)  # a full disk fails now, not after training
-    model_path, history_path, checkpoint_path = run_dir / MODEL_FILE, run_dir / HISTORY_FILE, run_dir / CHECKPOINT_FILE
-    settings = run_settings(images, latent_dim=latent_dim, batch_size=batch_size, learning_rate=learning_rate,
-                            seed=seed, batches=batches, loss=loss, optimizer=optimizer, kl_weight=kl_weight,
-                            model_options=model_options)
+    run_dir = (
+        check_writable(run_dir) if chief else Path(run_dir)
+    )  # a full disk fails now, not after training
+    model_path, history_path, checkpoint_path = (
+        run_dir / MODEL_FILE,
+        run_dir / HISTORY_FILE,
+        run_dir / CHECKPOINT_FILE,
+    )
+    settings = run_settings(
+        images,
+        latent_dim=latent_dim,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        batches=batches,
+        loss=loss,
+        optimizer=optimizer,
+        kl_weight=kl_weight,
+        model_options=model_options,
+    )
     batches = batches or shuffled_batches(len(images), batch_size)
     say = print if verbose else (lambda *args, **kwargs: None)
     seed_everything(seed, deterministic=True)
@@ -257,70 +351,152 @@ def train_vae(images, run_dir, *, latent_dim=2, epochs=100, batch_size=10, learn
         elif not retrain and model_path.exists():
             record = read_history(history_path)
             if not record.get("finished"):
-                raise ValueError(f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
-                                 f"missing: {RETRAIN_HINT} to train again.")
+                raise ValueError(
+                    f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
+                    f"missing: {RETRAIN_HINT} to train again."
+                )
             check_same_settings(record["settings"], settings, history_path, RETRAIN_HINT)
-            start, history, epoch_seconds = record["epochs"], record["history"], record["epoch_seconds"]
+            start, history, epoch_seconds = (
+                record["epochs"],
+                record["history"],
+                record["epoch_seconds"],
+            )
             if start > epochs:
                 check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
             vae = vae_model.load_vae(model_path)
             if start == epochs:
-                say(f"Loaded the finished model {model_path} ({start} epochs); set retrain=True to train again.")
+                say(
+                    f"Loaded the finished model {model_path} ({start} epochs); set retrain=True to"
+                    " train again."
+                )
                 return vae, history
             say(f"Continuing {model_path} from epoch {start} to {epochs}.")
         else:
-            vae, start, history = checkpoint.new_vae(settings, images), 0, {key: [] for key in LOSS_KEYS}
+            vae, start, history = (
+                checkpoint.new_vae(settings, images),
+                0,
+                {key: [] for key in LOSS_KEYS},
+            )
             if chief:  # so that even epoch 1 can fall back
-                atomic_write_bytes(checkpoint_path, checkpoint.checkpoint_bytes(
-                    [v.numpy() for v in checkpoint.state_variables(vae)], 0, history, settings, checkpoint_path))
+                atomic_write_bytes(
+                    checkpoint_path,
+                    checkpoint.checkpoint_bytes(
+                        [v.numpy() for v in checkpoint.state_variables(vae)],
+                        0,
+                        history,
+                        settings,
+                        checkpoint_path,
+                    ),
+                )
         writer = checkpoint.Writer(enabled=chief)
         try:
-            _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir,
-                          writer, callbacks, verbose, kl_weight, strategy)
+            _train_epochs(
+                vae,
+                images,
+                start,
+                epochs,
+                batches,
+                seed,
+                history,
+                epoch_seconds,
+                settings,
+                run_dir,
+                writer,
+                callbacks,
+                verbose,
+                kl_weight,
+                strategy,
+            )
         except BaseException:
-            writer.wait(quiet=True)  # on an interruption too, the last checkpoint reaches the disk whole
+            writer.wait(
+                quiet=True
+            )  # on an interruption too, the last checkpoint reaches the disk whole
             raise
         writer.wait()
     if not chief:
         return vae, history
-    atomic_write_text(history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True))
+    atomic_write_text(
+        history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True)
+    )
     vae_model.save_vae(model_path, vae)
     checkpoint_path.unlink(missing_ok=True)
-    say(f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
-        f"{sum(epoch_seconds):.1f} s of training).")
+    say(
+        f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
+        f"{sum(epoch_seconds):.1f} s of training)."
+    )
     return vae, history
 
 
-def _divergence(row: np.ndarray, epoch: int, batch: int, variables, checkpoint: Path) -> TrainingDiverged:
-    """The TrainingDiverged for a diverged step row: what became non-finite first (the gradients before the
-    weights they update, the weights before the loss they give) and the variables now holding it."""
+def _divergence(
+    row: np.ndarray, epoch: int, batch: int, variables, checkpoint: Path
+) -> TrainingDiverged:
+    """The TrainingDiverged for a diverged step row: what became non-finite first (the gradients
+    before the weights they update, the weights before the loss they give) and the variables now
+    holding it."""
     loss = float(row[:2].sum())
     if row[2] or row[3]:
         what = "gradients" if row[2] else "state"
         names = [v.path for v in _float_variables(variables) if not np.isfinite(v.numpy()).all()]
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        subject = "gradients" if what == "gradients" else "model's state (weights, optimizer variables)"
-        change = f"the {subject} became non-finite (now in {shown or 'no variable'}; the loss was {loss:.6g})"
+        subject = (
+            "gradients" if what == "gradients" else "model's state (weights, optimizer variables)"
+        )
+        change = (
+            f"the {subject} became non-finite (now in {shown or 'no variable'}; the loss was"
+            f" {loss:.6g})"
+        )
     else:
         what, change = "loss", f"the loss became {loss}"
     return TrainingDiverged(
-        f"Training diverged: {change} at epoch {epoch}, batch {batch}. The last good state (after epoch "
-        f"{epoch - 1}) is kept in {checkpoint}; check the images or lower the learning rate, then re-run (it "
-        "resumes there) or set retrain=True.", epoch=epoch, batch=batch, what=what)
+        f"Training diverged: {change} at epoch {epoch}, batch {batch}. The last good state (after"
+        f" epoch {epoch - 1}) is kept in {checkpoint}; check the images or lower the learning rate,"
+        " then re-run (it resumes there) or set retrain=True.",
+        epoch=epoch,
+        batch=batch,
+        what=what,
+    )
 
 
-def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seconds, settings, run_dir, writer,
-                  callbacks, verbose, kl_weight, strategy) -> None:
-    """The epoch loop of train_vae: train, check the losses, checkpoint in the background, report."""
-    warmup_steps = kl_weight.warmup_epochs * len(epoch_batches(batches, 0, seed, len(images))) \
-        if kl_weight.warmup_epochs else 0.0
+def _train_epochs(
+    vae,
+    images,
+    start,
+    epochs,
+    batches,
+    seed,
+    history,
+    epoch_seconds,
+    settings,
+    run_dir,
+    writer,
+    callbacks,
+    verbose,
+    kl_weight,
+    strategy,
+) -> None:
+    """The epoch loop of train_vae: train, check the losses, checkpoint in the background,
+    report."""
+    warmup_steps = (
+        kl_weight.warmup_epochs * len(epoch_batches(batches, 0, seed, len(images)))
+        if kl_weight.warmup_epochs
+        else 0.0
+    )
     step = make_train_step(vae, kl_weight, warmup_steps, strategy)
     variables = checkpoint.state_variables(vae)
-    snapshot = tf.function(lambda: [tf.identity(v) for v in variables])  # one call, not one read per variable
+    snapshot = tf.function(
+        lambda: [tf.identity(v) for v in variables]
+    )  # one call, not one read per variable
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
     vae.stop_training = False
     callback_list.on_train_begin()
-    bar = tqdm(total=epochs, initial=start, desc="epochs", unit="epoch", disable=verbose != 1, mininterval=1.0)
+    bar = tqdm(
+        total=epochs,
+        initial=start,
+        desc="epochs",
+        unit="epoch",
+        disable=verbose != 1,
+        mininterval=1.0,
+    )
     for epoch in range(start, epochs):
         callback_list.on_epoch_begin(epoch)
         started = time.perf_counter()
@@ -330,10 +506,14 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
         if len(bad) or len(losses) < len(index_batches):
             writer.wait()  # the last good checkpoint is complete on disk before we stop
             batch = int(bad[0]) + 1 if len(bad) else len(losses) + 1
-            raise _divergence(losses[batch - 1], epoch + 1, batch, variables, run_dir / CHECKPOINT_FILE)
+            raise _divergence(
+                losses[batch - 1], epoch + 1, batch, variables, run_dir / CHECKPOINT_FILE
+            )
         # Every batch weighted by its image count, so loss == reconstruction + kl holds per epoch.
         weights = np.array([len(b) for b in index_batches], np.float64)
-        reconstruction, kl = (float(np.dot(weights, losses[:, i].astype(np.float64)) / weights.sum()) for i in (0, 1))
+        reconstruction, kl = (
+            float(np.dot(weights, losses[:, i].astype(np.float64)) / weights.sum()) for i in (0, 1)
+        )
         logs = {"loss": reconstruction + kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
         for key in LOSS_KEYS:
             history[key].append(logs[key])
@@ -342,14 +522,25 @@ def _train_epochs(vae, images, start, epochs, batches, seed, history, epoch_seco
         done = {key: list(values) for key, values in history.items()}
         # Serialised on the writer's thread; the default arguments bind this epoch's values.
         payload = lambda a=arrays, e=epoch + 1, h=done: checkpoint.checkpoint_bytes(  # noqa: E731
-            a, e, h, settings, run_dir / CHECKPOINT_FILE)
-        writer.submit([(run_dir / CHECKPOINT_FILE, payload),
-                       (run_dir / HISTORY_FILE, checkpoint.history_record(done, settings, list(epoch_seconds), False).encode())])
+            a, e, h, settings, run_dir / CHECKPOINT_FILE
+        )
+        writer.submit(
+            [
+                (run_dir / CHECKPOINT_FILE, payload),
+                (
+                    run_dir / HISTORY_FILE,
+                    checkpoint.history_record(done, settings, list(epoch_seconds), False).encode(),
+                ),
+            ]
+        )
         bar.set_postfix(loss=f"{logs['loss']:.2f}", kl=f"{kl:.2f}", refresh=False)
         bar.update()
         if verbose >= 2:
-            print(f"epoch {epoch + 1:3d}/{epochs}  loss {logs['loss']:9.2f}  reconstruction {reconstruction:9.2f}  "
-                  f"kl {kl:6.2f}  {epoch_seconds[-1]:.2f} s", flush=True)
+            print(
+                f"epoch {epoch + 1:3d}/{epochs}  loss {logs['loss']:9.2f}  reconstruction"
+                f" {reconstruction:9.2f}  kl {kl:6.2f}  {epoch_seconds[-1]:.2f} s",
+                flush=True,
+            )
         callback_list.on_epoch_end(epoch, dict(logs))
         if vae.stop_training:
             bar.write(f"Stopped by a callback after epoch {epoch + 1}.")
