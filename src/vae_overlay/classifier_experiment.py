@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vae_overlay import classifier, diagnostics, overlay, runs, train
+from vae_overlay import classifier, diagnostics, overlay, paper, runs, train
 from vae_overlay.stats import paired_comparison
 
 CONDITIONS = {  # name: (classical augmentation?, generated sets added to the training set)
@@ -67,10 +67,10 @@ class Settings:
     n_train_per_class: int = 80
     n_val_per_class: int = 20
     n_generated_per_class: int = 80
-    latent_dim: int = 2
-    epochs: int = 100
-    batch_size: int = 10
-    learning_rate: float = 2e-3
+    latent_dim: int = paper.LATENT_DIM
+    epochs: int = paper.EPOCHS
+    batch_size: int = paper.BATCH_SIZE
+    learning_rate: float = paper.LEARNING_RATE
     vae_attempts: int = 3
     retrain: bool = False
     overlay_method: str = "sum"

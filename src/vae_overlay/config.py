@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data, datasets
+from vae_overlay import data, datasets, paper
 from vae_overlay.runs import NonFiniteState, RunMismatch, fingerprint, folder_name
 
 ROOT = data.project_root()
@@ -62,25 +62,20 @@ _SHARED = {
     "ARTIFACTS_DIR": "../artifacts",
     "FIGURES_DIR": "../results/figures",
 }
-_PAPER = {
-    "LATENT_DIM": 2,
-    "EPOCHS": 100,
-    "BATCH_SIZE": 10,
-    "LEARNING_RATE": 2e-3,
-}  # the paper's Section 3
-_BOX = {"Z1_RANGE": (-15, 15), "Z2_RANGE": (-10, 10)}  # the paper's sampling region
+_PAPER = {key.upper(): value for key, value in paper.TRAINING.items()}  # the paper's Section 3
+_BOX = {"Z1_RANGE": paper.Z1_RANGE, "Z2_RANGE": paper.Z2_RANGE}  # the paper's sampling region
 # The committed defaults of every notebook's parameters cell (a test checks that the cells say the
 # same): what `output_folder` compares with, since a notebook edited in JupyterLab is saved with the
 # user's values.
 DEFAULTS = {
     "01": dict(_SHARED),
     "02": {**_SHARED, **_PAPER, "RETRAIN": False, "STREAMING": False},
-    "03": {**_SHARED, "LATENT_DIM": 2, **_BOX},
+    "03": {**_SHARED, "LATENT_DIM": paper.LATENT_DIM, **_BOX},
     "04": {
         **_SHARED,
-        "LATENT_DIM": 2,
+        "LATENT_DIM": paper.LATENT_DIM,
         **_BOX,
-        "STEP": 0.1,
+        "STEP": paper.STEP,
         "SHOW_EVERY": 2.5,
         "FULL_SWEEP": True,
         "DECODE_BATCH_SIZE": 64,
@@ -91,11 +86,11 @@ DEFAULTS = {
     "05": {
         **_SHARED,
         "OVERLAY_IMAGES": None,
-        "LATENT_DIM": 2,
-        "COPIES": 500,
-        "OVERLAY_EPOCHS": 20,
-        "BATCH_SIZE": 10,
-        "LEARNING_RATE": 2e-3,
+        "LATENT_DIM": paper.LATENT_DIM,
+        "COPIES": paper.COPIES,
+        "OVERLAY_EPOCHS": paper.OVERLAY_EPOCHS,
+        "BATCH_SIZE": paper.BATCH_SIZE,
+        "LEARNING_RATE": paper.LEARNING_RATE,
         "RETRAIN": False,
         "FIXED_VARIANT": "standardised + leaky",
         "WEIGHTS": [0.5, 0.75, 1.25, 1.5, 2.0],

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import latent, model, overlay_methods, train
+from vae_overlay import latent, model, overlay_methods, paper, train
 from vae_overlay.data import ImageSkipped, load_image
 
 DEFECT_DEPTH_FRACTION = (
@@ -107,9 +107,9 @@ class Variant:
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over this many epochs
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     free_bits: float = 0.0  # nats per latent dimension the encoder may spend without KL cost
-    optimizer: str = "rmsprop"  # "rmsprop" (the paper) or "adam"
-    batch_size: int = 10
-    learning_rate: float = 2e-3
+    optimizer: str = paper.OPTIMIZER  # or "adam"
+    batch_size: int = paper.BATCH_SIZE
+    learning_rate: float = paper.LEARNING_RATE
 
     def describe(self) -> str:
         """Short text: what differs from the paper's recipe."""
@@ -162,8 +162,8 @@ def train_variant(
     variant: Variant,
     run_dir,
     *,
-    latent_dim: int = 2,
-    epochs: int = 20,
+    latent_dim: int = paper.LATENT_DIM,
+    epochs: int = paper.OVERLAY_EPOCHS,
     seed: int = 42,
     retrain: bool = False,
     verbose: int = 0,

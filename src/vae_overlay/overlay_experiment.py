@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import data, datasets, diagnostics, latent, model, overlay, runs, train
+from vae_overlay import data, datasets, diagnostics, latent, model, overlay, paper, runs, train
 from vae_overlay.overlay_methods import METHODS, combine, lookup
 
 PIXEL_MEAN = METHODS["pixel mean"].label  # the method table's rows of the pixel methods
@@ -47,8 +47,8 @@ class Setup:
     masks: np.ndarray | None
     names: list[str]
     folder: Path
-    epochs: int = 20
-    latent_dim: int = 2
+    epochs: int = paper.OVERLAY_EPOCHS
+    latent_dim: int = paper.LATENT_DIM
     retrain: bool = False
     n_samples: int = 500
     background: np.ndarray = field(init=False, repr=False)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import overlay, overlay_methods, runs, study, synth
+from vae_overlay import overlay, overlay_methods, paper, runs, study, synth
 from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.stats import holm, paired_comparison, paired_differences, t_interval, wilson
@@ -340,9 +340,9 @@ KIND = study.register(
             "variant": "paper",
             "seed": 0,
             "image_size": 64,
-            "latent_dim": 2,
-            "copies": 500,
-            "epochs": 20,
+            "latent_dim": paper.LATENT_DIM,
+            "copies": paper.COPIES,
+            "epochs": paper.OVERLAY_EPOCHS,
         },
         run=run,
         data=data_fingerprint,

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_overlay import datasets, model, runs, study
+from vae_overlay import datasets, model, paper, runs, study
 from vae_overlay.stats import wilson
 from vae_overlay.study import run_key
 
-PAPER = {"latent_dim": 2, "epochs": 100, "batch_size": 10, "learning_rate": 2e-3}  # Section 3
 TRAIN_KEYS = (
     "latent_dim",
     "epochs",
@@ -28,12 +27,12 @@ TRAIN_KEYS = (
     "seed",
     "loss",
 )  # what train_vae is given
-PAPER_BOX = ((-15.0, 15.0), (-10.0, 10.0))  # the paper's sampling region, z1 x z2 (Figure 3)
 BOX_REACHED = (
     10.0,
     7.0,
 )  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
-PAPER_EXTENT = (15.0, 10.0)  # the box's own edges: |z1| = 15, |z2| = 10 (`extents`)
+# the box's own edges: |z1| = 15, |z2| = 10 (`extents`)
+PAPER_EXTENT = (paper.Z1_RANGE[1], paper.Z2_RANGE[1])
 # decodes per axis of the crack-region grids (21 x 21 over the box and over the occupied region)
 GRID_POINTS = 21
 CRACK_QUANTILE = (
@@ -97,7 +96,7 @@ def measure(vae, images) -> dict:
     row["crack_threshold"] = float(np.quantile(crack_scores(images), CRACK_QUANTILE))
     if means.shape[1] == 2:
         low, high = np.percentile(means, 1, axis=0), np.percentile(means, 99, axis=0)
-        regions = {"box": PAPER_BOX, "occupied": tuple(zip(low, np.maximum(high, low + 1e-3)))}
+        regions = {"box": paper.BOX, "occupied": tuple(zip(low, np.maximum(high, low + 1e-3)))}
         for name, ((z1_low, z1_high), (z2_low, z2_high)) in regions.items():
             z1, z2 = np.meshgrid(
                 np.linspace(z1_low, z1_high, GRID_POINTS), np.linspace(z2_low, z2_high, GRID_POINTS)
@@ -147,7 +146,13 @@ def train_and_measure(config: dict, artifacts_dir: str) -> dict:
     return {**recorded, **measure(vae, images)}
 
 
-KIND_DEFAULTS = {"data": "elpv-cracks", "image_size": 64, "loss": "sum", "seed": 0, **PAPER}
+KIND_DEFAULTS = {
+    "data": "elpv-cracks",
+    "image_size": 64,
+    "loss": "sum",
+    "seed": 0,
+    **paper.TRAINING,
+}
 KIND = study.register(
     "section3",
     study.Kind(
