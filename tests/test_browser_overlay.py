@@ -130,12 +130,108 @@ class Shown:
         assert now["score"] != before["score"] or not score_changes, what
         return now
 
+    def wait_for_caption(self, text: str) -> None:
+        """Wait until the caption includes `text`."""
+        self.page.wait_for_function(
+            f"(el) => el.innerText.includes('{text}')",
+            arg=self.caption.element_handle(),
+            timeout=20_000,
+        )
+
 
 def ring_centre(plane: np.ndarray) -> np.ndarray:
     """(row, column) of the middle of the red ring on the latent plane's pixels."""
     spots = np.argwhere((plane == RED).all(axis=-1))
     assert len(spots), "no ring on the latent plane"
     return spots.mean(axis=0)
+
+
+def press_end(page, handle, readout, maximum: str) -> None:
+    """Press End on a slider's focused handle (its maximum) and wait for its readout to show
+    `maximum`."""
+    handle.focus()
+    page.keyboard.press("End")
+    page.wait_for_function(
+        f"(el) => el.innerText.trim() === '{maximum}'", arg=readout.element_handle(), timeout=20_000
+    )
+
+
+def open_explorer(page, jupyter_lab, base: str, token: str):
+    """Open the notebook, run all its cells and wait for the explorer's first overlay: (the
+    explorer, what it shows, what it shows first)."""
+    jupyter_lab.open_and_run_all(
+        page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300, "the explorer notebook"
+    )
+
+    explorer = page.locator(f"{PANEL} .overlay-explorer")
+    explorer.wait_for(timeout=60_000)
+    explorer.scroll_into_view_if_needed()
+    shown = Shown(page)
+    page.wait_for_function(
+        "(el) => el.src && el.src.startsWith('blob:')", arg=shown.image.element_handle()
+    )
+    start = shown.now()
+    assert start["score"].startswith("fidelity score") and "pore" in start["score"]
+    return explorer, shown, start
+
+
+def double_crack_1_with_the_first_slider(page, shown: Shown, start: dict) -> dict:
+    """A key press on the first slider on the page, as the explorer opens (latent sum): crack_1's
+    weight, live, 1 -> 2."""
+    first = page.locator(f"{PANEL} .overlay-explorer .widget-slider").first
+    assert "overlay-source-weight-0" in first.get_attribute("class")
+    first_readout = first.locator(".widget-readout")
+    assert first_readout.inner_text().strip() == "1.00"
+    # the slider's maximum: crack_1's defect doubled
+    press_end(page, first.locator(".noUi-handle"), first_readout, "2.00")
+    return shown.after(start, "key press on the first slider (crack_1's weight 1 -> 2)")
+
+
+def weighted_offset_at_w_3_without_crack_2(page, shown: Shown, doubled: dict) -> dict:
+    """The method changed to the weighted offset, its weight w to 3 and crack_2 unticked, each
+    redrawing the overlay; the caption says all three."""
+    page.locator(f"{PANEL} .overlay-method select").select_option(label=METHODS["weighted"])
+    weighted = shown.after(doubled, "method: latent sum -> weighted offset")
+
+    readout = page.locator(f"{PANEL} .overlay-weight .widget-readout")
+    assert readout.inner_text().strip() == "1.00"
+    # the slider's maximum, w = 3
+    press_end(page, page.locator(f"{PANEL} .overlay-weight .noUi-handle"), readout, "3.00")
+    heavier = shown.after(weighted, "weight: 1 -> 3")
+
+    page.locator(f"{PANEL} .overlay-source-1 input[type=checkbox]").uncheck()
+    fewer = shown.after(heavier, "sources: crack_2 unticked")
+    assert (
+        "crack_2" not in fewer["score"] and "crack_1" in fewer["score"] and "pore" in fewer["score"]
+    )
+    shown.wait_for_caption("w = 3.00")
+    caption = shown.caption.inner_text()
+    assert re.match(r"crack_1 ×2\.00 \+ pore · weighted offset.*w = 3\.00", caption), caption
+    return fewer
+
+
+def click_the_plane_away_from_the_ring(page, shown: Shown, fewer: dict) -> None:
+    """A click on the latent plane, at the one of four spots farthest from the ring: the decode
+    there, and the ring moved to the clicked spot."""
+    ring = ring_centre(fewer["plane"])
+    height, width = fewer["plane"].shape[:2]
+    spots = [(height * a, width * b) for a in (0.3, 0.7) for b in (0.3, 0.7)]
+    row, column = max(spots, key=lambda spot: np.hypot(*(np.array(spot) - ring)))
+    box = shown.plane.bounding_box()
+    shown.plane.click(
+        position={"x": column * box["width"] / width, "y": row * box["height"] / height}
+    )
+    clicked = shown.after(fewer, "click on the latent plane", score_changes=False)
+    shown.wait_for_caption("clicked")
+    clicked["plane"] = shown.pixels(
+        shown.plane
+    )  # sent after the overlay: read it once the caption is in
+    assert np.abs(ring_centre(clicked["plane"]) - (row, column)).max() <= 2, (
+        "the ring did not move there"
+    )
+    assert re.match(
+        r"crack_1 ×2\.00 \+ pore · decode at the clicked z = \(", shown.caption.inner_text()
+    )
 
 
 def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(
@@ -146,89 +242,14 @@ def test_first_slider_method_weight_sources_and_plane_click_redraw_the_overlay(
     with jupyter_lab.browser_page(
         1400, 1000, OUTPUT / "browser_overlay_failure.png", log_path
     ) as page:
-        jupyter_lab.open_and_run_all(
-            page, f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}", 300, "the explorer notebook"
-        )
-
-        explorer = page.locator(f"{PANEL} .overlay-explorer")
-        explorer.wait_for(timeout=60_000)
-        explorer.scroll_into_view_if_needed()
-        shown = Shown(page)
-        page.wait_for_function(
-            "(el) => el.src && el.src.startsWith('blob:')", arg=shown.image.element_handle()
-        )
-        start = shown.now()
-        assert start["score"].startswith("fidelity score") and "pore" in start["score"]
-
-        # the first slider on the page, as the explorer opens (latent sum): crack_1's weight, live
-        first = page.locator(f"{PANEL} .overlay-explorer .widget-slider").first
-        assert "overlay-source-weight-0" in first.get_attribute("class")
-        first_readout = first.locator(".widget-readout")
-        assert first_readout.inner_text().strip() == "1.00"
-        first.locator(".noUi-handle").focus()
-        page.keyboard.press("End")  # the slider's maximum: crack_1's defect doubled
-        page.wait_for_function(
-            "(el) => el.innerText.trim() === '2.00'",
-            arg=first_readout.element_handle(),
-            timeout=20_000,
-        )
-        doubled = shown.after(start, "key press on the first slider (crack_1's weight 1 -> 2)")
-
-        page.locator(f"{PANEL} .overlay-method select").select_option(label=METHODS["weighted"])
-        weighted = shown.after(doubled, "method: latent sum -> weighted offset")
-
-        readout = page.locator(f"{PANEL} .overlay-weight .widget-readout")
-        assert readout.inner_text().strip() == "1.00"
-        page.locator(f"{PANEL} .overlay-weight .noUi-handle").focus()
-        page.keyboard.press("End")  # the slider's maximum, w = 3
-        page.wait_for_function(
-            "(el) => el.innerText.trim() === '3.00'", arg=readout.element_handle(), timeout=20_000
-        )
-        heavier = shown.after(weighted, "weight: 1 -> 3")
-
-        page.locator(f"{PANEL} .overlay-source-1 input[type=checkbox]").uncheck()
-        fewer = shown.after(heavier, "sources: crack_2 unticked")
-        assert (
-            "crack_2" not in fewer["score"]
-            and "crack_1" in fewer["score"]
-            and "pore" in fewer["score"]
-        )
-        page.wait_for_function(
-            "(el) => el.innerText.includes('w = 3.00')",
-            arg=shown.caption.element_handle(),
-            timeout=20_000,
-        )
-        caption = shown.caption.inner_text()
-        assert re.match(r"crack_1 ×2\.00 \+ pore · weighted offset.*w = 3\.00", caption), caption
+        explorer, shown, start = open_explorer(page, jupyter_lab, base, token)
+        doubled = double_crack_1_with_the_first_slider(page, shown, start)
+        fewer = weighted_offset_at_w_3_without_crack_2(page, shown, doubled)
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.mouse.move(0, 0)
         explorer.screenshot(path=str(OUTPUT / "widget_overlay_explorer.png"))
 
-        # a click on the latent plane, at the one of four spots farthest from the ring: the decode
-        # there
-        ring = ring_centre(fewer["plane"])
-        height, width = fewer["plane"].shape[:2]
-        spots = [(height * a, width * b) for a in (0.3, 0.7) for b in (0.3, 0.7)]
-        row, column = max(spots, key=lambda spot: np.hypot(*(np.array(spot) - ring)))
-        box = shown.plane.bounding_box()
-        shown.plane.click(
-            position={"x": column * box["width"] / width, "y": row * box["height"] / height}
-        )
-        clicked = shown.after(fewer, "click on the latent plane", score_changes=False)
-        page.wait_for_function(
-            "(el) => el.innerText.includes('clicked')",
-            arg=shown.caption.element_handle(),
-            timeout=20_000,
-        )
-        clicked["plane"] = shown.pixels(
-            shown.plane
-        )  # sent after the overlay: read it once the caption is in
-        assert np.abs(ring_centre(clicked["plane"]) - (row, column)).max() <= 2, (
-            "the ring did not move there"
-        )
-        assert re.match(
-            r"crack_1 ×2\.00 \+ pore · decode at the clicked z = \(", shown.caption.inner_text()
-        )
+        click_the_plane_away_from_the_ring(page, shown, fewer)
         explorer.screenshot(path=str(OUTPUT / "browser_overlay_after_click.png"))
 
     shot = Image.open(OUTPUT / "widget_overlay_explorer.png")

@@ -10,7 +10,12 @@ per notebook, then REPORT.md and the README's findings). Which run, which notebo
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +48,6 @@ NOTEBOOK_OVERHEAD_S = 15
 def seconds_per_step(image_size: int, batch_size: int = 10, repeats: int = 5) -> float:
     """Seconds of one training step of the paper's model at `image_size` on this machine, timed
     after tracing."""
-    import time
-
     from vae_overlay import checkpoint, train
 
     images = np.random.default_rng(0).random((batch_size, image_size, image_size, 1), np.float32)
@@ -113,6 +116,93 @@ def preflight(run: Run, step_seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _papermill():
+    """papermill, imported once TensorFlow's C++ log level is set (before TensorFlow starts here or
+    in a kernel), with its parameter-parsing warnings not shown."""
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # before TensorFlow starts here or in a kernel
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import papermill
+
+    logging.getLogger("papermill.translators").setLevel(
+        logging.ERROR
+    )  # "Unable to parse line ..." of comments
+    return papermill
+
+
+@contextlib.contextmanager
+def _kernels_stderr(log):
+    """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook
+    runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _own_log():
+    """This process's own standard error to a temporary file while it plans the run (its
+    TensorFlow start, as the plan times one training step, logs there, not on the console): the
+    file is named on the console when planning fails and deleted otherwise."""
+    own_log = tempfile.NamedTemporaryFile("w", prefix="reproduce-", suffix=".log", delete=False)
+    try:
+        with own_log, _kernels_stderr(own_log):
+            yield
+    except BaseException:
+        print(f"(this process's own log: {own_log.name})", file=sys.stderr)
+        raise
+    Path(own_log.name).unlink(missing_ok=True)
+
+
+def _output_folders(run: Run, notebook_dir, results_dir) -> tuple[Path, Path]:
+    """(the executed notebooks' folder, the results folder): the committed ones for the default
+    run; a run's own folder (made here, with its run.yaml) for any other."""
+    if run.is_default:
+        return Path(notebook_dir), Path(results_dir)
+    out_dir = run.folder / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
+    return out_dir, run.folder
+
+
+def _execute_notebook(
+    papermill, path: Path, output: Path, run: Run, notebook_dir, progress: bool, started: float
+) -> None:
+    """Execute the notebook `path` into `output` with the run's values of its parameters, the
+    kernel's standard error in a temporary log (deleted when it succeeds). A notebook that stops
+    ends its console line (minutes since `started`) and raises RuntimeError naming its outputs and
+    the log."""
+    own = parameters(
+        path
+    )  # the run's values of the names this notebook has (the others mean nothing to it)
+    log = tempfile.NamedTemporaryFile(
+        "w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False
+    )
+    try:
+        with log, _kernels_stderr(log):
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                cwd=str(notebook_dir),
+                parameters={k: v for k, v in run.parameters.items() if k in own},
+                progress_bar=progress,
+                kernel_name="python3",
+            )
+    except papermill.PapermillExecutionError as error:
+        print(f" stopped after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        raise RuntimeError(
+            f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
+            f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
+            "cause and run the same command again (finished trainings are reloaded)."
+        ) from None
+    Path(log.name).unlink(missing_ok=True)
+
+
 def reproduce(
     changes: dict,
     runs_dir: str | Path = ROOT / "runs",
@@ -127,83 +217,20 @@ def reproduce(
     writes before its log level takes effect) goes to a temporary file, named when a notebook fails
     and deleted otherwise; papermill's parameter-parsing warnings are not shown. `progress`:
     papermill's per-cell progress bars too."""
-    import contextlib
-    import logging
-    import os
-    import tempfile
-    import time
+    papermill = _papermill()
+    with _own_log():  # what importing these and planning start (TensorFlow) logs goes there too
+        from vae_overlay import notebook_clean, report
 
-    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # before TensorFlow starts here or in a kernel
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import papermill
-
-    logging.getLogger("papermill.translators").setLevel(
-        logging.ERROR
-    )  # "Unable to parse line ..." of comments
-
-    @contextlib.contextmanager
-    def kernels_stderr(log):
-        """Standard error (file descriptor 2, which the kernels inherit) to `log` while a notebook
-        runs."""
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-    own_log = tempfile.NamedTemporaryFile("w", prefix="reproduce-", suffix=".log", delete=False)
-    # this process's own TensorFlow start (the plan times one training step) logs to own_log, not
-    # the console
-    try:
-        with own_log, kernels_stderr(own_log):
-            from vae_overlay import notebook_clean, report
-
-            run = plan(changes, runs_dir, notebook_dir)
-            plan_text = preflight(run)
-    except BaseException:
-        print(f"(this process's own log: {own_log.name})", file=sys.stderr)
-        raise
-    Path(own_log.name).unlink(missing_ok=True)
-    if run.is_default:
-        out_dir, results = Path(notebook_dir), Path(results_dir)
-    else:
-        out_dir, results = run.folder / "notebooks", run.folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.folder / "run.yaml", yaml.safe_dump(run.parameters, sort_keys=True))
+        run = plan(changes, runs_dir, notebook_dir)
+        plan_text = preflight(run)
+    out_dir, results = _output_folders(run, notebook_dir, results_dir)
     print(f"run {run.name}: {len(run.notebooks)} notebooks -> {out_dir}", flush=True)
     print(plan_text, flush=True)
     timings = {}
     for path in run.notebooks:
         print(f"{path.name} ...", end="", flush=True)
         output, started = out_dir / path.name, time.perf_counter()
-        own = parameters(
-            path
-        )  # the run's values of the names this notebook has (the others mean nothing to it)
-        log = tempfile.NamedTemporaryFile(
-            "w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False
-        )
-        try:
-            with log, kernels_stderr(log):
-                papermill.execute_notebook(
-                    str(path),
-                    str(output),
-                    cwd=str(notebook_dir),
-                    parameters={k: v for k, v in run.parameters.items() if k in own},
-                    progress_bar=progress,
-                    kernel_name="python3",
-                )
-        except papermill.PapermillExecutionError as error:
-            print(f" stopped after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-            raise RuntimeError(
-                f"{path.name} stopped with {error.ename}: {error.evalue}\nThe notebook, with its "
-                f"outputs up to the error, is {output} (the kernel's own log: {log.name}); fix the "
-                "cause and run the same command again (finished trainings are reloaded)."
-            ) from None
-        Path(log.name).unlink(missing_ok=True)
+        _execute_notebook(papermill, path, output, run, notebook_dir, progress, started)
         notebook_clean.clean_notebook(output)
         timings[number(path)] = round(time.perf_counter() - started, 1)
         print(f" {timings[number(path)] / 60:.1f} min, ok", flush=True)

@@ -341,29 +341,16 @@ def train_vae(
     if retrain and chief:
         for path in (checkpoint_path, model_path, history_path):
             path.unlink(missing_ok=True)
-    epoch_seconds: list[float] = []
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if not retrain and checkpoint_path.exists():
-            vae, start, history = checkpoint.load_checkpoint(checkpoint_path, settings, images)
-            if history_path.exists():
-                epoch_seconds = read_history(history_path).get("epoch_seconds", [])[:start]
+            vae, start, history, epoch_seconds = _resume_checkpoint(
+                checkpoint_path, history_path, settings, images
+            )
             say(f"Resuming from {checkpoint_path} after epoch {start}.")
         elif not retrain and model_path.exists():
-            record = read_history(history_path)
-            if not record.get("finished"):
-                raise ValueError(
-                    f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
-                    f"missing: {RETRAIN_HINT} to train again."
-                )
-            check_same_settings(record["settings"], settings, history_path, RETRAIN_HINT)
-            start, history, epoch_seconds = (
-                record["epochs"],
-                record["history"],
-                record["epoch_seconds"],
+            vae, start, history, epoch_seconds = _reload_model(
+                model_path, history_path, checkpoint_path, settings, epochs
             )
-            if start > epochs:
-                check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
-            vae = vae_model.load_vae(model_path)
             if start == epochs:
                 say(
                     f"Loaded the finished model {model_path} ({start} epochs); set retrain=True to"
@@ -372,22 +359,7 @@ def train_vae(
                 return vae, history
             say(f"Continuing {model_path} from epoch {start} to {epochs}.")
         else:
-            vae, start, history = (
-                checkpoint.new_vae(settings, images),
-                0,
-                {key: [] for key in LOSS_KEYS},
-            )
-            if chief:  # so that even epoch 1 can fall back
-                atomic_write_bytes(
-                    checkpoint_path,
-                    checkpoint.checkpoint_bytes(
-                        [v.numpy() for v in checkpoint.state_variables(vae)],
-                        0,
-                        history,
-                        settings,
-                        checkpoint_path,
-                    ),
-                )
+            vae, start, history, epoch_seconds = _new_run(settings, images, checkpoint_path, chief)
         writer = checkpoint.Writer(enabled=chief)
         try:
             _train_epochs(
@@ -415,16 +387,75 @@ def train_vae(
         writer.wait()
     if not chief:
         return vae, history
-    atomic_write_text(
-        history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True)
-    )
-    vae_model.save_vae(model_path, vae)
-    checkpoint_path.unlink(missing_ok=True)
+    _save_finished(vae, history, settings, epoch_seconds, model_path, history_path, checkpoint_path)
     say(
         f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
         f"{sum(epoch_seconds):.1f} s of training)."
     )
     return vae, history
+
+
+def _resume_checkpoint(checkpoint_path: Path, history_path: Path, settings: dict, images):
+    """train_vae's state from the checkpoint of an interrupted run: (vae, epochs done, history,
+    seconds per epoch done)."""
+    vae, start, history = checkpoint.load_checkpoint(checkpoint_path, settings, images)
+    epoch_seconds: list[float] = []
+    if history_path.exists():
+        epoch_seconds = read_history(history_path).get("epoch_seconds", [])[:start]
+    return vae, start, history, epoch_seconds
+
+
+def _reload_model(
+    model_path: Path, history_path: Path, checkpoint_path: Path, settings: dict, epochs
+):
+    """train_vae's state from a saved model (finished, or to be continued to more `epochs`):
+    (vae, epochs done, history, seconds per epoch). Raises ValueError when the history says the run
+    is unfinished (its checkpoint is missing) and runs.RunMismatch when the settings differ or the
+    model has more epochs than asked."""
+    record = read_history(history_path)
+    if not record.get("finished"):
+        raise ValueError(
+            f"{history_path} describes an unfinished run but {checkpoint_path.name} is "
+            f"missing: {RETRAIN_HINT} to train again."
+        )
+    check_same_settings(record["settings"], settings, history_path, RETRAIN_HINT)
+    start, history, epoch_seconds = (
+        record["epochs"],
+        record["history"],
+        record["epoch_seconds"],
+    )
+    if start > epochs:
+        check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
+    return vae_model.load_vae(model_path), start, history, epoch_seconds
+
+
+def _new_run(settings: dict, images, checkpoint_path: Path, chief: bool):
+    """train_vae's state for a new run: (a new vae, 0 epochs done, an empty history, no seconds);
+    the chief writes its checkpoint at once, so that even epoch 1 can fall back."""
+    vae, history = checkpoint.new_vae(settings, images), {key: [] for key in LOSS_KEYS}
+    if chief:
+        atomic_write_bytes(
+            checkpoint_path,
+            checkpoint.checkpoint_bytes(
+                [v.numpy() for v in checkpoint.state_variables(vae)],
+                0,
+                history,
+                settings,
+                checkpoint_path,
+            ),
+        )
+    return vae, 0, history, []
+
+
+def _save_finished(
+    vae, history, settings, epoch_seconds, model_path: Path, history_path: Path, checkpoint_path
+) -> None:
+    """Write a finished run: its history marked finished, then the model; the checkpoint goes."""
+    atomic_write_text(
+        history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True)
+    )
+    vae_model.save_vae(model_path, vae)
+    checkpoint_path.unlink(missing_ok=True)
 
 
 def _divergence(

@@ -231,40 +231,10 @@ class LatentExplorer:
             [str(name) for name in names] if names is not None else [f"#{i}" for i in range(count)]
         )
         self.images, self.step, self.image_px = images, step, image_px
-        self.range_sets = {}
-        if ranges is not None:
-            self.range_sets["given"] = [tuple(value_range) for value_range in ranges]
-        elif self.latent_means is not None:
-            self.range_sets[OCCUPIED] = occupied_ranges(self.latent_means, step)
-        self.range_sets[PAPER] = paper_ranges(self.latent_dim)
-        if any(len(value_ranges) != self.latent_dim for value_ranges in self.range_sets.values()):
-            raise ValueError(
-                f"need one range per latent dimension ({self.latent_dim}), got {len(ranges)}"
-            )
-        self.range_switch = widgets.ToggleButtons(
-            options=[(RANGE_LABELS[key], key) for key in self.range_sets],
-            style={"button_width": "130px"},
-            tooltips=["the sliders' range: " + RANGE_LABELS[key] for key in self.range_sets],
-        )
-        self.range_switch.add_class("latent-range")
-        self.display_switch = widgets.ToggleButtons(
-            options=[(DISPLAY_LABELS[key], key) for key in (STRETCHED, AS_DECODED)],
-            style={"button_width": "230px"},
-            tooltips=[
-                (
-                    "each image rescaled to its own 1–99 % range: a display option, not the model's"
-                    " output"
-                ),
-                "the decoder's output as it is",
-            ],
-        )
-        self.display_switch.add_class("latent-contrast")
-        self.crack_threshold = None
-        if images is not None and count:
-            from vae_overlay.section3_study import CRACK_QUANTILE
-
-            floats = as_unit_float(images)
-            self.crack_threshold = float(np.quantile(self.crack_scores(floats), CRACK_QUANTILE))
+        self.range_sets = self.slider_ranges(ranges)
+        self.range_switch = self.make_range_switch()
+        self.display_switch = self.make_display_switch()
+        self.crack_threshold = self.training_crack_threshold(images, count)
         if path_ends is not None:
             self.path_ends = (int(path_ends[0]), int(path_ends[1]))
         else:
@@ -275,24 +245,7 @@ class LatentExplorer:
                 if count
                 else np.zeros(self.latent_dim)
             )
-        ranges = self.range_sets[self.range_switch.value]
-        self.sliders = [
-            widgets.FloatSlider(
-                value=float(np.clip(snap(start[k], step), low, high)),
-                min=low,
-                max=high,
-                step=step,
-                description=f"z{k + 1}",
-                continuous_update=True,
-                readout_format=".1f",
-                layout=widgets.Layout(width="512px"),
-            )
-            for k, (low, high) in enumerate(ranges)
-        ]
-        for k, slider in enumerate(self.sliders):
-            slider.add_class(
-                f"latent-slider-z{k + 1}"
-            )  # CSS classes: stable handles for the browser test
+        self.sliders = self.make_sliders(start)
         self.decode(np.zeros((1, self.latent_dim), np.float32))  # trace and warm up once, here
         self.image = self.image_widget("latent-decoded", image_px)
         self.label = widgets.HTML()
@@ -301,18 +254,113 @@ class LatentExplorer:
         # what the scatter and the thumbnail show now, so that unchanged ones are not re-sent
         self.shown = {}
         self.markers = {}  # range key -> ScatterMarker, rendered on first use
-        views = [self.captioned("decoded at z" + PIXELATED, self.image)]
         self.nearest_image = self.scatter = self.events = self.jump = self.path_end = self.play = (
             None
         )
-        if images is not None and count:
-            self.nearest_image = self.image_widget("latent-nearest", image_px)
+        views = self.make_views(count)
+        controls = self.make_controls(count, path_frames)
+        for slider in self.sliders:
+            slider.observe(self.on_slider, names="value")
+        self.range_switch.observe(self.on_range, names="value")
+        self.display_switch.observe(lambda change: self.update(), names="value")
+        self.update()
+        self.widget = widgets.VBox([widgets.HBox(views), *self.sliders, *controls, self.label])
+        self.widget.add_class("latent-explorer")
+
+    def slider_ranges(self, ranges) -> dict:
+        """The sliders' range sets by range-switch key: the `ranges` given, or else the latent
+        means' occupied region (with latent means), then the paper's box. Raises ValueError unless
+        each set has one range per latent dimension."""
+        range_sets = {}
+        if ranges is not None:
+            range_sets["given"] = [tuple(value_range) for value_range in ranges]
+        elif self.latent_means is not None:
+            range_sets[OCCUPIED] = occupied_ranges(self.latent_means, self.step)
+        range_sets[PAPER] = paper_ranges(self.latent_dim)
+        if any(len(value_ranges) != self.latent_dim for value_ranges in range_sets.values()):
+            raise ValueError(
+                f"need one range per latent dimension ({self.latent_dim}), got {len(ranges)}"
+            )
+        return range_sets
+
+    def make_range_switch(self):
+        """The toggle between the range sets (`range_sets`), the first one chosen."""
+        switch = widgets.ToggleButtons(
+            options=[(RANGE_LABELS[key], key) for key in self.range_sets],
+            style={"button_width": "130px"},
+            tooltips=["the sliders' range: " + RANGE_LABELS[key] for key in self.range_sets],
+        )
+        switch.add_class("latent-range")
+        return switch
+
+    @staticmethod
+    def make_display_switch():
+        """The toggle between the images stretched to their own 1-99 % range (the first) and as
+        decoded."""
+        switch = widgets.ToggleButtons(
+            options=[(DISPLAY_LABELS[key], key) for key in (STRETCHED, AS_DECODED)],
+            style={"button_width": "230px"},
+            tooltips=[
+                (
+                    "each image rescaled to its own 1–99 % range: a display option, not the model's"
+                    " output"
+                ),
+                "the decoder's output as it is",
+            ],
+        )
+        switch.add_class("latent-contrast")
+        return switch
+
+    def training_crack_threshold(self, images, count: int) -> float | None:
+        """The crack score that `CRACK_QUANTILE` (90 %) of the training images reach, or None
+        without training images."""
+        if not (images is not None and count):
+            return None
+        from vae_overlay.section3_study import CRACK_QUANTILE
+
+        floats = as_unit_float(images)
+        return float(np.quantile(self.crack_scores(floats), CRACK_QUANTILE))
+
+    def make_sliders(self, start) -> list:
+        """One slider per latent dimension, z1..zd, over the chosen range set, at `start` (snapped
+        to the step, clipped to the range)."""
+        ranges = self.range_sets[self.range_switch.value]
+        sliders = [
+            widgets.FloatSlider(
+                value=float(np.clip(snap(start[k], self.step), low, high)),
+                min=low,
+                max=high,
+                step=self.step,
+                description=f"z{k + 1}",
+                continuous_update=True,
+                readout_format=".1f",
+                layout=widgets.Layout(width="512px"),
+            )
+            for k, (low, high) in enumerate(ranges)
+        ]
+        for k, slider in enumerate(sliders):
+            slider.add_class(
+                f"latent-slider-z{k + 1}"
+            )  # CSS classes: stable handles for the browser test
+        return sliders
+
+    def make_views(self, count: int) -> list:
+        """The captioned pictures in one row: the decode, then the nearest training image (with
+        `images`) and the clickable latent scatter (with latent means)."""
+        views = [self.captioned("decoded at z" + PIXELATED, self.image)]
+        if self.images is not None and count:
+            self.nearest_image = self.image_widget("latent-nearest", self.image_px)
             views.append(self.captioned("nearest training image", self.nearest_image))
         if count:
-            self.scatter = self.image_widget("latent-scatter", image_px)
+            self.scatter = self.image_widget("latent-scatter", self.image_px)
             self.events = Event(source=self.scatter, watched_events=["click"])
             self.events.on_dom_event(self.on_scatter_click)
             views.append(self.captioned("latent means: click to move there", self.scatter))
+        return views
+
+    def make_controls(self, count: int, path_frames: int) -> list:
+        """The rows under the sliders: the display switch, the range switch (when there is a choice)
+        and the path controls (with two latent means or more)."""
         controls = [
             widgets.HBox(
                 [widgets.Label("images", layout=widgets.Layout(width="90px")), self.display_switch]
@@ -329,13 +377,7 @@ class LatentExplorer:
             )
         if count >= 2:
             controls.append(self.path_controls(path_frames))
-        for slider in self.sliders:
-            slider.observe(self.on_slider, names="value")
-        self.range_switch.observe(self.on_range, names="value")
-        self.display_switch.observe(lambda change: self.update(), names="value")
-        self.update()
-        self.widget = widgets.VBox([widgets.HBox(views), *self.sliders, *controls, self.label])
-        self.widget.add_class("latent-explorer")
+        return controls
 
     @staticmethod
     def image_widget(css_class: str, px: int):
