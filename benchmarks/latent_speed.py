@@ -26,9 +26,8 @@ from vae_overlay import latent
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "benchmarks" / "README.md"
-BROWSER_LATENCY = (
-    ROOT / "test-artifacts" / "slider_latency.json"
-)  # written by tests/test_browser_sliders.py
+# written by tests/test_browser_sliders.py
+BROWSER_LATENCY = ROOT / "test-artifacts" / "slider_latency.json"
 
 
 def anon_rss_mb() -> float:
@@ -184,9 +183,8 @@ def run(args) -> dict:
     _, _, points = latent.latent_grid()  # the paper's 301 x 201 grid
     subset = points[np.random.default_rng(0).permutation(len(points))[: args.subset]]
     if args.sweep_limit:
-        points = points[
-            : args.sweep_limit
-        ]  # quick check of the script only: not a result for the README
+        # quick check of the script only: not a result for the README
+        points = points[: args.sweep_limit]
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",

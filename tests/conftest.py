@@ -172,15 +172,15 @@ class JupyterLab:
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")
-        env = {
-            key: value for key, value in os.environ.items() if key != "MPLBACKEND"
-        }  # the kernel's inline default
+        # the kernel's inline default
+        env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
         env["JUPYTERLAB_WORKSPACES_DIR"] = str(self.tmp_path / "workspaces")  # not ~/.jupyter
         log_path = self.tmp_path / "jupyter.log"
         log = open(log_path, "w")
+        # its own process group: the kernels go with it
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True
-        )  # its own process group: the kernels go with it
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 90
@@ -205,9 +205,8 @@ class JupyterLab:
                 server.kill()
                 server.wait()
             try:
-                os.killpg(
-                    server.pid, signal.SIGKILL
-                )  # anything left in the group we started (a stuck kernel)
+                # anything left in the group we started (a stuck kernel)
+                os.killpg(server.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             log.close()

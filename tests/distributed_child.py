@@ -98,9 +98,8 @@ def mirrored(out):
             )
             result[name] = history["loss"]
             weights[name] = vae.get_weights()
-            loaded = model.load_vae(
-                f"{root}/{name}/vae.keras"
-            )  # saved from mirrored variables, loads plainly
+            # saved from mirrored variables, loads plainly
+            loaded = model.load_vae(f"{root}/{name}/vae.keras")
             result[f"{name}_reloads"] = all(
                 np.array_equal(a, b) for a, b in zip(loaded.get_weights(), weights[name])
             )

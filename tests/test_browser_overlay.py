@@ -223,9 +223,8 @@ def click_the_plane_away_from_the_ring(page, shown: Shown, fewer: dict) -> None:
     )
     clicked = shown.after(fewer, "click on the latent plane", score_changes=False)
     shown.wait_for_caption("clicked")
-    clicked["plane"] = shown.pixels(
-        shown.plane
-    )  # sent after the overlay: read it once the caption is in
+    # sent after the overlay: read it once the caption is in
+    clicked["plane"] = shown.pixels(shown.plane)
     assert np.abs(ring_centre(clicked["plane"]) - (row, column)).max() <= 2, (
         "the ring did not move there"
     )

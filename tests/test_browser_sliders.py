@@ -66,9 +66,8 @@ GIF_COLOURS = 64  # one palette for all frames (octree: keeps the red marker and
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 PRESSES = 5  # arrow-key presses on the z1 handle, one 0.1 step each
 LATENCY_PRESSES = 30
-LATENCY_BOUND_MS = (
-    150  # the target is a 50 ms median; the bound is loose because the machine is shared
-)
+# the target is a 50 ms median; the bound is loose because the machine is shared
+LATENCY_BOUND_MS = 150
 NEAR = 0.051  # a readout shows a value snapped to the 0.1 step with one decimal
 
 # Runs code in the notebook's kernel (outside the notebook, no history) and returns what it printed.
@@ -576,7 +575,6 @@ def measure_key_latency(page, handle, image) -> list[float]:
                 f"() => window.__srcTimes[{seen}] - window.__keyTimes[window.__keyTimes.length - 1]"
             )
         )
-        page.wait_for_timeout(
-            150
-        )  # let the kernel finish the marker and label before the next press
+        # let the kernel finish the marker and label before the next press
+        page.wait_for_timeout(150)
     return latencies

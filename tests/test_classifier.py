@@ -54,9 +54,8 @@ def test_splits_are_disjoint_balanced_and_fixed_by_seed(mono_task):
     names, labels, label_of = mono_task
     test, pool = classifier.split_test(names, labels, 0.5, seed=42)
     assert not set(test) & set(pool) and set(test) | set(pool) == set(names)
-    assert (
-        sum(label_of[n] for n in test) == 156 and len(test) == 156 + 294
-    )  # half of 313 and of 588, rounded
+    # half of 313 and of 588, rounded
+    assert sum(label_of[n] for n in test) == 156 and len(test) == 156 + 294
     assert classifier.split_test(names, labels, 0.5, seed=42) == (test, pool)
     assert classifier.split_test(names, labels, 0.5, seed=43)[0] != test
 
@@ -223,9 +222,8 @@ def test_rotation_is_bilinear_within_the_limit_like_scipy():
         np.repeat(smooth[None, ..., None], 6, axis=0)
     )
     matches = [best_rotation_match(smooth, augmented, 5.0) for augmented in out[..., 0]]
-    assert all(
-        difference < 2e-3 for difference, _ in matches
-    )  # edges repeated, bilinear, as scipy's order=1
+    # edges repeated, bilinear, as scipy's order=1
+    assert all(difference < 2e-3 for difference, _ in matches)
     assert len({round(angle) for _, angle in matches}) > 1  # angles are drawn, not fixed
 
 
@@ -406,9 +404,8 @@ def test_classifier_learns_a_separable_task_and_keeps_the_best_validation_check(
     assert record.best_validation_loss == min(record.validation_loss)
     assert record.best_step == record.check_steps[int(np.argmin(record.validation_loss))]
     kept = classifier.validation_loss(model, val_x, val_y)
-    assert kept == pytest.approx(
-        record.best_validation_loss, abs=1e-5
-    )  # the kept weights are the best check's
+    # the kept weights are the best check's
+    assert kept == pytest.approx(record.best_validation_loss, abs=1e-5)
     assert kept == pytest.approx(log_loss(val_y, classifier.predict_scores(model, val_x)), abs=1e-6)
     assert classifier.evaluate(test_y, classifier.predict_scores(model, test_x))["roc_auc"] > 0.9
     again, _ = classifier.train_classifier(
@@ -483,13 +480,8 @@ def test_run_seed_gives_one_row_per_condition(tiny_run):
     task, _, result = tiny_run
     rows = result["rows"]
     assert [row["condition"] for row in rows] == list(experiment.CONDITIONS)
-    assert [row["n_train"] for row in rows] == [
-        12,
-        12,
-        22,
-        22,
-        22,
-    ]  # 6 + 6 real, + 5 generated per class
+    # 6 + 6 real, + 5 generated per class
+    assert [row["n_train"] for row in rows] == [12, 12, 22, 22, 22]
     for row in rows:
         assert row["seed"] == 3 and row["best_step"] in (2, 4)
         assert all(0 <= row[metric] <= 1 for metric in experiment.METRICS)
@@ -536,9 +528,8 @@ def test_run_seed_reuses_its_vaes_and_repeats_its_numbers(tiny_run):
     assert [{k: row[k] for k in keys} for row in again["rows"]] == [
         {k: row[k] for k in keys} for row in result["rows"]
     ]
-    with pytest.raises(
-        runs.RunMismatch, match="learning_rate"
-    ):  # one caching rule: other settings raise
+    # one caching rule: other settings raise
+    with pytest.raises(runs.RunMismatch, match="learning_rate"):
         experiment.run_seed(
             task, 3, folder, experiment.Settings(**{**vars(TINY), "learning_rate": 1e-3})
         )
@@ -577,9 +568,8 @@ def test_check_leakage_catches_names_pixels_generated_images_and_full_resolution
         experiment.check_leakage(
             task, train, val, {**vae_names, "functional": [task.test_names[1]]}, clean
         )
-    task.full_hash[train[0]] = task.full_hash[
-        task.test_names[2]
-    ]  # same cell at full resolution, other 16-px pixels
+    # same cell at full resolution, other 16-px pixels
+    task.full_hash[train[0]] = task.full_hash[task.test_names[2]]
     with pytest.raises(classifier.LeakageError, match="full-resolution"):
         experiment.check_leakage(task, train, val, vae_names, clean)
 

@@ -73,9 +73,8 @@ def test_verdict_words():
         classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.04, margin=0.05))
         == "equivalent within ±5 pp"
     )
-    assert (
-        classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.05)) == "undecided"
-    )  # p = alpha is not below it
+    # p = alpha is not below it
+    assert classifier_study.verdict(entry(0.0, -0.01, 0.01, 0.05)) == "undecided"
     assert (
         classifier_study.verdict(entry(0.0, float("nan"), float("nan"), float("nan")))
         == "undecided"
@@ -102,13 +101,11 @@ def test_summarize_gives_every_entry_its_verdict_and_a_degenerate_interval_witho
         }
         for seed in range(2)
     ]
-    rows[0]["balanced_accuracy|(3) + VAE samples"] = float(
-        "nan"
-    )  # dropped in one run: too few pairs
+    # dropped in one run: too few pairs
+    rows[0]["balanced_accuracy|(3) + VAE samples"] = float("nan")
     rows[1]["balanced_accuracy|(2) classical augmentation"] = 0.6
-    rows.append(
-        {"seed": 2, "n_train": 6, "error": "RuntimeError: boom"}
-    )  # a failed run is left out
+    # a failed run is left out
+    rows.append({"seed": 2, "n_train": 6, "error": "RuntimeError: boom"})
     summary = {e["condition"]: e for e in classifier_study.summarize(rows)}
     same = summary["(7) + copy-paste cracks"]  # the same score in every run: no spread
     assert (
@@ -124,9 +121,8 @@ def test_summarize_gives_every_entry_its_verdict_and_a_degenerate_interval_witho
         summary["(3) + VAE samples"]["verdict"] == "too few runs"
         and summary["(3) + VAE samples"]["dropped"] == 1
     )
-    assert (
-        summary["(2) classical augmentation"]["verdict"] == "undecided"
-    )  # two runs, +0 and +10 points
+    # two runs, +0 and +10 points
+    assert summary["(2) classical augmentation"]["verdict"] == "undecided"
     means = {m["condition"]: m for m in classifier_study.condition_means(rows)}
     assert list(means) == list(classifier_study.experiment.STUDY_CONDITIONS)
     assert (
@@ -186,9 +182,8 @@ def test_one_tiny_classifier_run_records_seven_conditions(tmp_path):
         value = row[f"balanced_accuracy|{condition}"]
         assert np.isnan(value) or 0 <= value <= 1
     collapsed = row["vae_defective_collapsed"] or row["vae_functional_collapsed"]
-    assert (
-        np.isnan(row["roc_auc|(3) + VAE samples"]) == collapsed
-    )  # a collapsed VAE's conditions are dropped
+    # a collapsed VAE's conditions are dropped
+    assert np.isnan(row["roc_auc|(3) + VAE samples"]) == collapsed
     assert not np.isnan(row["balanced_accuracy|(7) + copy-paste cracks"])  # needs no VAE
     assert row["n_test"] > 100 and row["closest_rms"] > 0
 

@@ -67,14 +67,8 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
     )
     cells = config.plan({"DATASET": "elpv-cracks"}, tmp_path / "runs")
     assert not cells.is_default and cells.name.startswith("elpv-cracks-")
-    assert [p.name[:2] for p in cells.notebooks] == [
-        "01",
-        "02",
-        "03",
-        "04",
-        "05",
-        "06",
-    ]  # 06: the ELPV cells apply
+    # 06: the ELPV cells apply
+    assert [p.name[:2] for p in cells.notebooks] == ["01", "02", "03", "04", "05", "06"]
     first = config.plan({"DATASET": str(image_folder(tmp_path / "a" / "mine"))}, tmp_path / "runs")
     second = config.plan({"DATASET": str(image_folder(tmp_path / "b" / "mine"))}, tmp_path / "runs")
     assert (
@@ -97,9 +91,8 @@ def test_plan_names_runs_apart_and_refuses_unknown_parameters(tmp_path):
     edited = config.plan({"DATASET": str(tmp_path / "a" / "mine")}, tmp_path / "runs")
     assert edited.name != first.name  # an edited folder is a new run: the old one is kept
     same_size = config.plan({"IMAGE_SIZE": 128}, tmp_path / "runs")
-    assert (
-        same_size.name.startswith("elpv-crack-patches-") and len(same_size.notebooks) == 6
-    )  # 06 applies, 07 not
+    # 06 applies, 07 not
+    assert same_size.name.startswith("elpv-crack-patches-") and len(same_size.notebooks) == 6
     synthetic = config.plan({"DATASET": "synthetic"}, tmp_path / "runs")
     assert set(synthetic.skipped) == {
         "05b_overlay_studies.ipynb",
@@ -194,13 +187,11 @@ def test_custom_folder_run_writes_only_its_run_folder_and_refuses_a_mismatch(
     empty = tmp_path / "no images"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
-    with pytest.raises(
-        data.DatasetError, match=r"No usable image in .*no images"
-    ):  # refused before any notebook
+    # refused before any notebook
+    with pytest.raises(data.DatasetError, match=r"No usable image in .*no images"):
         reproduce.reproduce({"DATASET": str(empty)}, runs_dir=tmp_path / "runs", progress=False)
-    monkeypatch.setattr(
-        reproduce, "preflight", lambda run, step_seconds=None: ""
-    )  # as if the folder emptied later
+    # as if the folder emptied later
+    monkeypatch.setattr(reproduce, "preflight", lambda run, step_seconds=None: "")
     with pytest.raises(
         RuntimeError, match=r"01_prepare_dataset.ipynb stopped with DatasetError: .*no images"
     ):
@@ -265,11 +256,8 @@ def test_output_folder_keeps_results_for_the_defaults_and_names_the_run_otherwis
     expected = config.plan({"EPOCHS": 5}, tmp_path)  # the run make reproduce EPOCHS=5 would make
     assert changed == str(expected.folder / "figures")
     assert "EPOCHS = 5 differ from the committed defaults" in capsys.readouterr().out
-    given = {
-        **defaults,
-        "EPOCHS": 5,
-        "FIGURES_DIR": "/somewhere/figures",
-    }  # make reproduce set its own folder
+    # make reproduce set its own folder
+    given = {**defaults, "EPOCHS": 5, "FIGURES_DIR": "/somewhere/figures"}
     assert config.output_folder("02", given, tmp_path) == "/somewhere/figures"
 
 
@@ -335,9 +323,8 @@ def test_preflight_says_images_notebooks_and_time_before_training_and_refuses_to
     run = config.plan({"DATASET": str(folder), "FULL_SWEEP": False}, tmp_path / "runs")
     text = reproduce.preflight(run, step_seconds=0.05)
     assert f"images: 12 usable in {folder}, 1 skipped" in text and "skipped broken.png" in text
-    assert (
-        "notebooks: 01 (~15 s), 02 (~25 s), 03 (~15 s), 04 (~15 s), 05 (~5 min)" in text
-    )  # 05: 2 x 150 x 20 steps
+    # 05: 2 x 150 x 20 steps
+    assert "notebooks: 01 (~15 s), 02 (~25 s), 03 (~15 s), 04 (~15 s), 05 (~5 min)" in text
     assert (
         "skipped 06_augment_classifier.ipynb" in text
         and "one training step here takes 50 ms" in text

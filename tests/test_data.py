@@ -313,10 +313,9 @@ def test_crack_centre_finds_a_drawn_crack_and_ignores_busbars():
     row, col = elpv.crack_centre(cell, 64)
     assert 200 <= row < 260 and 50 <= col < 110
     assert elpv.patch_corner((row, col), 64, cell.shape) == (row - 32, col - 32)
-    assert elpv.patch_corner((5, 295), 64, cell.shape) == (
-        0,
-        236,
-    ), "clipped to stay inside the cell"
+    assert elpv.patch_corner((5, 295), 64, cell.shape) == (0, 236), (
+        "clipped to stay inside the cell"
+    )
 
 
 def test_crack_score_reads_the_ridge_map():

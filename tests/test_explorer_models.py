@@ -84,10 +84,8 @@ def test_candidates_follow_each_roles_rule(table):
     picked = {
         role: [r["key"] for r in rows] for role, rows in explorer_models.candidates(table).items()
     }
-    assert picked["crack-like"][:2] == [
-        "a",
-        "j",
-    ]  # ELPV, not collapsed, by the share of the occupied region
+    # ELPV, not collapsed, by the share of the occupied region
+    assert picked["crack-like"][:2] == ["a", "j"]
     assert picked["box"] == ["e", "d"]  # the paper's own edge (|z1| >= 15) first
     # the configuration that collapsed in every run (128 px keras-io-2020) first, then 64 px
     # keras-io by seed, then the collapsed run of the configuration that collapsed least often
@@ -173,10 +171,8 @@ def test_the_picker_switches_decoder_ranges_scatter_and_nearest_lookup(
     default_name = "default run: elpv-crack-patches, 64 px, loss sum, seed 42"
     picker = model_picker.ModelPicker(default, default_name, folder)
     assert picker.current is default and picker.body.children == (default.widget,)
-    assert [re.search(r"[0-9a-f]{12}", name) for name in picker.menu.options] == [
-        None,
-        None,
-    ]  # no hashes
+    # no hashes
+    assert [re.search(r"[0-9a-f]{12}", name) for name in picker.menu.options] == [None, None]
     picker.menu.value = picker.menu.options[1]
     chosen = picker.current
     assert chosen is not default and picker.body.children == (chosen.widget,)

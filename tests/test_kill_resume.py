@@ -110,10 +110,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, reference, t
     random.seed(1000 + trial)
     kills = []
     if trial < 2:  # killed in the middle of a checkpoint write (the temp file is half written)
-        for most in (
-            EPOCHS,
-            2,
-        ):  # writes: the initial checkpoint, then a checkpoint + a history per epoch
+        # writes: the initial checkpoint, then a checkpoint + a history per epoch
+        for most in (EPOCHS, 2):
             process = start(tmp_path, "slow")
             nth = random.randint(1, most)
             kills.append(("during write", nth, kill_when(process, "WRITING", nth)))
@@ -128,9 +126,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, reference, t
         process.wait(timeout=60)
         kills.append(("after epoch report", nth, process.returncode))
     assert all(code == -signal.SIGKILL for *_, code in kills), kills
-    finish(
-        tmp_path
-    )  # resumes from the last whole checkpoint (or starts afresh if none was completed)
+    # resumes from the last whole checkpoint (or starts afresh if none was completed)
+    finish(tmp_path)
 
     weights, record = final_state(tmp_path)
     ref_weights, ref_record = reference

@@ -13,9 +13,8 @@ def decoder(make_decoder):
 
 
 def test_paper_grid_has_exact_counts_and_endpoints():
-    z1_values, z2_values, points = (
-        latent.latent_grid()
-    )  # paper defaults: [-15,15] x [-10,10], step 0.1
+    # paper defaults: [-15,15] x [-10,10], step 0.1
+    z1_values, z2_values, points = latent.latent_grid()
     assert (len(z1_values), len(z2_values), len(points)) == (301, 201, 60501)
     assert (z1_values[0], z1_values[-1], z2_values[0], z2_values[-1]) == (-15.0, 15.0, -10.0, 10.0)
     assert points.shape == (60501, 2) and points.dtype == np.float32
@@ -106,9 +105,8 @@ class RecordingBar:
 def test_progress_true_drives_one_tqdm_bar(decoder, monkeypatch):
     z = np.zeros((10, 2), np.float32)
     expected = latent.decode_batched(decoder, z, batch_size=5)
-    assert np.array_equal(
-        latent.decode_batched(decoder, z, batch_size=5, progress=True), expected
-    )  # real tqdm
+    # real tqdm
+    assert np.array_equal(latent.decode_batched(decoder, z, batch_size=5, progress=True), expected)
     RecordingBar.made = []
     monkeypatch.setattr(latent, "tqdm", RecordingBar)
     latent.decode_batched(decoder, z, batch_size=4, progress=True)
@@ -195,9 +193,8 @@ def test_nearest_in_sweep_finds_the_closest_image():
 def test_compiled_decoder_is_traced_once_per_decoder(decoder):
     decode = latent.compiled_decoder(decoder, uint8=True)
     assert latent.compiled_decoder(decoder, uint8=True) is decode
-    latent.decode_batched(
-        decoder, np.zeros((5, 2), np.float32), batch_size=2
-    )  # batches of 2, 2 and 1
+    # batches of 2, 2 and 1
+    latent.decode_batched(decoder, np.zeros((5, 2), np.float32), batch_size=2)
     decode(np.zeros((7, 2), np.float32))
     assert decode.graph_function.experimental_get_tracing_count() == 1
 
@@ -220,20 +217,15 @@ def test_decoded_grid_puts_high_z2_on_top():
     assert canvas.shape == (6, 4)
     assert canvas[0, 0] == 2 and canvas[0, 3] == 12  # top row: highest z2, z1 growing to the right
     assert canvas[5, 0] == 0 and canvas[5, 3] == 10
-    assert ax.images[0].get_extent() == [
-        -2.0,
-        2.0,
-        -3.0,
-        3.0,
-    ]  # half a spacing beyond the end points
+    # half a spacing beyond the end points
+    assert ax.images[0].get_extent() == [-2.0, 2.0, -3.0, 3.0]
     plt.close(fig)
 
 
 def test_grid_figures_show_each_tile_stretched_and_say_so_or_as_decoded():
     rng = np.random.default_rng(0)
-    tiles = (0.4 + 0.1 * rng.random((3, 2, 8, 8))).astype(
-        np.float32
-    )  # a narrow range, as the decodes have
+    # a narrow range, as the decodes have
+    tiles = (0.4 + 0.1 * rng.random((3, 2, 8, 8))).astype(np.float32)
     shown, how = latent.shown_tiles(tiles, True)
     assert shown.shape == tiles.shape and how == "each tile stretched to its own 1–99 % range"
     for tile, original in zip(shown.reshape(-1, 8, 8), tiles.reshape(-1, 8, 8)):

@@ -129,9 +129,8 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, crack_images):
         assert "lambda" not in archive.read("config.json").decode().lower()
     loaded = model.load_vae(path)
     assert isinstance(loaded, model.VAE) and loaded.encoder.name == "encoder"
-    for original, copy in zip(
-        vae.encoder(images), loaded.encoder(images)
-    ):  # z too: the seed state is saved
+    # z too: the seed state is saved
+    for original, copy in zip(vae.encoder(images), loaded.encoder(images)):
         np.testing.assert_array_equal(np.asarray(original), np.asarray(copy))
     z = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(vae.decoder(z)), np.asarray(loaded.decoder(z)))

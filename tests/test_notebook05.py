@@ -99,13 +99,11 @@ def test_notebook05_small(tmp_path, run_notebook, notebook_text):
         "paper: latent sum",
         "fixed: decoded compositing",
     } <= set(scores)
-    assert (
-        len({"fixed: weighted, w=0.5", "fixed: weighted, w=2"} & set(scores)) == 1
-    )  # the best of WEIGHTS
+    # the best of WEIGHTS
+    assert len({"fixed: weighted, w=0.5", "fixed: weighted, w=2"} & set(scores)) == 1
     assert all(0 <= value <= 1 for value in scores.values())
-    assert (
-        scores["pixel compositing (darkest)"] > scores["pixel mean (baseline)"]
-    )  # compositing shows every defect
+    # compositing shows every defect
+    assert scores["pixel compositing (darkest)"] > scores["pixel mean (baseline)"]
     assert 0 < summary["defect_threshold"] < 0.3
     assert "same seed, same overlays: True" in text
     for name in FIGURES:
@@ -141,8 +139,7 @@ def test_notebook05_small_on_two_images_without_masks(tmp_path, run_notebook, no
         summary["paper_recipe"]["n_clusters"] in (1, 2)
         and len(summary["paper_recipe"]["kl_per_source"]) == 2
     )
-    assert [p.name[:5] for p in (tmp_path / "artifacts").iterdir()] == [
-        "mine-"
-    ]  # its own artifacts folder
+    # its own artifacts folder
+    assert [p.name[:5] for p in (tmp_path / "artifacts").iterdir()] == ["mine-"]
     for name in FIGURES:
         assert (results / "figures" / f"{name}.png").is_file()

@@ -54,9 +54,8 @@ def test_notebook05b_runs_tiny_studies_and_shows_them(tmp_path, run_notebook, no
         for o in cell.get("outputs", [])
         if "text/html" in o.get("data", {})
     ]
-    assert (
-        sum("latent sum - mean" in t for t in tables) == 3 + 2
-    )  # three scores of the variants, two of the dimensions
+    # three scores of the variants, two of the dimensions
+    assert sum("latent sum - mean" in t for t in tables) == 3 + 2
     assert (
         "tiny4-sets.csv: 3 of 3 runs finished, 0 failed" in text
         and "tiny4-sets: 3 source sets in 3 runs" in text

@@ -93,15 +93,13 @@ def test_clean_notebook_removes_tensorflow_log_lines_and_the_streams_they_leave_
     assert [o["text"] for o in cells[1].outputs] == [warning + "  warnings.warn(msg)\n"]
     assert cells[2].outputs[0]["text"] == "Epoch 1/100 loss: 3.2\nI0 is not a log line\n"
     text = path.read_text()
-    assert (
-        notebook_clean.clean_notebook(path) == 0 and path.read_text() == text
-    )  # a clean notebook is left as it is
+    # a clean notebook is left as it is
+    assert notebook_clean.clean_notebook(path) == 0 and path.read_text() == text
 
 
 def test_clean_notebook_replaces_machine_paths_in_every_output_kind(tmp_path):
-    repo = (
-        tmp_path / "checkout"
-    )  # inside the temp folder, as a CI checkout may be: repository-relative wins
+    # inside the temp folder, as a CI checkout may be: repository-relative wins
+    repo = tmp_path / "checkout"
     venv_file = repo / ".venv" / "lib" / "python3.11" / "site-packages" / "keras" / "functional.py"
     elsewhere = Path(tempfile.gettempdir()) / "pytest-run" / "artifacts" / "vae.keras"
     home_file = Path.home() / "data" / "cells"
@@ -150,9 +148,8 @@ def test_clean_notebook_replaces_machine_paths_in_every_output_kind(tmp_path):
     outputs = [cell["outputs"] for cell in json.loads(path.read_text())["cells"]]
     first, second = outputs[0][0]["text"]
     assert first == "cached in artifacts/run/\n"
-    assert second.startswith("root: ., other: <tmp>/") and second.endswith(
-        "/checkout2/x\n"
-    )  # not the repository
+    # not the repository
+    assert second.startswith("root: ., other: <tmp>/") and second.endswith("/checkout2/x\n")
     assert outputs[0][1]["text"] == ["<site-packages>/keras/functional.py:259: UserWarning: x\n"]
     assert outputs[1][0]["data"] == {
         "text/plain": ["PosixPath('<tmp>/pytest-run/artifacts/vae.keras')"],
@@ -194,9 +191,8 @@ def test_clean_notebook_takes_the_repository_root_as_given_and_keeps_the_file_la
         [code_cell(1, [])],
         metadata={"papermill": {"input_path": str(tmp_path / "in.ipynb")}},
     )
-    assert (
-        notebook_clean.clean_notebook(metadata_only) == 0
-    )  # metadata is rewritten but not counted
+    # metadata is rewritten but not counted
+    assert notebook_clean.clean_notebook(metadata_only) == 0
     assert json.loads(metadata_only.read_text())["metadata"]["papermill"] == {}
 
 
@@ -256,7 +252,6 @@ def test_committed_notebooks_hold_no_log_noise_and_no_machine_paths(path):
         for m in MACHINE_PATH.finditer(text)
     ]
     paths += [folder for folder in MACHINE_PATHS for text in texts if folder in text]
-    assert (noise, paths) == (
-        [],
-        [],
-    ), f"run: python -m vae_overlay.notebook_clean notebooks/{path.name}"
+    assert (noise, paths) == ([], []), (
+        f"run: python -m vae_overlay.notebook_clean notebooks/{path.name}"
+    )

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# a reading of an incomplete table
 MEASUREMENT = re.compile(
     r"\[[−+-]?\d+\.\d+, [−+-]?\d+\.\d+\]"  # an interval: [0.24, 0.76]
     r"|(?<![\w.])[~≈]?\d+(?:\.\d+)?\s?(?:ms|s|min)\b(?! per)"  # a time: 152 s, ~30 s, 51 ms
     r"|\b\d+ of \d+ (?:runs|seeds|sets|configurations)\b"  # a count over a study: 5 of 10 runs
     r"|\bso far\b"
-)  # a reading of an incomplete table
+)
 
 
 @pytest.mark.parametrize(
@@ -34,10 +35,8 @@ def test_markdown_cells_carry_no_hand_typed_measurements(path):
     )
 
 
-MOST_CELLS, MOST_WORDS = (
-    30,
-    1650,
-)  # a notebook a reader takes in at one sitting; a longer one is split (05 / 05b)
+# a notebook a reader takes in at one sitting; a longer one is split (05 / 05b)
+MOST_CELLS, MOST_WORDS = (30, 1650)
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,8 @@ def check_epoch(batches, n_sources, copies, batch_size):
     assert sorted(flat.tolist()) == list(range(n_sources * copies))  # every copy exactly once
     for batch in batches:
         assert len(batch) <= batch_size
-        assert set((batch // copies).tolist()) == set(
-            range(n_sources)
-        )  # every source in every batch
+        # every source in every batch
+        assert set((batch // copies).tolist()) == set(range(n_sources))
     sizes = [len(b) for b in batches]
     assert len(batches) == -(-n_sources * copies // batch_size) and max(sizes) - min(sizes) <= 1
 
@@ -38,9 +37,8 @@ def test_mixed_batches_paper_setting():
     check_epoch(epoch, 3, 500, 10)
     assert {len(b) for b in epoch} == {10}
     counts = np.array([np.bincount(b // 500, minlength=3) for b in epoch])
-    assert (
-        counts.min() >= 1 and len({tuple(c) for c in counts}) > 3
-    )  # compositions vary beyond 4/3/3
+    # compositions vary beyond 4/3/3
+    assert counts.min() >= 1 and len({tuple(c) for c in counts}) > 3
 
 
 @settings(max_examples=60, deadline=None)
@@ -74,9 +72,8 @@ def test_make_copies_layout_matches_the_sampler():
     images = np.arange(3, dtype=np.float32)[:, None, None, None] * np.ones((3, 4, 4, 1), np.float32)
     copies, labels = overlay.make_copies(images, 5)
     assert copies.shape == (15, 4, 4, 1) and labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
-    assert np.array_equal(
-        copies[:, 0, 0, 0], labels.astype(np.float32)
-    )  # index // copies is the source
+    # index // copies is the source
+    assert np.array_equal(copies[:, 0, 0, 0], labels.astype(np.float32))
 
 
 # ----------------------------------------------------------------------------- fidelity
@@ -297,9 +294,8 @@ def test_train_variant_is_train_vae_with_mixed_batches_and_its_caching_rule(tmp_
     assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights()))
     record = train.read_history(tmp_path / "a" / train.HISTORY_FILE)
     assert record["finished"] and record["settings"]["batches"] == "custom: mixed_batches(3, 4, 10)"
-    overlay.train_variant(
-        sources, 4, overlay.PAPER, tmp_path / "a", epochs=2, seed=9
-    )  # finished: loaded
+    # finished: loaded
+    overlay.train_variant(sources, 4, overlay.PAPER, tmp_path / "a", epochs=2, seed=9)
     assert (
         train.read_history(tmp_path / "a" / train.HISTORY_FILE)["epoch_seconds"]
         == record["epoch_seconds"]
@@ -366,9 +362,8 @@ def test_prepare_and_train_and_check(trio_runs):
         and setup.folder.parent.name == "synthetic"
     )
     assert 0 < setup.threshold < 0.3 and setup.background.shape == (32, 32)
-    assert (
-        paper["steps"] == 2 and len(paper["history"]["loss"]) == 1 and paper["seconds"] > 0
-    )  # 12 images, batch 10
+    # 12 images, batch 10
+    assert paper["steps"] == 2 and len(paper["history"]["loss"]) == 1 and paper["seconds"] > 0
     assert paper["report"]["n_sources"] == 3 and paper["report"]["points"].shape == (90, 2)
     assert (
         fixed["name"] == "standardised + leaky"
@@ -384,9 +379,8 @@ def test_prepare_and_train_and_check(trio_runs):
         folder,
     }
     assert len(others) == 4  # every configuration has its own folder
-    again = experiment.train_and_check(
-        setup, overlay.Variant(), 42, 4
-    )  # the same configuration: loaded
+    # the same configuration: loaded
+    again = experiment.train_and_check(setup, overlay.Variant(), 42, 4)
     assert again["seconds"] == paper["seconds"]
     assert np.allclose(again["report"]["z_mean"], paper["report"]["z_mean"], atol=1e-6)
 

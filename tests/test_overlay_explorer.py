@@ -107,9 +107,8 @@ def test_every_method_opens_with_its_first_slider_live_and_moving_it_redraws_the
     explorer = OverlayExplorer(setup, vae, method=method)
     first = sliders_in_order(explorer.widget)[0]
     assert first is explorer.source_weights[0] and not first.disabled and first.value == 1.0
-    assert all(
-        not s.disabled for s in explorer.source_weights
-    )  # every source is ticked at the start
+    # every source is ticked at the start
+    assert all(not s.disabled for s in explorer.source_weights)
     before = (explorer.image.value, explorer.result["image"])
     first.value = 0.5
     assert explorer.image.value != before[0] and not np.array_equal(
@@ -150,9 +149,8 @@ def test_the_overlays_are_the_closed_form_ones_of_the_linear_model(trio):
         explorer.overlay_image(pair, "composite"), sources[pair].min(axis=0), atol=1e-4
     )
     assert np.array_equal(explorer.overlay_image(pair, "pixel darkest"), sources[pair].min(axis=0))
-    assert np.allclose(
-        explorer.overlay_image(pair, "weighted", 0.0), bg, atol=1e-4
-    )  # w = 0: the background
+    # w = 0: the background
+    assert np.allclose(explorer.overlay_image(pair, "weighted", 0.0), bg, atol=1e-4)
     assert np.allclose(
         explorer.overlay_image(pair, "weighted", 0.5), bg + 0.5 * (darkened - bg), atol=1e-4
     )
@@ -342,9 +340,8 @@ def test_the_drawn_outlines_are_the_chosen_masks_contours(trio):
     drawn = pixels_of(explorer.image.value)
     grey = (drawn[..., 0] == drawn[..., 1]) & (drawn[..., 1] == drawn[..., 2])
     contours = [outline(upscale(mask, 8)) for mask in setup.masks]
-    assert np.array_equal(
-        ~grey, contours[0] | contours[2]
-    )  # coloured exactly on the chosen masks' contours
+    # coloured exactly on the chosen masks' contours
+    assert np.array_equal(~grey, contours[0] | contours[2])
     only_0 = contours[0] & ~contours[2]
     assert only_0.any() and (drawn[only_0] == explorer.colours[0]).all()
     assert not (
@@ -404,14 +401,12 @@ def test_the_latent_plane_shows_the_centres_and_a_ring_at_the_overlays_z(trio):
     marker = explorer.latent_plane.marker
     drawn = pixels_of(explorer.plane.value)
     assert drawn.shape == (256, 256, 3)
-    for i in range(
-        setup.k
-    ):  # the centres as discs in the sources' colours (drawn after z_bg: on top)
+    # the centres as discs in the sources' colours (drawn after z_bg: on top)
+    for i in range(setup.k):
         row, column = marker.pixel(explorer.z_mean[i])
         assert (drawn[row, column] == explorer.colours[i]).all()
-    row, column = marker.pixel(
-        explorer.z_background["centres"]
-    )  # (1/3, 1/3) in the plane: away from the e_i
+    # (1/3, 1/3) in the plane: away from the e_i
+    row, column = marker.pixel(explorer.z_background["centres"])
     assert (drawn[row, column] == BACKGROUND_SHADES["centres"]).all()
     # the ring is centred on the overlay's z: e_0 + e_1 for the latent sum of crack_1 and crack_2
     assert np.allclose(explorer.result["z"], [1, 1, 0], atol=1e-4)
@@ -421,9 +416,8 @@ def test_the_latent_plane_shows_the_centres_and_a_ring_at_the_overlays_z(trio):
     assert np.abs(ring_centre(explorer.plane.value) - marker.pixel(explorer.result["z"])).max() <= 1
     explorer.method.value = "pixel darkest"  # no latent vector: no ring
     assert explorer.result["z"] is None and len(ring_pixels(explorer.plane.value)) == 0
-    spots = {
-        tuple(spot) for spot in disc(5)
-    }  # a filled disc: its axis ends in, its square's corners out
+    # a filled disc: its axis ends in, its square's corners out
+    spots = {tuple(spot) for spot in disc(5)}
     assert (
         len(spots) == len(disc(5)) and {(0, 0), (5, 0), (-5, 0), (0, 5), (0, -5), (3, 3)} <= spots
     )
@@ -435,9 +429,8 @@ def test_a_click_on_the_latent_plane_shows_the_decode_of_the_point_under_it(trio
     explorer = OverlayExplorer(setup, vae, chosen=(0, 1))  # latent sum at z = e_0 + e_1 = (1, 1, 0)
     marker, before = explorer.latent_plane.marker, explorer.plane.value
     row, column = marker.pixel(explorer.z_mean[0])  # where crack_1's centre e_0 is drawn
-    explorer.on_plane_click(
-        {"type": "click", "dataX": column, "dataY": row}
-    )  # what ipyevents sends
+    # what ipyevents sends
+    explorer.on_plane_click({"type": "click", "dataX": column, "dataY": row})
     z = explorer.result["z"]
     assert explorer.result["placed"] and np.allclose(z[:2], marker.latent(row, column))
     assert z[2] == pytest.approx(0, abs=1e-4)  # beyond the plane's two coordinates: the shown z's
@@ -445,9 +438,8 @@ def test_a_click_on_the_latent_plane_shows_the_decode_of_the_point_under_it(trio
     assert np.array_equal(
         explorer.result["image"], explorer.decode(z[None, :].astype(np.float32))[0]
     )
-    assert np.allclose(
-        explorer.result["image"], setup.sources[0], atol=0.05
-    )  # the decode of e_0: crack_1
+    # the decode of e_0: crack_1
+    assert np.allclose(explorer.result["image"], setup.sources[0], atol=0.05)
     assert explorer.plane.value != before  # the ring moved to the clicked point
     assert np.abs(ring_centre(explorer.plane.value) - (row, column)).max() <= 1
     assert "decode at the clicked z" in explorer.caption.value
@@ -455,9 +447,8 @@ def test_a_click_on_the_latent_plane_shows_the_decode_of_the_point_under_it(trio
         explorer.result["fidelity"]["recall"],
         explorer.score((0, 1), setup.sources[0])["recall"],
     )
-    assert (
-        recall[0] == pytest.approx(itself[0], abs=0.1) and recall[1] < 0.1
-    )  # crack_1's defect, not crack_2
+    # crack_1's defect, not crack_2
+    assert recall[0] == pytest.approx(itself[0], abs=0.1) and recall[1] < 0.1
     explorer.show_outlines.value = False  # a drawing option keeps the clicked point
     assert explorer.result["placed"]
     explorer.source_weights[0].value = 0.8  # any other control: the method's overlay again

@@ -51,9 +51,8 @@ def test_collapse_figure_says_one_image_only_when_the_model_collapsed_with_the_n
     captions = [ax.get_title() for ax in fig.axes if ax.images]
     assert captions[:4] == [*names, "pixel mean of the sources"]
     assert captions[4] == "sum: a\n1.0 grey levels from the mean"
-    assert np.allclose(
-        fig.axes[3].images[0].get_array(), mean[..., 0]
-    )  # the pixel mean, beside the sources
+    # the pixel mean, beside the sources
+    assert np.allclose(fig.axes[3].images[0].get_array(), mean[..., 0])
     assert plots.illegible(fig) == []
     apart = {"n_clusters": 3, "n_sources": 3, "verdict": "overlapping", "min_ratio": 1.9}
     title = figures.collapse_figure(
@@ -85,10 +84,8 @@ def test_variant_figure_facets_by_source_set_rows_by_variant_colours_by_method()
     ]
     fig = figures.variant_figure(variants)
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [
-        "paper-trio: 9 runs",
-        "distinct: 9 runs",
-    ]  # SOURCE_SETS
+    # SOURCE_SETS
+    assert [ax.get_title() for ax in panels] == ["paper-trio: 9 runs", "distinct: 9 runs"]
     ticks = [
         t.get_text()
         for t in sorted(panels[0].get_yticklabels(), key=lambda t: -t.get_position()[1])
@@ -99,9 +96,8 @@ def test_variant_figure_facets_by_source_set_rows_by_variant_colours_by_method()
         bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         assert len({bar.lines[0].get_color() for bar in bars}) == 3 and len(bars) == 9
     assert panels[0].get_xlim() == panels[1].get_xlim()
-    assert (
-        "of 6: latent sum 2, offset 2, decoded composite 2" in fig.get_suptitle()
-    )  # the 0.1 rows only
+    # the 0.1 rows only
+    assert "of 6: latent sum 2, offset 2, decoded composite 2" in fig.get_suptitle()
     assert plots.illegible(fig) == []
 
 

@@ -79,22 +79,19 @@ def test_one_tiny_section4_run_records_every_method_and_score(tmp_path):
         )
         assert {f"kl_{i}" for i in (1, 2, 3)} <= set(row)
         scored = [key for key in row if key.count("|") == 2]
-        assert (
-            len(scored) == len(overlay_study.SCORES) * len(overlay_study.METHODS) * 4
-        )  # 3 pairs + all three
+        # 3 pairs + all three
+        assert len(scored) == len(overlay_study.SCORES) * len(overlay_study.METHODS) * 4
         assert all(np.isfinite(row[key]) for key in scored)
-        assert (
-            row["contrast|pixel darkest|1+2"] > row["contrast|pixel mean|1+2"]
-        )  # darkest keeps each defect's depth
+        # darkest keeps each defect's depth
+        assert row["contrast|pixel darkest|1+2"] > row["contrast|pixel mean|1+2"]
     # on one shared surface compositing shows every defect; on three surfaces the darkest pixel of
     # three backgrounds is darker than their mean everywhere, which the fidelity threshold counts as
     # spurious defect pixels
     assert rows[0]["fidelity|pixel darkest|1+2+3"] > rows[0]["fidelity|pixel mean|1+2+3"]
     assert rows[0]["sources"] == "paper-trio" and rows[1]["sources"] == "distinct"
     assert (tmp_path / "section4" / "distinct-sources" / "pore_12_mask.png").is_file()
-    assert (
-        study.run_one(configs[0], str(tmp_path), kind=kind)["key"] == rows[0]["key"]
-    )  # same key: loaded
+    # same key: loaded
+    assert study.run_one(configs[0], str(tmp_path), kind=kind)["key"] == rows[0]["key"]
 
 
 def test_drawn_source_sets_follow_their_seeded_rule_with_masks_that_mark_the_defects():
@@ -116,19 +113,16 @@ def test_drawn_source_sets_follow_their_seeded_rule_with_masks_that_mark_the_def
             np.testing.assert_array_equal(image, image_again)
             assert image.shape == mask.shape == (128, 128) and 0.001 < mask.mean() < 0.3
             ring = overlay_study.ring(mask)
-            assert (
-                image[mask].mean() < image[ring].mean()
-            )  # the mask marks darker pixels than its surroundings
+            # the mask marks darker pixels than its surroundings
+            assert image[mask].mean() < image[ring].mean()
 
-    def differing(
-        name,
-    ):  # the share of pixels that differ visibly between a set's first and last source
+    # the share of pixels that differ visibly between a set's first and last source
+    def differing(name):
         drawn = overlay_study.draw_set(name)
         return float((np.abs(drawn[0][1] - drawn[2][1]) > 0.02).mean())
 
-    assert (
-        differing("same-surface/3") < 0.05 < 0.5 < differing("distinct/3")
-    )  # one surface against three
+    # one surface against three
+    assert differing("same-surface/3") < 0.05 < 0.5 < differing("distinct/3")
     with pytest.raises(ValueError, match="unknown source set 'elpv/99'"):
         overlay_study.source_paths("elpv/99", "unused")
 
@@ -206,9 +200,8 @@ def test_summarize_pairs_every_method_with_the_pixel_mean_over_seeds_and_overlay
     assert (
         free["fidelity|pixel mean"] == pytest.approx(0.5) and "fidelity|pixel mean|diff" not in free
     )
-    assert free["fidelity|offset|diff"] == pytest.approx(
-        0.1 + 0.015 + 0.002
-    )  # mean of 12 seed x overlay pairs
+    # mean of 12 seed x overlay pairs
+    assert free["fidelity|offset|diff"] == pytest.approx(0.1 + 0.015 + 0.002)
     assert (
         free["fidelity|offset|low"]
         < free["fidelity|offset|diff"]
@@ -218,9 +211,8 @@ def test_summarize_pairs_every_method_with_the_pixel_mean_over_seeds_and_overlay
     assert (
         free["fidelity|offset|seeds_better"] == 3 and free["fidelity|latent sum|seeds_better"] == 0
     )
-    assert (
-        free["fidelity|latent sum|diff"] == free["fidelity|latent sum|low"] == 0.0
-    )  # no spread: a point
+    # no spread: a point
+    assert free["fidelity|latent sum|diff"] == free["fidelity|latent sum|low"] == 0.0
     assert (
         free["reconstruction_mean"] == 101.0
         and free["reconstruction_low"] < 101.0 < free["reconstruction_high"]
@@ -268,9 +260,8 @@ def test_reconstruction_floor_is_the_sources_own_entropy_below_any_other_decode(
         )
 
     assert floor == pytest.approx(bce(sources, sources))
-    assert (
-        0 < floor < bce(sources, np.broadcast_to(sources.mean(0), sources.shape))
-    )  # a collapsed decoder pays more
+    # a collapsed decoder pays more
+    assert 0 < floor < bce(sources, np.broadcast_to(sources.mean(0), sources.shape))
     assert floor < 16 * 16 * np.log(2)
 
 
@@ -298,25 +289,20 @@ def test_arm_verdicts_take_the_source_set_as_the_unit():
             }
             for combo in ("1+2", "1+3", "2+3", "1+2+3"):
                 row[f"contrast|pixel mean|{combo}"] = 0.5
-                row[f"contrast|latent sum|{combo}"] = (
-                    0.5 + gain + (0.05 if seed else -0.05)
-                )  # seeds average out
+                # seeds average out
+                row[f"contrast|latent sum|{combo}"] = 0.5 + gain + (0.05 if seed else -0.05)
                 row[f"contrast|decoded composite|{combo}"] = 0.4
             rows.append(row)
     means = overlay_study.set_means(rows, methods=("pixel mean", "latent sum"))
     assert [m["sources"] for m in means] == ["distinct/0", "distinct/1", "distinct/2"]
     assert [m["latent sum"] for m in means] == pytest.approx([0.6, 0.7, 0.8])
     [verdict] = overlay_study.arm_verdicts(rows, methods=("latent sum", "decoded composite"))
-    assert (verdict["arm"], verdict["sets"], verdict["sets_separated"]) == (
-        "distinct",
-        3,
-        2,
-    )  # set 2: one seed
+    # set 2: one seed
+    assert (verdict["arm"], verdict["sets"], verdict["sets_separated"]) == ("distinct", 3, 2)
     assert verdict["separated_share_mean"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert verdict["latent sum|diff"] == pytest.approx(0.2) and verdict["latent sum|holds"] == 3
-    half = (
-        4.303 * 0.1 / np.sqrt(3)
-    )  # t(0.975, 2 df) x sd over the three sets / sqrt(3): n is 3 sets, not 24 values
+    # t(0.975, 2 df) x sd over the three sets / sqrt(3): n is 3 sets, not 24 values
+    half = 4.303 * 0.1 / np.sqrt(3)
     assert (verdict["latent sum|low"], verdict["latent sum|high"]) == pytest.approx(
         (0.2 - half, 0.2 + half), abs=1e-3
     )

@@ -51,9 +51,8 @@ def test_gutter_pixels_have_the_gutter_colour_and_tiles_stay_on_their_latent_poi
     for start in range(0, canvas.shape[1], 4 + g):
         gutter[:, start : start + g] = True
     assert np.allclose(canvas[gutter], to_rgb("0.8"))
-    assert (
-        not np.isclose(canvas[~gutter], to_rgb("0.8")).all(axis=-1).any()
-    )  # no tile pixel is gutter grey
+    # no tile pixel is gutter grey
+    assert not np.isclose(canvas[~gutter], to_rgb("0.8")).all(axis=-1).any()
     x0, x1, y0, y1 = ax.images[0].get_extent()
     for i in range(2):
         for j in range(3):
@@ -68,29 +67,23 @@ def test_gutter_pixels_have_the_gutter_colour_and_tiles_stay_on_their_latent_poi
 def test_latent_grid_figure_puts_the_means_beside_the_tiles_over_the_same_range():
     tiles = np.random.default_rng(0).uniform(0, 1, (5, 4, 16, 16)).astype(np.float32)
     z1, z2 = np.linspace(-2, 2, 5), np.linspace(-3, 3, 4)
-    means = np.array(
-        [[0.0, 0.0], [1.0, -2.0], [1.5, 2.5], [9.0, 0.0]]
-    )  # the last one lies outside the grid
+    # the last one lies outside the grid
+    means = np.array([[0.0, 0.0], [1.0, -2.0], [1.5, 2.5], [9.0, 0.0]])
     fig = plots.latent_grid_figure(tiles, z1, z2, means, title="Figure 3")
     ax_grid, ax_means = fig.axes
-    assert not [
-        c for c in ax_grid.collections if isinstance(c, PathCollection)
-    ]  # nothing drawn over the tiles
+    # nothing drawn over the tiles
+    assert not [c for c in ax_grid.collections if isinstance(c, PathCollection)]
     scatter = [c for c in ax_means.collections if isinstance(c, PathCollection)]
     assert len(scatter) == 1 and np.allclose(scatter[0].get_offsets(), means)
     assert ax_means.get_xlim() == pytest.approx(ax_grid.get_xlim())
     assert ax_means.get_ylim() == pytest.approx(ax_grid.get_ylim())
     assert ax_means.get_aspect() == pytest.approx(ax_grid.get_aspect())
     assert "1 outside" in ax_means.get_title()
-    assert np.allclose(ax_grid.get_xticks(), z1) and np.allclose(
-        ax_grid.get_yticks(), z2
-    )  # tile centres
+    # tile centres
+    assert np.allclose(ax_grid.get_xticks(), z1) and np.allclose(ax_grid.get_yticks(), z2)
     canvas = np.asarray(ax_grid.images[0].get_array())
-    assert canvas.shape == (
-        4 * (16 + 2) + 2,
-        5 * (16 + 2) + 2,
-        3,
-    )  # default gutter: 2 pixels for 16-pixel tiles
+    # default gutter: 2 pixels for 16-pixel tiles
+    assert canvas.shape == (4 * (16 + 2) + 2, 5 * (16 + 2) + 2, 3)
     assert np.allclose(canvas[:2], 1.0) and np.allclose(canvas[:, :2], 1.0)  # white by default
     assert small_texts(fig) == []
 
@@ -179,9 +172,8 @@ def test_forest_edge_cases():
     empty = plots.forest([], [], [], [], zero=None)
     assert not empty.axes[0].containers and vertical_lines(empty.axes[0]) == {}
     fig, ax = plt.subplots()
-    assert (
-        plots.forest(["a", "b"], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], ax=ax) is fig
-    )  # zero-width intervals
+    # zero-width intervals
+    assert plots.forest(["a", "b"], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], ax=ax) is fig
     with pytest.raises(ValueError, match="one estimate, low and high per label"):
         plots.forest(["a", "b"], [1.0], [0.0], [2.0])
     with pytest.raises(ValueError, match="contain its estimate"):
@@ -233,9 +225,8 @@ def test_forest_with_series_draws_one_coloured_bar_per_row_and_series_and_labels
             ((y, x, colour) for (y, x), colour in where.items() if abs(y - (1 - k)) < 0.5),
             reverse=True,
         )
-        assert [x for _, x, _ in rows] == list(
-            estimates[k]
-        )  # the first series on top within its row
+        # the first series on top within its row
+        assert [x for _, x, _ in rows] == list(estimates[k])
         assert [colour for _, _, colour in rows] == [to_rgb(f"C{j}") for j in range(3)]
     assert ax.get_legend_handles_labels()[1] == list(series)
     assert len(ax.texts) == 0  # `annotate` is not used with series
@@ -257,9 +248,8 @@ def test_shown_sizes_shrink_the_text_of_a_figure_saved_wider_than_the_page(tmp_p
     assert width > plots.PAGE_WIDTH and shown == pytest.approx(
         10 * plots.PAGE_WIDTH / width, rel=0.01
     )
-    assert (
-        shown < 9 and min(dict(plots.shown_sizes(wide, dpi=40)).values()) > shown
-    )  # saved smaller
+    # saved smaller
+    assert shown < 9 and min(dict(plots.shown_sizes(wide, dpi=40)).values()) > shown
     assert plots.illegible(narrow) == [] and f"'title' at {shown:.1f} pt" in plots.illegible(wide)
 
 

@@ -111,9 +111,8 @@ def test_a_hand_edit_or_a_changed_record_is_caught(tmp_path):
     dead = json.loads((results / "summary.json").read_text())["02_train_vae"]["dead_dense_units"]
     assert report.stale(results) == [] and f"{dead} of 16" in (tmp_path / "README.md").read_text()
     readme = tmp_path / "README.md"
-    readme.write_text(
-        readme.read_text().replace(f"{dead} of 16", f"{dead + 1} of 16")
-    )  # a number typed over
+    # a number typed over
+    readme.write_text(readme.read_text().replace(f"{dead} of 16", f"{dead + 1} of 16"))
     assert report.stale(results) == [str(readme)]
     summary = json.loads((results / "summary.json").read_text())
     summary["02_train_vae"]["dead_dense_units"] = 17  # the record changed, the texts did not

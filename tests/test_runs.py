@@ -24,9 +24,8 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     ]
     runs.atomic_write_bytes(target, b"second")
     assert target.read_bytes() == b"second"
-    assert oct(target.stat().st_mode & 0o777) == oct(
-        0o666 & ~_umask()
-    )  # normal permissions, not mkstemp's 0600
+    # normal permissions, not mkstemp's 0600
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
 def _umask():
@@ -37,14 +36,14 @@ def _umask():
 
 def test_fingerprint_is_one_hash_for_arrays_blocks_and_settings():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    # a file read in pieces hashes as its array
     assert (
         runs.fingerprint(array)
         == runs.fingerprint(array.tobytes())
         == runs.fingerprint(iter([array.tobytes()[:20], array.tobytes()[20:]]))
-    )  # a file read in pieces hashes as its array
-    assert runs.fingerprint(np.asfortranarray(array)) == runs.fingerprint(
-        array
-    )  # C order, whatever the layout
+    )
+    # C order, whatever the layout
+    assert runs.fingerprint(np.asfortranarray(array)) == runs.fingerprint(array)
     assert (
         runs.fingerprint(array + 1) != runs.fingerprint(array)
         and len(runs.fingerprint(array)) == 16

@@ -36,9 +36,8 @@ def test_a_clean_model_loads_in_safe_mode(saved):
 
 def test_a_lambda_layer_is_refused(tmp_path):
     inputs = keras.Input((16, 16, 1))
-    outputs = keras.layers.Lambda(lambda x: x * 2.0)(
-        inputs
-    )  # arbitrary code, serialised as bytecode
+    # arbitrary code, serialised as bytecode
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(ValueError, match="lambda.keras could not be loaded") as error:
@@ -55,9 +54,8 @@ def test_an_injected_lambda_in_a_vae_config_is_refused(saved, tmp_path):
             if node.get("class_name") == "Sampling":
                 found.append(node["config"]["name"])
                 lam = keras.layers.Lambda(lambda x: x[0], name=node["config"]["name"])
-                return node | keras.saving.serialize_keras_object(
-                    lam
-                )  # keeps name and inbound nodes
+                # keeps name and inbound nodes
+                return node | keras.saving.serialize_keras_object(lam)
             return {k: swap_sampling(v) for k, v in node.items()}
         if isinstance(node, list):
             return [swap_sampling(v) for v in node]

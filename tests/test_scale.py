@@ -74,9 +74,8 @@ def test_cache_is_reused_and_rebuilt_when_the_folder_changes(folder, tmp_path, c
         if (folder / name).is_file():
             (changed / name).write_bytes((folder / name).read_bytes())
     cache = tmp_path / "changed-cache"
-    assert (
-        len(stream.ImageStream(changed, SIZE, cache, verbose=0)) == 4
-    )  # broken.png + 4 cells + a mask
+    # broken.png + 4 cells + a mask
+    assert len(stream.ImageStream(changed, SIZE, cache, verbose=0)) == 4
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(changed / "new.png")
     grown = stream.ImageStream(changed, SIZE, cache, verbose=0)
     assert len(grown) == 5 and "new.png" in grown.names
@@ -218,15 +217,12 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path):
     for process in (*workers, single):
         finish(process)
     results = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in (0, 1)]
-    assert (
-        results[0]["replicas"] == 2 and results[0]["loss"] == results[1]["loss"]
-    )  # one synchronous model
+    # one synchronous model
+    assert results[0]["replicas"] == 2 and results[0]["loss"] == results[1]["loss"]
     one = np.array(json.loads((tmp_path / "single.json").read_text())["loss"])
     assert np.all(np.abs(np.array(results[0]["loss"]) - one) / one < 0.01)
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "history.json",
-        "vae.keras",
-    ]  # written once, by the chief
+    # written once, by the chief
+    assert sorted(p.name for p in run_dir.iterdir()) == ["history.json", "vae.keras"]
     assert model.load_vae(run_dir / "vae.keras").image_size == SIZE
 
 

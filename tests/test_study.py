@@ -37,9 +37,8 @@ def test_configurations_expand_the_grid_seeds_outermost_with_paper_settings():
     )
     section3 = study.configurations(study.GRIDS["section3"][1])
     assert len(section3) == 10 * 2 * 2 * 3 and all(c["epochs"] == 100 for c in section3)
-    assert {c["seed"] for c in section3[:12]} == {
-        0
-    }  # a partial study covers every setting with its first seeds
+    # a partial study covers every setting with its first seeds
+    assert {c["seed"] for c in section3[:12]} == {0}
 
 
 @pytest.mark.parametrize(
@@ -93,10 +92,8 @@ def test_a_table_of_another_version_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_study_on_a_local_cluster_then_nothing_is_recomputed(tmp_path, capsys):
-    grid = {
-        **TINY,
-        "image_size": [10, 16],
-    }  # the 10 px runs fail (not a multiple of 4) without stopping the others
+    # the 10 px runs fail (not a multiple of 4) without stopping the others
+    grid = {**TINY, "image_size": [10, 16]}
     rows = study.run_study(
         "t", tmp_path / "results", tmp_path / "art", grid=grid, n_workers=2, progress=False
     )
@@ -116,9 +113,8 @@ def test_tiny_study_on_a_local_cluster_then_nothing_is_recomputed(tmp_path, caps
     again = study.run_study(
         "t", tmp_path / "results", tmp_path / "art", grid=TINY, n_workers=2, progress=False
     )
-    assert (
-        "0 to run" in capsys.readouterr().out
-    )  # the finished runs are found by key, none is recomputed
+    # the finished runs are found by key, none is recomputed
+    assert "0 to run" in capsys.readouterr().out
     assert [row for row in again if row["image_size"] == 16] == good
 
 
@@ -189,9 +185,8 @@ def test_sigkill_of_the_client_then_resume_loses_nothing_and_duplicates_nothing(
         and len({row["key"] for row in after}) == 3
         and not any(row["error"] for row in after)
     )
-    assert all(
-        before[row["key"]] == row for row in after if row["key"] in before
-    )  # kept as they were
+    # kept as they were
+    assert all(before[row["key"]] == row for row in after if row["key"] in before)
 
 
 @pytest.mark.slow
@@ -244,22 +239,16 @@ def test_summarize_counts_rates_and_wilson_intervals():
         row(0, 2, 1.0, loss="keras-io-2020"),
     ]
     summary = section3_study.summarize(rows)
-    assert [(s["loss"], s["runs"]) for s in summary] == [
-        ("keras-io-2020", 1),
-        ("sum", 4),
-    ]  # the failed run left out
+    # the failed run left out
+    assert [(s["loss"], s["runs"]) for s in summary] == [("keras-io-2020", 1), ("sum", 4)]
     s = summary[1]
     assert (s["collapsed"], s["one_axis"], s["two_axes"], s["box_reached"]) == (1, 1, 2, 1)
     assert s["collapsed_rate"] == 0.25 and s["collapsed_low"] < 0.25 < s["collapsed_high"] < 1
     assert s["reach_median"] == 3.0 and s["reach_max"] == 16.0
-    assert (s["extent_any"], s["extent_both"], s["extent_any_1_99"]) == (
-        1,
-        0,
-        0,
-    )  # 16 at the edge; its p01 is 8
-    assert (
-        summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1
-    )  # 0 of 1: an interval, not 0
+    # 16 at the edge; its p01 is 8
+    assert (s["extent_any"], s["extent_both"], s["extent_any_1_99"]) == (1, 0, 0)
+    # 0 of 1: an interval, not 0
+    assert summary[0]["collapsed_low"] == 0.0 and summary[0]["collapsed_high"] < 1
 
 
 def test_t_interval_is_scipys_t_interval_a_point_without_spread_and_nan_below_two_values():
@@ -288,9 +277,8 @@ def test_the_grids_file_holds_every_named_study_and_a_file_of_ones_own_adds_grid
         "classifier",
     } <= set(study.GRIDS)
     for name, (kind, grid) in study.GRIDS.items():
-        assert study.configurations(grid, kind), (
-            name
-        )  # every grid expands and passes its kind's checks
+        # every grid expands and passes its kind's checks
+        assert study.configurations(grid, kind), name
     mine = tmp_path / "mine.yaml"
     mine.write_text(
         "mine:\n  kind: section3\n  grid: {seed: [0], image_size: [16], data: [nowhere]}\n"
@@ -402,9 +390,8 @@ def test_a_run_another_table_finished_is_copied_not_recomputed(tmp_path, capsys)
         progress=False,
     )
     printed = capsys.readouterr().out
-    assert (
-        "1 finished runs with the same keys taken" in printed and "0 to run" in printed
-    )  # nothing trained
+    # nothing trained
+    assert "1 finished runs with the same keys taken" in printed and "0 to run" in printed
     assert [row["key"] for row in rows] == keys[:1] and rows[0]["collapsed"] is False
     assert study.read_table(studies / "new.csv") == rows
 
@@ -421,12 +408,13 @@ def test_reach_is_counted_at_the_papers_own_extent_beside_the_lenient_rule():
         "z2_p01": -2.0,
         "z2_p99": 3.0,
     }
+    # one outlier image at z1 = -16
     assert section3_study.extents(row) == {
         "box_reached": True,
         "extent_any": True,
         "extent_both": False,
         "extent_any_1_99": False,
-    }  # one outlier image at z1 = -16
+    }
     row.update(z2_max=10.5, z1_p01=-15.0)
     assert section3_study.extents(row) == {
         "box_reached": True,

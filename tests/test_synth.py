@@ -52,9 +52,8 @@ def test_make_surface_is_deterministic_textured_and_has_an_edge():
     again, again_region = synth.make_surface(128, np.random.default_rng(3))
     np.testing.assert_array_equal(image, again)
     np.testing.assert_array_equal(region, again_region)
-    assert (
-        image.shape == region.shape == (128, 128) and image.dtype == np.float64
-    )  # float64: defects are added to it
+    # float64: defects are added to it
+    assert image.shape == region.shape == (128, 128) and image.dtype == np.float64
     assert 0.0 <= image.min() and image.max() <= 1.0 and 0.0 <= region.min() and region.max() <= 1.0
     part, background = image[region >= 0.999], image[region == 0]
     assert 0.4 < (region >= 0.999).mean() < 0.95  # the part fills most of the view, not all of it
@@ -120,9 +119,8 @@ def test_crack_mask_is_exactly_the_darkened_pixels(seed):
     assert np.all(darkening[distance_to_mask > 8] == 0.0)
     assert darkening[~mask].sum() < 0.25 * darkening[mask].sum()
     ring = (distance_to_mask > 0) & (distance_to_mask <= 3)
-    assert (
-        cracked[mask].mean() < cracked[ring].mean() - 0.05
-    )  # visibly darker than its surroundings
+    # visibly darker than its surroundings
+    assert cracked[mask].mean() < cracked[ring].mean() - 0.05
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -148,9 +146,8 @@ def test_pore_is_compact_and_crack_is_thin_and_elongated(seed):
     assert pore_ratio < 2.5
     rows, cols = np.nonzero(pore)
     eigenvalues = np.linalg.eigvalsh(np.cov(np.stack([cols, rows]).astype(float)))
-    ellipse_area = (
-        np.pi * 4 * np.sqrt(eigenvalues[0] * eigenvalues[1])
-    )  # filled ellipse, same moments
+    # filled ellipse, same moments
+    ellipse_area = np.pi * 4 * np.sqrt(eigenvalues[0] * eigenvalues[1])
     assert 0.8 < pore.sum() / ellipse_area < 1.1
     assert principal_axes_ratio(crack) > 1.8
     assert principal_axes_ratio(crack) > pore_ratio

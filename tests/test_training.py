@@ -286,11 +286,8 @@ def test_custom_batches_are_used_with_uneven_sizes(images, tmp_path):
     def every_batch_holds_image_zero(epoch, rng):
         calls.append(epoch)
         order = rng.permutation(np.arange(1, len(images)))
-        return [
-            np.r_[0, order[:10]],
-            np.r_[0, order[10:20]],
-            np.r_[0, order[20:]],
-        ]  # 11, 11, 4 images
+        # 11, 11, 4 images
+        return [np.r_[0, order[:10]], np.r_[0, order[10:20]], np.r_[0, order[20:]]]
 
     _, history = train.train_vae(
         images, tmp_path, **{**SETTINGS, "epochs": 2}, batches=every_batch_holds_image_zero
@@ -378,9 +375,8 @@ def test_kl_weight_loss_version_optimizer_and_encoder_options_change_training_an
     )
     # the reported KL is the model's KL, whatever the weight: beta < 1 lets the encoder spend more
     # of it
-    with pytest.raises(
-        runs.RunMismatch, match="kl_weight"
-    ):  # a weighted run is never mistaken for a plain one
+    # a weighted run is never mistaken for a plain one
+    with pytest.raises(runs.RunMismatch, match="kl_weight"):
         train.train_vae(images, tmp_path / "beta", **SETTINGS)
 
 
@@ -392,9 +388,8 @@ def test_keras_io_2020_loss_is_the_published_formula(images):
     reconstruction, kl = vae.loss_terms(images[:6])
     kl_2020 = -0.5 * np.mean(1 + z_log_var - z_mean**2 - np.exp(z_log_var))
     assert float(np.mean(vae.reduce_kl(kl))) == pytest.approx(kl_2020, rel=1e-5)
-    summed = model.build_vae(
-        16, 3, seed=5
-    )  # same weights, the sum form: KL summed over the 3 dimensions
+    # same weights, the sum form: KL summed over the 3 dimensions
+    summed = model.build_vae(16, 3, seed=5)
     _, kl_sum = summed.loss_terms(images[:6])
     assert float(np.mean(summed.reduce_kl(kl_sum))) == pytest.approx(3 * kl_2020, rel=1e-5)
     # reconstruction: the mean BCE per pixel times 784, not the per-image sum over 16 x 16 pixels

@@ -84,9 +84,8 @@ def test_farthest_pair_exact_and_for_many_points():
         sorted(np.unravel_index(squared.argmax(), squared.shape))
     )
     line = np.zeros((widgets.EXACT_PAIR_LIMIT + 10, 2))
-    line[:, 1] = np.random.default_rng(3).permutation(
-        len(line)
-    )  # the ends are 0 and n - 1, in random places
+    # the ends are 0 and n - 1, in random places
+    line[:, 1] = np.random.default_rng(3).permutation(len(line))
     i, j = widgets.farthest_pair(line)
     assert {line[i, 1], line[j, 1]} == {0, len(line) - 1}
 
@@ -95,9 +94,8 @@ def test_scatter_has_equal_aspect_and_maps_pixels_back_to_latent_points():
     points = np.random.default_rng(4).normal(size=(30, 2)) * [0.3, 2.0]
     marker = widgets.ScatterMarker(points, limits=[(-1.0, 1.0), (-5.0, 5.0)])
     (row0, col0), (row1, col1) = marker.pixel([0.0, 0.0]), marker.pixel([1.0, 1.0])
-    assert col1 - col0 == pytest.approx(
-        row0 - row1, abs=1
-    )  # one unit is as many pixels right as up
+    # one unit is as many pixels right as up
+    assert col1 - col0 == pytest.approx(row0 - row1, abs=1)
     unit_px = col1 - col0
     for z in [(0.0, 0.0), (-0.9, 4.5), (0.7, -3.2), (0.05, 1.23)]:
         back = marker.latent(*marker.pixel(z))
@@ -115,9 +113,8 @@ def test_marker_moves_with_the_point_and_is_small():
     assert 0 <= outside[1] < marker.base.shape[1]  # clamped to the axes
     changed = (decoded_pixels(marker.png([5.0, 5.0]))[..., :3] != marker.base).any(axis=-1)
     rows, cols = np.nonzero(changed)
-    assert (
-        10 < changed.sum() < 60 and np.ptp(rows) <= 10 and np.ptp(cols) <= 10
-    )  # a small ring, not a cross
+    # a small ring, not a cross
+    assert 10 < changed.sum() < 60 and np.ptp(rows) <= 10 and np.ptp(cols) <= 10
     assert not changed[marker.pixel([5.0, 5.0])]  # the point itself stays visible
 
 
@@ -183,15 +180,12 @@ def test_stretched_display_is_the_default_spans_the_value_range_and_is_one_click
     raw = decoded_pixels(explorer.image.value)
     assert not np.array_equal(stretched, raw)
     low, high = np.percentile(stretched, (1, 99))
-    assert (
-        low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)
-    )  # the untrained decoder's output is faint
-    np.testing.assert_allclose(
-        widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3
-    )  # a flat image stays as it is
-    np.testing.assert_allclose(
-        widgets.contrast_stretch(np.full((4, 4), 51, np.uint8)), 0.2
-    )  # uint8: as 0..1
+    # the untrained decoder's output is faint
+    assert low <= 3 and high >= 252 and np.ptp(raw) < np.ptp(stretched)
+    # a flat image stays as it is
+    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 0.3)), 0.3)
+    # uint8: as 0..1
+    np.testing.assert_allclose(widgets.contrast_stretch(np.full((4, 4), 51, np.uint8)), 0.2)
 
 
 def test_nearest_image_has_the_decode_size_and_the_readout_scores_the_decode(explorer, cloud):
@@ -219,9 +213,8 @@ def test_click_on_the_scatter_moves_the_sliders_there(explorer, cloud):
     target = means[explorer.path_ends[1]]
     row, column = explorer.marker.pixel(target)
     before = explorer.image.value
-    explorer.on_scatter_click(
-        {"type": "click", "dataX": column, "dataY": row}
-    )  # what ipyevents sends
+    # what ipyevents sends
+    explorer.on_scatter_click({"type": "click", "dataX": column, "dataY": row})
     unit_px = explorer.marker.pixel([1.0, 0.0])[1] - explorer.marker.pixel([0.0, 0.0])[1]
     assert np.allclose(explorer.z, target, atol=0.05 + 1.0 / unit_px)
     assert all(on_step_grid(value) for value in explorer.z)

@@ -210,9 +210,8 @@ def augmenter(seed: int, max_rotation: float = 5.0, brightness: float = 0.1):
     pipeline = keras.Sequential(steps)
     rng = np.random.default_rng([seed, 4])
 
-    @tf.function(
-        reduce_retracing=True, autograph=False
-    )  # ~5x faster than eager calls; no Python control flow
+    # ~5x faster than eager calls; no Python control flow
+    @tf.function(reduce_retracing=True, autograph=False)
     def flip_and_rotate(images):
         return pipeline(images, training=True)
 

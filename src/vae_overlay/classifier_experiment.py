@@ -453,9 +453,8 @@ def plot_conditions(summary: dict):
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.4 * len(METRICS), 4.2))
     positions = np.arange(len(conditions))
     for ax, (metric, label) in zip(axes, METRICS.items()):
-        per_seed = np.array(
-            [conditions[c][metric]["per_seed"] for c in conditions]
-        )  # (conditions, seeds)
+        # (conditions, seeds)
+        per_seed = np.array([conditions[c][metric]["per_seed"] for c in conditions])
         for k in range(per_seed.shape[1]):
             ax.plot(
                 positions,

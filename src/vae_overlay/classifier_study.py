@@ -31,10 +31,8 @@ from vae_overlay import classifier_experiment as experiment
 
 PRIMARY = "balanced_accuracy"
 EQUIVALENCE_MARGIN = 0.02  # +-2 percentage points
-SECONDS = {
-    "vae_per_image": 0.5,
-    "classifier": 25.0,
-}  # measured on 2 shared cores: 100-epoch VAE of 80 cells ~40 s
+# measured on 2 shared cores: 100-epoch VAE of 80 cells ~40 s
+SECONDS = {"vae_per_image": 0.5, "classifier": 25.0}
 
 
 def data_fingerprint(config: dict) -> str:

@@ -292,9 +292,10 @@ def plan(
     differs = differing(changes, *defaults.values())
     if not differs:
         return Run("default", None, series, {})
+    # 01's
     series_dataset = next(
         (d["DATASET"] for d in defaults.values() if "DATASET" in d), ELPV_DATASETS[0]
-    )  # 01's
+    )
     name, changes = run_identity(changes, series_dataset)
     dataset = str(changes.get("DATASET", series_dataset))
     folder = Path(runs_dir).resolve() / name

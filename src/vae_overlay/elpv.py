@@ -94,12 +94,10 @@ def crack_centre(
     """(row, col) of the crack for window x window crops: the centre of the box of that size inside
     the cell with the highest mean `ridge_map`, zero within `border` of the edge as in `crack_score`
     (means to 1e-9; ties: first row-major)."""
-    response = np.pad(
-        ridge_map(cell, sigma)[border:-border, border:-border], border
-    )  # zero at the border
-    box_mean = ndimage.uniform_filter(
-        response, window, mode="constant"
-    )  # box rows r - w//2 .. r + (w-1)//2
+    # zero at the border
+    response = np.pad(ridge_map(cell, sigma)[border:-border, border:-border], border)
+    # box rows r - w//2 .. r + (w-1)//2
+    box_mean = ndimage.uniform_filter(response, window, mode="constant")
     half, (height, width) = window // 2, cell.shape
     inside = np.round(
         box_mean[half : height - window + half + 1, half : width - window + half + 1], 9

@@ -35,9 +35,8 @@ MODELS_DIR = ROOT / "results" / "models"
 MANIFEST = "models.json"
 DECODER_FILE = "decoder.keras"
 STUDY_TABLE = ROOT / "results" / "studies" / "section3.csv"
-WORK_DIR = (
-    ROOT / "artifacts" / "explorer-models"
-)  # where `write_models` trains (git-ignored, resumable)
+# where `write_models` trains (git-ignored, resumable)
+WORK_DIR = ROOT / "artifacts" / "explorer-models"
 SETTINGS = (
     "data",
     "image_size",
@@ -48,6 +47,7 @@ SETTINGS = (
     "batch_size",
     "learning_rate",
 )
+# what a table row and a re-trained model are compared on
 SHOWN = (
     "active_units",
     "collapsed",
@@ -56,10 +56,9 @@ SHOWN = (
     "reach",
     "box_reached",
     "extent_any",
-)  # what a table row and a re-trained model are compared on
-CRACK_LIKE_QUANTILE = (
-    0.9  # "most crack-like" still holds if the re-trained share is in the table's top 10 %
 )
+# "most crack-like" still holds if the re-trained share is in the table's top 10 %
+CRACK_LIKE_QUANTILE = 0.9
 # role -> (folder in MODELS_DIR, how the menu calls it)
 ROLES = {
     "crack-like": ("most-crack-like", "most crack-like"),

@@ -18,10 +18,8 @@ PAPER_Z2_RANGE = (-10.0, 10.0)
 PAPER_STEP = 0.1
 
 
-STRETCH_PERCENTILES = (
-    1.0,
-    99.0,
-)  # the display option "stretched": each image to its own 1-99 % range
+# the display option "stretched": each image to its own 1-99 % range
+STRETCH_PERCENTILES = (1.0, 99.0)
 
 
 def contrast_stretch(image, percentiles=STRETCH_PERCENTILES) -> np.ndarray:
@@ -73,9 +71,8 @@ def _latent_dim(model) -> int:
     return int(model.inputs[0].shape[-1])
 
 
-_COMPILED = (
-    weakref.WeakKeyDictionary()
-)  # decoder -> {uint8: call}, so repeated calls do not retrace
+# decoder -> {uint8: call}, so repeated calls do not retrace
+_COMPILED = weakref.WeakKeyDictionary()
 
 
 def compiled_decoder(decoder, uint8: bool = False):

@@ -159,9 +159,8 @@ def clean_notebook(path: str | Path, root: str | Path | None = None) -> int:
         if "outputs" in cell:
             cell["outputs"] = kept
     if _clean_papermill(notebook.get("metadata", {}), root) or changed:
-        if (
-            path.read_text(encoding="utf-8") != text
-        ):  # saved by someone else meanwhile: keep their version
+        # saved by someone else meanwhile: keep their version
+        if path.read_text(encoding="utf-8") != text:
             raise ValueError(
                 f"{path} changed while it was being cleaned; run the cleaner on it again"
             )

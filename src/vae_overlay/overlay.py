@@ -30,9 +30,8 @@ import numpy as np
 from vae_overlay import latent, model, overlay_methods, paper, train
 from vae_overlay.data import ImageSkipped, load_image
 
-DEFECT_DEPTH_FRACTION = (
-    0.5  # an overlay pixel is "defect" if darkened by >= half the sources' typical depth
-)
+# an overlay pixel is "defect" if darkened by >= half the sources' typical depth
+DEFECT_DEPTH_FRACTION = 0.5
 SPURIOUS_TOLERANCE = 1  # px: defect pixels this close to a source mask are not counted as spurious
 
 
@@ -101,9 +100,8 @@ class Variant:
     activation: str = "relu"  # of the encoder's Dense(16) layer
     dense_units: int = 16
     log_var_bias: float = 0.0  # initial bias of z_log_var (0: Keras default zeros)
-    standardize_input: bool = (
-        False  # encoder input: per-pixel (x - mean) / std over the training copies
-    )
+    # encoder input: per-pixel (x - mean) / std over the training copies
+    standardize_input: bool = False
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over this many epochs
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     free_bits: float = 0.0  # nats per latent dimension the encoder may spend without KL cost

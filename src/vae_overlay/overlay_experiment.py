@@ -82,11 +82,8 @@ class Setup:
         return "all" if len(combo) == self.k else "+".join(self.names[i] for i in combo)
 
 
-PAPER_TRIO = (
-    "crack_1.png",
-    "crack_2.png",
-    "pore.png",
-)  # data/synthetic/: the paper's Figure 4 stand-in
+# data/synthetic/: the paper's Figure 4 stand-in
+PAPER_TRIO = ("crack_1.png", "crack_2.png", "pore.png")
 
 
 def choose_sources(
@@ -173,9 +170,8 @@ def train_and_check(
     )
     seconds = float(sum(train.read_history(folder / train.HISTORY_FILE)["epoch_seconds"]))
     report = diagnostics.latent_report(vae.encoder, setup.sources, setup.n_samples, seed=seed)
-    steps = (
-        -(-setup.k * copies // variant.batch_size) * setup.epochs
-    )  # mixed_batches: ceil(n / batch) per epoch
+    # mixed_batches: ceil(n / batch) per epoch
+    steps = -(-setup.k * copies // variant.batch_size) * setup.epochs
     return {
         "name": variant.name,
         "variant": variant,

@@ -38,14 +38,10 @@ from vae_overlay.widgets import png_bytes, upscale
 METHODS = {key: found.label for key, found in overlay_methods.METHODS.items()}  # key -> menu label
 # where z_bg comes from, as overlay_experiment.method_overlay names it
 BACKGROUNDS = {"image": "z_bg: encoded background", "centres": "z_bg: mean of centres"}
-SOURCE_WEIGHTS = {
-    "min": 0.0,
-    "max": 2.0,
-    "step": 0.05,
-}  # the sources' sliders; 1: the source as it is
-CONTROLS_PX = (
-    380  # the controls' width: with the two pictures (256 px each) the explorer fits in 950 px
-)
+# the sources' sliders; 1: the source as it is
+SOURCE_WEIGHTS = {"min": 0.0, "max": 2.0, "step": 0.05}
+# the controls' width: with the two pictures (256 px each) the explorer fits in 950 px
+CONTROLS_PX = 380
 CAPTION = "<span style='font-size: 11px; color: #555'>{}</span>"
 PLANE_LEGEND = (
     "discs: the sources' centres (their colours), z_bg (dark: encoded background, light: mean of "
@@ -130,9 +126,8 @@ class OverlayExplorer:
             "image": experiment.encoded_background(setup, vae.encoder),
             "centres": self.z_mean.mean(axis=0),
         }
-        self.decoded_centres = self.decode(
-            self.z_mean
-        )  # decoded compositing needs no decoding per change
+        # decoded compositing needs no decoding per change
+        self.decoded_centres = self.decode(self.z_mean)
         self.factor = max(1, round(image_px / size))
         self.colours = [
             tuple(int(255 * c) for c in colormaps["tab10"](i % 10)[:3]) for i in range(self.k)
@@ -143,9 +138,8 @@ class OverlayExplorer:
         self.latent_plane = LatentPlane(
             self.z_mean, self.z_background, self.colours, size * self.factor
         )
-        self.placed = (
-            None  # the latent point clicked on the plane, shown until another control moves
-        )
+        # the latent point clicked on the plane, shown until another control moves
+        self.placed = None
         # the latest overlay: combo, method, weight(s), background_from, z, image, fidelity
         self.result = {}
         self.shown_spot = "nothing yet"  # the plane's ring as last sent (None: no ring)
@@ -166,11 +160,12 @@ class OverlayExplorer:
             slider(w, name, **SOURCE_WEIGHTS) for w, name in zip(starts, setup.names)
         ]
         self.weight = slider(weight, "weight w", min=0.0, max=3.0, step=0.05)
+        # each as wide as its label
         self.background_from = widgets.ToggleButtons(
             options=[(label, key) for key, label in BACKGROUNDS.items()],
             value="image",
             style={"button_width": "auto"},
-        )  # each as wide as its label
+        )
         self.show_outlines = widgets.Checkbox(
             value=True, description="outline the chosen sources' masks", indent=False
         )
@@ -220,9 +215,8 @@ class OverlayExplorer:
             *self.ticks,
         ]:
             control.observe(self.on_change, names="value")
-        self.show_outlines.observe(
-            lambda change: self.update(), names="value"
-        )  # drawing: keeps `placed`
+        # drawing: keeps `placed`
+        self.show_outlines.observe(lambda change: self.update(), names="value")
         self.widget = self.layout()
         self.update()
 

@@ -143,16 +143,14 @@ def latent_plane_figure(plane: dict, names, combo_names, title: str):
     by a thin line) where the label covers no other label or marker (`plots.place_labels`); the
     legend below the plane; square tiles, 7.2 inches on the longer axis. Returns the figure."""
     n1, n2 = plane["tiles"].shape[:2]
-    side = 7.2 / max(
-        n1, n2
-    )  # inches per tile: 0.8 (64 px at 80 dpi) for 9 tiles on the longer axis
+    # inches per tile: 0.8 (64 px at 80 dpi) for 9 tiles on the longer axis
+    side = 7.2 / max(n1, n2)
     fig, ax = plt.subplots(figsize=(max(1.4 + side * n1, 7.6), 2.3 + side * n2))
     plots.decoded_grid(ax, plane["tiles"], plane["z1"], plane["z2"], gutter=2)
     ax.set_aspect("equal")  # the grid's steps are equal on both axes: square tiles
     colours = plt.cm.tab10(np.arange(len(names)))
-    for i, name in enumerate(
-        names
-    ):  # large discs: a ring of colour stays visible under a sum drawn on them
+    # large discs: a ring of colour stays visible under a sum drawn on them
+    for i, name in enumerate(names):
         ax.scatter(
             *plane["centres"][i],
             s=420,

@@ -51,23 +51,15 @@ from vae_overlay import overlay_experiment as experiment
 from vae_overlay.data import as_uint8
 from vae_overlay.stats import holm, paired_comparison, paired_differences, t_interval, wilson
 
-DISTINCT = (
-    ("crack", 11),
-    ("pore", 12),
-    ("crack", 13),
-)  # synth.make_sample kinds and seeds: three surfaces
-SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = (
-    3000,
-    4000,
-    5000,
-)  # the drawn families' seed rules (module docstring)
+# synth.make_sample kinds and seeds: three surfaces
+DISTINCT = (("crack", 11), ("pore", 12), ("crack", 13))
+# the drawn families' seed rules (module docstring)
+SAME_SURFACE_SEED, DISTINCT_SEED, ELPV_SEED = (3000, 4000, 5000)
 FAMILY_SIZE = 20  # drawn sets K = 0 .. 19 of each family are valid names
-ELPV_POOL = (
-    40  # elpv/K draws among the 40 of the 80 crack patches with the highest elpv.crack_score
-)
-ELPV_MASK_LEVEL = (
-    0.4  # an ELPV patch's mask: ridge response >= 0.4 x its 99.5th percentile (elpv_mask)
-)
+# elpv/K draws among the 40 of the 80 crack patches with the highest elpv.crack_score
+ELPV_POOL = 40
+# an ELPV patch's mask: ridge response >= 0.4 x its 99.5th percentile (elpv_mask)
+ELPV_MASK_LEVEL = 0.4
 ARMS = {
     "same-surface": ("paper-trio", "same-surface"),
     "distinct": ("distinct", "distinct"),
@@ -137,9 +129,8 @@ def draw_set(name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
         patches = elpv.load_elpv_patches(128)
         scores = [elpv.crack_score(patch[..., 0], border=8) for patch in patches.images]
-        pool = np.argsort(scores, kind="stable")[::-1][
-            :ELPV_POOL
-        ]  # the clearest cracks: a mask can find them
+        # the clearest cracks: a mask can find them
+        pool = np.argsort(scores, kind="stable")[::-1][:ELPV_POOL]
         chosen = pool[
             np.random.default_rng(ELPV_SEED + int(index)).choice(ELPV_POOL, 3, replace=False)
         ]
@@ -417,12 +408,8 @@ def summarize(
     return summary
 
 
-SHOWN = (
-    "latent sum",
-    "offset",
-    "decoded composite",
-    "pixel darkest",
-)  # the methods the notebook tables show
+# the methods the notebook tables show
+SHOWN = ("latent sum", "offset", "decoded composite", "pixel darkest")
 
 
 def table_rows(
@@ -481,9 +468,10 @@ def record(summary: list[dict], keys=("sources", "variant", "latent_dim")) -> di
 
 # ----------------------------------------------------------------------- the source set as the unit
 
+# compared with the pixel mean
 CLAIM_METHODS = tuple(
     overlay_methods.METHODS[key].name for key in STUDIED if overlay_methods.METHODS[key].needs_model
-)  # compared with the pixel mean
+)
 
 
 def set_means(

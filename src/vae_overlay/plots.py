@@ -284,10 +284,8 @@ def decoded_grid(
             top, left = g + (n2 - 1 - j) * (h + g), g + i * (w + g)
             canvas[top : top + h, left : left + w] = pictures[i, j]
     dz1, dz2 = _spacing(z1_values), _spacing(z2_values)
-    pad1, pad2 = (
-        dz1 * (0.5 + g / (2 * (w + g))),
-        dz2 * (0.5 + g / (2 * (h + g))),
-    )  # half a tile + half a gutter
+    # half a tile + half a gutter
+    pad1, pad2 = (dz1 * (0.5 + g / (2 * (w + g))), dz2 * (0.5 + g / (2 * (h + g))))
     extent = (z1_values[0] - pad1, z1_values[-1] + pad1, z2_values[0] - pad2, z2_values[-1] + pad2)
     style = {} if g else {"cmap": cmap, "vmin": 0, "vmax": vmax}
     ax.imshow(canvas, extent=extent, interpolation="nearest", aspect="auto", **style)

@@ -32,9 +32,8 @@ README_BEGIN = (
 )
 README_END = "<!-- end of findings -->"
 THUMBNAIL_PX = 150
-COMMITTED = (
-    Path(__file__).resolve().parents[2] / "results"
-)  # the repository's results/ (an editable install)
+# the repository's results/ (an editable install)
+COMMITTED = Path(__file__).resolve().parents[2] / "results"
 
 
 def _plain(value):

@@ -35,9 +35,8 @@ from vae_overlay.config import (
 )
 from vae_overlay.runs import atomic_write_text
 
-MIN_IMAGES = (
-    10  # one minibatch at the paper's settings: a smaller image set is refused before anything runs
-)
+# one minibatch at the paper's settings: a smaller image set is refused before anything runs
+MIN_IMAGES = 10
 # Notebook 04's full sweep and notebook 06 measured as multiples of one training step at 64 px on
 # the same machine (2026-11-29: the sweep 149 s and 06 6:28 where a step took about 0.05 s);
 # notebooks' own overhead ~15 s each.
@@ -70,9 +69,8 @@ def preflight(run: Run, step_seconds: float | None = None) -> str:
     lines = []
     count = 80  # the built-in sets
     if values["DATASET"] not in datasets.BUILT_IN:
-        loaded = data.load_folder(
-            values["DATASET"], 16
-        )  # every file decoded once, small: what notebook 01 will use
+        # every file decoded once, small: what notebook 01 will use
+        loaded = data.load_folder(values["DATASET"], 16)
         count = len(loaded.images)
         lines.append(
             f"images: {count} usable in {values['DATASET']}, {len(loaded.skipped)} skipped"
@@ -123,9 +121,8 @@ def _papermill():
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import papermill
 
-    logging.getLogger("papermill.translators").setLevel(
-        logging.ERROR
-    )  # "Unable to parse line ..." of comments
+    # "Unable to parse line ..." of comments
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
     return papermill
 
 
@@ -177,9 +174,8 @@ def _execute_notebook(
     kernel's standard error in a temporary log (deleted when it succeeds). A notebook that stops
     ends its console line (minutes since `started`) and raises RuntimeError naming its outputs and
     the log."""
-    own = parameters(
-        path
-    )  # the run's values of the names this notebook has (the others mean nothing to it)
+    # the run's values of the names this notebook has (the others mean nothing to it)
+    own = parameters(path)
     log = tempfile.NamedTemporaryFile(
         "w", prefix=f"{path.stem}-kernel-", suffix=".log", delete=False
     )

@@ -19,29 +19,19 @@ from vae_overlay import datasets, model, paper, runs, study
 from vae_overlay.stats import wilson
 from vae_overlay.study import run_key
 
-TRAIN_KEYS = (
-    "latent_dim",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "seed",
-    "loss",
-)  # what train_vae is given
-BOX_REACHED = (
-    10.0,
-    7.0,
-)  # a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
+# what train_vae is given
+TRAIN_KEYS = ("latent_dim", "epochs", "batch_size", "learning_rate", "seed", "loss")
+# a run "reaches the paper's box" if some |mean z1| >= 10 or |mean z2| >= 7 (2/3 of it)
+BOX_REACHED = (10.0, 7.0)
 # the box's own edges: |z1| = 15, |z2| = 10 (`extents`)
 PAPER_EXTENT = (paper.Z1_RANGE[1], paper.Z2_RANGE[1])
 # decodes per axis of the crack-region grids (21 x 21 over the box and over the occupied region)
 GRID_POINTS = 21
-CRACK_QUANTILE = (
-    0.1  # a decode "scores like a training crack" at or above this quantile of the training scores
-)
+# a decode "scores like a training crack" at or above this quantile of the training scores
+CRACK_QUANTILE = 0.1
 CONFIGURATION = ("data", "image_size", "loss")  # what `summarize` groups by, and the figures' rows
-SECONDS_PER_IMAGE_EPOCH = (
-    0.0048  # measured: 100 epochs x 80 images at 64 px in 38 s on 2 idle cores
-)
+# measured: 100 epochs x 80 images at 64 px in 38 s on 2 idle cores
+SECONDS_PER_IMAGE_EPOCH = 0.0048
 
 
 @lru_cache(maxsize=8)
@@ -244,11 +234,8 @@ def load_run(row: dict, artifacts_dir) -> tuple:
 
 # ---------------------------------------------------------------------------- figures (notebook 07)
 
-UNITS = {
-    0: ("tab:red", "collapsed"),
-    1: ("tab:orange", "one axis"),
-    2: ("tab:blue", "two axes"),
-}  # by units
+# by units
+UNITS = {0: ("tab:red", "collapsed"), 1: ("tab:orange", "one axis"), 2: ("tab:blue", "two axes")}
 
 
 def configuration_label(entry: dict) -> str:

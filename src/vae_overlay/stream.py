@@ -232,9 +232,8 @@ def _build_cache(
         progress = json.loads(progress_path.read_text())
         say(f"Resuming the image cache after {progress['files_done']} of {len(files)} files.")
     with open(partial_path, "r+b" if partial_path.exists() else "wb") as out:
-        out.truncate(
-            len(progress["names"]) * row_bytes
-        )  # drop rows written after the last progress save
+        # drop rows written after the last progress save
+        out.truncate(len(progress["names"]) * row_bytes)
         out.seek(0, os.SEEK_END)
         started, done_at_start = time.perf_counter(), progress["files_done"]
         for start in range(progress["files_done"], len(files), chunk_files):

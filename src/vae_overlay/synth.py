@@ -145,9 +145,8 @@ def make_surface(size, rng):
 def _darken(image, depth):
     """Pull `image` towards the cavity level by `depth` in [0, 1]; return image and defect mask."""
     image = np.asarray(image, dtype=np.float64)
-    depth = np.where(
-        depth >= 0.002, np.clip(depth, 0.0, 1.0), 0.0
-    )  # cut the blur's invisible tails
+    # cut the blur's invisible tails
+    depth = np.where(depth >= 0.002, np.clip(depth, 0.0, 1.0), 0.0)
     darkened = image - np.clip(image - CAVITY_LEVEL, 0.0, None) * depth
     return darkened, (image - darkened) >= DARKENING_THRESHOLD
 

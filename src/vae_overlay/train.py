@@ -181,9 +181,8 @@ def _feed(images, index_batches, strategy):
 
         def dataset_fn(context):
             local = replicas // context.num_input_pipelines
-            first = (
-                context.input_pipeline_id * local
-            )  # the global number of this worker's first replica
+            # the global number of this worker's first replica
+            first = context.input_pipeline_id * local
             shares = [
                 np.array_split(np.asarray(batch), replicas)[first + k]
                 for batch in index_batches
@@ -314,9 +313,8 @@ def train_vae(
     """
     images = check_images(images)
     chief = _is_chief(strategy)
-    run_dir = (
-        check_writable(run_dir) if chief else Path(run_dir)
-    )  # a full disk fails now, not after training
+    # a full disk fails now, not after training
+    run_dir = check_writable(run_dir) if chief else Path(run_dir)
     model_path, history_path, checkpoint_path = (
         run_dir / MODEL_FILE,
         run_dir / HISTORY_FILE,
@@ -380,9 +378,8 @@ def train_vae(
                 strategy,
             )
         except BaseException:
-            writer.wait(
-                quiet=True
-            )  # on an interruption too, the last checkpoint reaches the disk whole
+            # on an interruption too, the last checkpoint reaches the disk whole
+            writer.wait(quiet=True)
             raise
         writer.wait()
     if not chief:
@@ -419,11 +416,7 @@ def _reload_model(
             f"missing: {RETRAIN_HINT} to train again."
         )
     check_same_settings(record["settings"], settings, history_path, RETRAIN_HINT)
-    start, history, epoch_seconds = (
-        record["epochs"],
-        record["history"],
-        record["epoch_seconds"],
-    )
+    start, history, epoch_seconds = (record["epochs"], record["history"], record["epoch_seconds"])
     if start > epochs:
         check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
     return vae_model.load_vae(model_path), start, history, epoch_seconds
@@ -514,9 +507,8 @@ def _train_epochs(
     )
     step = make_train_step(vae, kl_weight, warmup_steps, strategy)
     variables = checkpoint.state_variables(vae)
-    snapshot = tf.function(
-        lambda: [tf.identity(v) for v in variables]
-    )  # one call, not one read per variable
+    # one call, not one read per variable
+    snapshot = tf.function(lambda: [tf.identity(v) for v in variables])
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=vae)
     vae.stop_training = False
     callback_list.on_train_begin()

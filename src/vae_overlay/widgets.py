@@ -138,9 +138,8 @@ class ScatterMarker:
             axes.add_patch(
                 Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=0.8, ec="0.5")
             )
-            axes.margins(
-                0
-            )  # autoscaled (not fixed) limits: equal aspect may widen them without a warning
+            # autoscaled (not fixed) limits: equal aspect may widen them without a warning
+            axes.margins(0)
         axes.set_aspect("equal", adjustable="datalim")  # one latent unit is as long on both axes
         axes.set_xlabel(f"z{dims[0] + 1}", fontsize=8, labelpad=1)
         axes.set_ylabel(f"z{dims[1] + 1}", fontsize=8, labelpad=1)
@@ -154,9 +153,8 @@ class ScatterMarker:
         self.box = axes.bbox  # axes area in display pixels: the marker is clamped to it
         self.dims = dims
         radius = np.hypot(*np.mgrid[-marker_px : marker_px + 1, -marker_px : marker_px + 1])
-        self.ring = (
-            np.argwhere(np.abs(radius - marker_px + 0.5) <= 0.75) - marker_px
-        )  # (row, column) offsets
+        # (row, column) offsets
+        self.ring = np.argwhere(np.abs(radius - marker_px + 0.5) <= 0.75) - marker_px
 
     def pixel(self, z):
         """(row, column) in the rendered image of latent point z, clamped to the axes area."""
@@ -220,9 +218,8 @@ class LatentExplorer:
         path_frames: int = 25,
     ):
         self.latent_dim = int(decoder.inputs[0].shape[-1])
-        self.decode = compiled_decoder(
-            decoder
-        )  # float output: the uint8 conversion is cheaper in numpy at one image
+        # float output: the uint8 conversion is cheaper in numpy at one image
+        self.decode = compiled_decoder(decoder)
         self.latent_means = (
             None if latent_means is None else np.asarray(latent_means, dtype=np.float64)
         )
@@ -339,9 +336,8 @@ class LatentExplorer:
             for k, (low, high) in enumerate(ranges)
         ]
         for k, slider in enumerate(sliders):
-            slider.add_class(
-                f"latent-slider-z{k + 1}"
-            )  # CSS classes: stable handles for the browser test
+            # CSS classes: stable handles for the browser test
+            slider.add_class(f"latent-slider-z{k + 1}")
         return sliders
 
     def make_views(self, count: int) -> list:
@@ -480,10 +476,8 @@ class LatentExplorer:
         self.holding = True
         try:
             for slider, (low, high) in zip(self.sliders, self.range_sets[key]):
-                with (
-                    slider.hold_sync(),
-                    slider.hold_trait_notifications(),
-                ):  # min and max change together
+                # min and max change together
+                with slider.hold_sync(), slider.hold_trait_notifications():
                     slider.min, slider.max = low, high
         finally:
             self.holding = False
@@ -531,9 +525,8 @@ class LatentExplorer:
         re-sent only if changed."""
         z = self.z
         decoded = self.decode(z[None, :])[0]
-        self.image.value = png_bytes(
-            self.shown_pixels(decoded)
-        )  # at its own size: the browser enlarges it (PIXELATED)
+        # at its own size: the browser enlarges it (PIXELATED)
+        self.image.value = png_bytes(self.shown_pixels(decoded))
         text = "z = (" + ", ".join(f"{value:.1f}" for value in z) + ")"
         score = float(self.crack_scores(decoded[None])[0])
         text += f"; crack score {score:.4f}"
