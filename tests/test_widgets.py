@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
-from vae_overlay import widgets
-from vae_overlay.latent import PAPER_Z1_RANGE, PAPER_Z2_RANGE, compiled_decoder
+from vae_overlay import paper, widgets
+from vae_overlay.latent import compiled_decoder
 
 
 def decoded_pixels(png: bytes) -> np.ndarray:
@@ -54,8 +54,8 @@ def test_occupied_ranges_widen_by_ten_percent_or_half_a_unit_and_snap_outwards()
     means = np.array([[0.03, -10.0], [1.03, 10.0]])  # spans 1 (margin 0.5) and 20 (margin 2)
     assert widgets.occupied_ranges(means) == [(-0.5, 1.6), (-12.0, 12.0)]
     assert widgets.default_ranges(2, means) == widgets.occupied_ranges(means)
-    assert widgets.default_ranges(2) == widgets.paper_ranges(2) == [PAPER_Z1_RANGE, PAPER_Z2_RANGE]
-    assert widgets.paper_ranges(3) == [PAPER_Z1_RANGE] * 3
+    assert widgets.default_ranges(2) == widgets.paper_ranges(2) == [paper.Z1_RANGE, paper.Z2_RANGE]
+    assert widgets.paper_ranges(3) == [paper.Z1_RANGE] * 3
 
 
 @settings(max_examples=60, deadline=None)
@@ -139,7 +139,7 @@ def test_range_switch_gives_the_paper_box_and_back(explorer, cloud):
     occupied = widgets.occupied_ranges(cloud[0])
     before_scatter = explorer.scatter.value
     explorer.range_switch.value = widgets.PAPER
-    assert [(s.min, s.max) for s in explorer.sliders] == [PAPER_Z1_RANGE, PAPER_Z2_RANGE]
+    assert [(s.min, s.max) for s in explorer.sliders] == [paper.Z1_RANGE, paper.Z2_RANGE]
     assert explorer.scatter.value != before_scatter  # the scatter shows the box the sliders span
     explorer.sliders[1].value = 9.5
     explorer.range_switch.value = widgets.OCCUPIED
@@ -269,7 +269,7 @@ def test_four_latent_dimensions_give_four_sliders(make_decoder):
     assert explorer.image.value != before
     assert np.isclose(explorer.z[3], explorer.sliders[3].max)
     explorer.range_switch.value = widgets.PAPER
-    assert [(s.min, s.max) for s in explorer.sliders] == [PAPER_Z1_RANGE] * 4
+    assert [(s.min, s.max) for s in explorer.sliders] == [paper.Z1_RANGE] * 4
     with pytest.raises(ValueError, match="one range per latent dimension"):
         widgets.LatentExplorer(decoder4, ranges=[(-1, 1)] * 2)
 
@@ -277,7 +277,7 @@ def test_four_latent_dimensions_give_four_sliders(make_decoder):
 def test_explorer_without_latent_means_has_sliders_only(decoder2):
     explorer = widgets.LatentExplorer(decoder2)
     assert explorer.scatter is None and explorer.jump is None and explorer.nearest_image is None
-    assert [(s.min, s.max) for s in explorer.sliders] == [PAPER_Z1_RANGE, PAPER_Z2_RANGE]
+    assert [(s.min, s.max) for s in explorer.sliders] == [paper.Z1_RANGE, paper.Z2_RANGE]
     explorer.sliders[1].value = -3.0
     assert explorer.label.value.startswith("z = (0.0, -3.0); crack score ")
     assert "training images" not in explorer.label.value  # no images: no threshold to compare with

@@ -10,13 +10,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from vae_overlay import paper
 from vae_overlay.data import as_unit_float, squared_distances
-
-# Section 3 of the paper: z1 in [-15, 15], z2 in [-10, 10], moving in increments of 0.1.
-PAPER_Z1_RANGE = (-15.0, 15.0)
-PAPER_Z2_RANGE = (-10.0, 10.0)
-PAPER_STEP = 0.1
-
 
 # the display option "stretched": each image to its own 1-99 % range
 STRETCH_PERCENTILES = (1.0, 99.0)
@@ -57,7 +52,7 @@ def axis_values(value_range, step: float) -> np.ndarray:
     return np.linspace(low, high, count)
 
 
-def latent_grid(z1_range=PAPER_Z1_RANGE, z2_range=PAPER_Z2_RANGE, step: float = PAPER_STEP):
+def latent_grid(z1_range=paper.Z1_RANGE, z2_range=paper.Z2_RANGE, step: float = paper.STEP):
     """Grid over a 2-D latent region: (z1_values, z2_values, points), points[i * n2 + j] = (z1[i],
     z2[j])."""
     z1_values = axis_values(z1_range, step)

@@ -30,7 +30,7 @@ import tensorflow as tf
 from keras import ops
 from tqdm.auto import tqdm
 
-from vae_overlay import checkpoint
+from vae_overlay import checkpoint, paper
 from vae_overlay import model as vae_model
 
 # mixed_batches is re-exported: the samplers are chosen where training is
@@ -236,13 +236,13 @@ def _is_chief(strategy) -> bool:
 def run_settings(
     images,
     *,
-    latent_dim=2,
-    batch_size=10,
-    learning_rate=2e-3,
+    latent_dim=paper.LATENT_DIM,
+    batch_size=paper.BATCH_SIZE,
+    learning_rate=paper.LEARNING_RATE,
     seed=42,
     batches=None,
     loss="sum",
-    optimizer="rmsprop",
+    optimizer=paper.OPTIMIZER,
     kl_weight=KLWeight(),
     model_options=None,
 ) -> dict:
@@ -276,10 +276,10 @@ def train_vae(
     images,
     run_dir,
     *,
-    latent_dim=2,
-    epochs=100,
-    batch_size=10,
-    learning_rate=2e-3,
+    latent_dim=paper.LATENT_DIM,
+    epochs=paper.EPOCHS,
+    batch_size=paper.BATCH_SIZE,
+    learning_rate=paper.LEARNING_RATE,
     seed=42,
     retrain=False,
     batches=None,
@@ -287,7 +287,7 @@ def train_vae(
     callbacks=(),
     strategy=None,
     loss="sum",
-    optimizer="rmsprop",
+    optimizer=paper.OPTIMIZER,
     kl_weight=KLWeight(),
     model_options=None,
 ):

@@ -21,15 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image as PILImage
 
+from vae_overlay import paper
 from vae_overlay.data import as_uint8, as_unit_float
-from vae_overlay.latent import (
-    PAPER_STEP,
-    PAPER_Z1_RANGE,
-    PAPER_Z2_RANGE,
-    compiled_decoder,
-    contrast_stretch,
-    interpolate,
-)
+from vae_overlay.latent import compiled_decoder, contrast_stretch, interpolate
 
 OCCUPIED, PAPER = "occupied", "paper"  # the range switch's keys
 RANGE_LABELS = {OCCUPIED: "occupied region", PAPER: "paper's box", "given": "given ranges"}
@@ -64,7 +58,7 @@ def png_bytes(pixels: np.ndarray, size: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def snap(value: float, step: float = PAPER_STEP) -> float:
+def snap(value: float, step: float = paper.STEP) -> float:
     """`value` rounded to the nearest multiple of `step` (0.30000000000000004 comes out as 0.3,
     -0.04 as 0.0)."""
     return round(float(np.round(value / step) * step), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -73,11 +67,11 @@ def snap(value: float, step: float = PAPER_STEP) -> float:
 def paper_ranges(latent_dim: int):
     """The paper's box: z1 in [-15, 15], z2 in [-10, 10]; in other dimensions [-15, 15] for every
     axis."""
-    return [PAPER_Z1_RANGE, PAPER_Z2_RANGE] if latent_dim == 2 else [PAPER_Z1_RANGE] * latent_dim
+    return [paper.Z1_RANGE, paper.Z2_RANGE] if latent_dim == 2 else [paper.Z1_RANGE] * latent_dim
 
 
 def occupied_ranges(
-    latent_means, step: float = PAPER_STEP, margin: float = 0.1, min_margin: float = 0.5
+    latent_means, step: float = paper.STEP, margin: float = 0.1, min_margin: float = 0.5
 ):
     """Per dimension, min..max of the latent means widened on both sides by max(`margin` × span,
     `min_margin`), snapped outwards to `step`: the region where the decoder has seen data, so the
@@ -95,7 +89,7 @@ def occupied_ranges(
     return ranges
 
 
-def default_ranges(latent_dim: int, latent_means=None, step: float = PAPER_STEP):
+def default_ranges(latent_dim: int, latent_means=None, step: float = paper.STEP):
     """Slider ranges: the occupied region of the latent means when given, else the paper's box."""
     return paper_ranges(latent_dim) if latent_means is None else occupied_ranges(latent_means, step)
 
@@ -211,7 +205,7 @@ class LatentExplorer:
         names=None,
         images=None,
         ranges=None,
-        step: float = PAPER_STEP,
+        step: float = paper.STEP,
         image_px: int = 256,
         start=None,
         path_ends=None,
