@@ -312,15 +312,17 @@ def sets_figure(
     axes[0].set_xlim(-0.05, 1.05)
     axes[0].set_xlabel("share of seeds separated, per set", fontsize=10)
     axes[1].set_xlabel(f"{score} retention minus the pixel mean's, per set", fontsize=10)
-    axes[1].legend(fontsize=9, loc="lower right", frameon=False)
+    handles, names = axes[1].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower right", ncol=len(methods), fontsize=9, frameon=False)
     for ax in axes:
         ax.tick_params(labelsize=9)
         for y in range(n - 1):
             ax.axhline(y + 0.5, color="0.85", lw=0.8, zorder=0)
+    sets = len({m["sources"] for m in means})
     fig.suptitle(
-        f"{len(means)} source sets: is each source its own cluster, and does the overlay keep the "
-        "defects?",
+        f"{sets} source sets, each trained with every variant: is each source its own cluster, and"
+        " does the overlay keep the defects?",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
