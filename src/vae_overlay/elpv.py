@@ -181,9 +181,9 @@ def load_held_out_patches(size: int, count: int = 80) -> LoadedImages:
     trained on `elpv-crack-patches` has never seen, to judge how realistic its samples are
     (realism_study.py)."""
     check_patch_size(size)
-    listed = read_elpv_list()
+    listed = set(read_elpv_list())
     ranked = [name for name, _ in select_elpv_cracks(len(listed) + count)]
-    cells = {name: elpv_image(name) for name in ranked if name not in set(listed)}
+    cells = {name: elpv_image(name) for name in ranked if name not in listed}
     centres = [(name, *crack_centre(cell, size)) for name, cell in list(cells.items())[:count]]
     return crop_patches(cells, centres, size, "held-out ELPV crack patches (elpv-dataset package)")
 

@@ -117,14 +117,17 @@ def realism(samples, training, unseen, seed: int = 0) -> dict:
 
 def run(config: dict, artifacts_dir: str) -> dict:
     """One run: the Section 3 training of `config`, its samples and their `realism`."""
+    from vae_overlay import diagnostics, model
     from vae_overlay.classifier import sample_vae
 
     vae, images, recorded = section3_study.train(config, artifacts_dir)
     samples = sample_vae(vae.encoder, vae.decoder, images, SAMPLES, config["seed"])
-    measured = section3_study.measure(vae, images)
+    means = model.encode_mean(vae, images).astype(np.float64)
     row = {
         **recorded,
-        **{key: measured[key] for key in ("active_units", "collapsed", "dead_units")},
+        "active_units": diagnostics.active_units(means),
+        "collapsed": diagnostics.no_active_unit(means),
+        "dead_units": diagnostics.dead_units(vae.encoder, images)[0],
         **realism(samples, images, held_out(config["data"], config["image_size"])),
     }
     return {
