@@ -5,6 +5,7 @@ import io
 import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,3 +347,15 @@ def test_wide_patches_are_the_128_px_crops_shrunk_so_size_and_field_of_view_can_
     assert wide.images.shape == (80, 32, 32, 1) and wide.names == narrow.names
     assert np.array_equal(wide.images[3, ..., 0], data.square_resize(narrow.images[3, ..., 0], 32))
     assert not np.array_equal(wide.images, datasets.load_source("elpv-crack-patches", 32).images)
+
+
+def test_project_root_passes_over_another_projects_pyproject(tmp_path):
+    own = data.project_root(Path(data.__file__).parent)
+    assert (own / "src" / "vae_overlay" / "data.py").is_file()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'someone-else'\n")
+    (tmp_path / "notebooks").mkdir()
+    assert (
+        data.project_root(tmp_path / "notebooks") == own
+    )  # not tmp_path: no src/vae_overlay there
+    (tmp_path / "src" / "vae_overlay").mkdir(parents=True)  # a copy of this repository
+    assert data.project_root(tmp_path / "notebooks") == tmp_path

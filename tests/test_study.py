@@ -434,3 +434,25 @@ def test_reach_is_counted_at_the_papers_own_extent_beside_the_lenient_rule():
         for name in ("box_reached", "extent_both")
     }
     assert counts["extent_both"] <= counts["box_reached"] and len(committed) == 120
+
+
+def test_the_command_line_as_make_study_runs_it_knows_the_kinds_and_runs_a_study(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        "mine:\n  kind: section3\n"
+        "  grid: {seed: [0], image_size: [16], data: [synthetic], epochs: [1]}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vae_overlay.study", "mine", "--grids", str(mine)]
+        + ["--results", str(tmp_path / "results"), "--artifacts", str(tmp_path / "art")]
+        + ["--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 runs in" in done.stdout and ", 0 failed" in done.stdout, done.stdout
+    with open(tmp_path / "results" / "studies" / "mine.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["data"] == "synthetic" and not row["error"]

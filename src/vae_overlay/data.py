@@ -75,10 +75,13 @@ class LoadedImages:
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    """The repository root: the nearest folder upwards that holds pyproject.toml."""
+    """The repository root: the nearest folder upwards from `start` (the working directory) that
+    holds this project's pyproject.toml and src/vae_overlay, else the one this package is in.
+    Another project's pyproject.toml above a notebook (a copy of it in /tmp, say) is passed
+    over."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file():
+        if (folder / "pyproject.toml").is_file() and (folder / "src" / "vae_overlay").is_dir():
             return folder
     return Path(__file__).resolve().parents[2]
 

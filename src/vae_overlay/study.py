@@ -484,4 +484,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m vae_overlay.study` runs this file as `__main__`, a second copy of the module,
+    # while the kinds register themselves in `vae_overlay.study` when their modules import it:
+    # the command line must run that copy, or it would know no kind at all.
+    from vae_overlay import study
+
+    study.main()
