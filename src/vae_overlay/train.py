@@ -341,41 +341,33 @@ def train_vae(
             path.unlink(missing_ok=True)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if not retrain and checkpoint_path.exists():
-            vae, start, history, epoch_seconds = _resume_checkpoint(
-                checkpoint_path, history_path, settings, images
-            )
-            say(f"Resuming from {checkpoint_path} after epoch {start}.")
+            run = _resume_checkpoint(checkpoint_path, history_path, settings, images)
+            say(f"Resuming from {checkpoint_path} after epoch {run.done}.")
         elif not retrain and model_path.exists():
-            vae, start, history, epoch_seconds = _reload_model(
-                model_path, history_path, checkpoint_path, settings, epochs
-            )
-            if start == epochs:
+            run = _reload_model(model_path, history_path, checkpoint_path, settings, epochs)
+            if run.done == epochs:
                 say(
-                    f"Loaded the finished model {model_path} ({start} epochs); set retrain=True to"
-                    " train again."
+                    f"Loaded the finished model {model_path} ({run.done} epochs); set retrain=True"
+                    " to train again."
                 )
-                return vae, history
-            say(f"Continuing {model_path} from epoch {start} to {epochs}.")
+                return run.vae, run.history
+            say(f"Continuing {model_path} from epoch {run.done} to {epochs}.")
         else:
-            vae, start, history, epoch_seconds = _new_run(settings, images, checkpoint_path, chief)
+            run = _new_run(settings, images, checkpoint_path, chief)
         writer = checkpoint.Writer(enabled=chief)
         try:
             _train_epochs(
-                vae,
+                run,
                 images,
-                start,
                 epochs,
                 batches,
-                seed,
-                history,
-                epoch_seconds,
                 settings,
-                run_dir,
                 writer,
-                callbacks,
-                verbose,
-                kl_weight,
-                strategy,
+                run_dir=run_dir,
+                callbacks=callbacks,
+                verbose=verbose,
+                kl_weight=kl_weight,
+                strategy=strategy,
             )
         except BaseException:
             # on an interruption too, the last checkpoint reaches the disk whole
@@ -383,30 +375,42 @@ def train_vae(
             raise
         writer.wait()
     if not chief:
-        return vae, history
-    _save_finished(vae, history, settings, epoch_seconds, model_path, history_path, checkpoint_path)
+        return run.vae, run.history
+    _save_finished(run, settings, model_path, history_path, checkpoint_path)
     say(
-        f"Saved {model_path} and {history_path} ({len(history['loss'])} epochs, "
-        f"{sum(epoch_seconds):.1f} s of training)."
+        f"Saved {model_path} and {history_path} ({len(run.history['loss'])} epochs, "
+        f"{sum(run.epoch_seconds):.1f} s of training)."
     )
-    return vae, history
+    return run.vae, run.history
 
 
-def _resume_checkpoint(checkpoint_path: Path, history_path: Path, settings: dict, images):
-    """train_vae's state from the checkpoint of an interrupted run: (vae, epochs done, history,
-    seconds per epoch done)."""
+@dataclass
+class _Progress:
+    """How far a train_vae run is: its model, the epochs done, their losses (LOSS_KEYS -> one value
+    per epoch) and their seconds. The epoch loop extends it in place."""
+
+    vae: keras.Model
+    done: int
+    history: dict
+    epoch_seconds: list
+
+
+def _resume_checkpoint(
+    checkpoint_path: Path, history_path: Path, settings: dict, images
+) -> _Progress:
+    """train_vae's progress from the checkpoint of an interrupted run."""
     vae, start, history = checkpoint.load_checkpoint(checkpoint_path, settings, images)
     epoch_seconds: list[float] = []
     if history_path.exists():
         epoch_seconds = read_history(history_path).get("epoch_seconds", [])[:start]
-    return vae, start, history, epoch_seconds
+    return _Progress(vae, start, history, epoch_seconds)
 
 
 def _reload_model(
     model_path: Path, history_path: Path, checkpoint_path: Path, settings: dict, epochs
-):
-    """train_vae's state from a saved model (finished, or to be continued to more `epochs`):
-    (vae, epochs done, history, seconds per epoch). Raises ValueError when the history says the run
+) -> _Progress:
+    """train_vae's progress from a saved model (finished, or to be continued to more `epochs`).
+    Raises ValueError when the history says the run
     is unfinished (its checkpoint is missing) and runs.RunMismatch when the settings differ or the
     model has more epochs than asked."""
     record = read_history(history_path)
@@ -419,12 +423,12 @@ def _reload_model(
     start, history, epoch_seconds = (record["epochs"], record["history"], record["epoch_seconds"])
     if start > epochs:
         check_same_settings({"epochs": start}, {"epochs": epochs}, model_path, RETRAIN_HINT)
-    return vae_model.load_vae(model_path), start, history, epoch_seconds
+    return _Progress(vae_model.load_vae(model_path), start, history, epoch_seconds)
 
 
-def _new_run(settings: dict, images, checkpoint_path: Path, chief: bool):
-    """train_vae's state for a new run: (a new vae, 0 epochs done, an empty history, no seconds);
-    the chief writes its checkpoint at once, so that even epoch 1 can fall back."""
+def _new_run(settings: dict, images, checkpoint_path: Path, chief: bool) -> _Progress:
+    """train_vae's progress for a new run: a new vae, no epochs done; the chief writes its
+    checkpoint at once, so that even epoch 1 can fall back."""
     vae, history = checkpoint.new_vae(settings, images), {key: [] for key in LOSS_KEYS}
     if chief:
         atomic_write_bytes(
@@ -437,17 +441,18 @@ def _new_run(settings: dict, images, checkpoint_path: Path, chief: bool):
                 checkpoint_path,
             ),
         )
-    return vae, 0, history, []
+    return _Progress(vae, 0, history, [])
 
 
 def _save_finished(
-    vae, history, settings, epoch_seconds, model_path: Path, history_path: Path, checkpoint_path
+    run: _Progress, settings: dict, model_path: Path, history_path: Path, checkpoint_path: Path
 ) -> None:
     """Write a finished run: its history marked finished, then the model; the checkpoint goes."""
     atomic_write_text(
-        history_path, checkpoint.history_record(history, settings, epoch_seconds, finished=True)
+        history_path,
+        checkpoint.history_record(run.history, settings, run.epoch_seconds, finished=True),
     )
-    vae_model.save_vae(model_path, vae)
+    vae_model.save_vae(model_path, run.vae)
     checkpoint_path.unlink(missing_ok=True)
 
 
@@ -482,24 +487,22 @@ def _divergence(
 
 
 def _train_epochs(
-    vae,
+    run: _Progress,
     images,
-    start,
-    epochs,
+    epochs: int,
     batches,
-    seed,
-    history,
-    epoch_seconds,
-    settings,
-    run_dir,
-    writer,
+    settings: dict,
+    writer: checkpoint.Writer,
+    *,
+    run_dir: Path,
     callbacks,
-    verbose,
-    kl_weight,
+    verbose: int,
+    kl_weight: KLWeight,
     strategy,
 ) -> None:
-    """The epoch loop of train_vae: train, check the losses, checkpoint in the background,
-    report."""
+    """The epoch loop of train_vae, from `run.done` to `epochs`: train, check the losses, extend
+    `run`, checkpoint in the background (`writer`), report."""
+    vae, history, epoch_seconds, seed = run.vae, run.history, run.epoch_seconds, settings["seed"]
     warmup_steps = (
         kl_weight.warmup_epochs * len(epoch_batches(batches, 0, seed, len(images)))
         if kl_weight.warmup_epochs
@@ -514,13 +517,13 @@ def _train_epochs(
     callback_list.on_train_begin()
     bar = tqdm(
         total=epochs,
-        initial=start,
+        initial=run.done,
         desc="epochs",
         unit="epoch",
         disable=verbose != 1,
         mininterval=1.0,
     )
-    for epoch in range(start, epochs):
+    for epoch in range(run.done, epochs):
         callback_list.on_epoch_begin(epoch)
         started = time.perf_counter()
         index_batches = epoch_batches(batches, epoch, seed, len(images))
@@ -541,6 +544,7 @@ def _train_epochs(
         for key in LOSS_KEYS:
             history[key].append(logs[key])
         epoch_seconds.append(time.perf_counter() - started)
+        run.done = epoch + 1
         arrays = [value.numpy() for value in snapshot()]
         done = {key: list(values) for key, values in history.items()}
         # Serialised on the writer's thread; the default arguments bind this epoch's values.
