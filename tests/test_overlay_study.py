@@ -102,6 +102,7 @@ def test_drawn_source_sets_follow_their_seeded_rule_with_masks_that_mark_the_def
         and arms.count("distinct") >= 10
         and arms.count("elpv") >= 3
     )
+    assert set(overlay_study.ARM_TITLES) == set(arms) == set(overlay_study.ARMS)  # each arm titled
     assert len(study.configurations(study.GRIDS["section4-sets"][1], "section4")) == 2 * 2 * len(
         sets
     )

@@ -242,7 +242,8 @@ def clusters(results: Path) -> list[Finding]:
         sets, hits = entry["sets"], entry["sets_separated"]
         found.append(
             Finding(
-                f"Each source gets its own latent cluster: {entry['arm']} sets (§4, Figs. 4–5)",
+                "Each source gets its own latent cluster:"
+                f" {overlay_study.ARM_TITLES[entry['arm']]} sets (§4, Figs. 4–5)",
                 "one cluster per source, far apart",
                 interim(share_word(hits, sets), complete),
                 f"{share(hits, sets)} source sets separated (the paper's recipe)",

@@ -65,6 +65,12 @@ ARMS = {
     "distinct": ("distinct", "distinct"),
     "elpv": ("elpv",),
 }
+# what each arm's sets are, for a reader (the claims' titles)
+ARM_TITLES = {
+    "same-surface": "same-surface synthetic",
+    "distinct": "distinct-surface synthetic",
+    "elpv": "real ELPV crack-patch",
+}
 SOURCE_SETS = (
     "paper-trio",
     "distinct",
