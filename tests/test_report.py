@@ -100,6 +100,25 @@ def test_the_report_opens_with_the_verdicts_and_shows_each_claims_figure(committ
     assert "| claim | the paper | verdict |" in readme.split(report.README_BEGIN)[1]
 
 
+def test_each_arms_cluster_verdict_shows_every_trained_variant_beside_the_papers(committed):
+    """The word comes from the paper's recipe; the best variant's share sits beside it, counted
+    from the same table (sets whose every seed separated)."""
+    from vae_overlay import overlay_study
+
+    rows, _, _ = findings.section4_rows(ROOT / "results")
+    variants = {r["variant"] for r in rows}
+    arms = [f for f in committed["found"] if f.claim.startswith("Each source gets its own")]
+    assert len(arms) == len({overlay_study.arm(r["sources"]) for r in rows}) >= 3
+    for f in arms:
+        detail = f.detail.set_index("variant")
+        assert set(detail.index) == variants and len(variants) >= 2
+        assert f.number.startswith(detail.loc["paper", "every seed separated"])
+        section = committed["report"][committed["report"].index(f"## {f.claim}") :]
+        assert (
+            detail.loc["standardised + leaky", "every seed separated"] in section.split("\n## ")[0]
+        )
+
+
 def test_a_hand_edit_or_a_changed_record_is_caught(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "studies", results / "studies")

@@ -296,7 +296,7 @@ def answer(notebook: str, results: str | Path = "../results") -> str:
             "",
             *(
                 f"- *{f.claim}*: the unit is {f.unit}; multiplicity: {f.correction}. Rule:"
-                f" {f.rule} " + " ".join(f.notes)
+                f" {f.rule}." + "".join(f" {note}" for note in f.notes)
                 for f in found
             ),
         ]
