@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_overlay import findings, report, stats
+from vae_overlay import findings, overlay_study, report, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,8 +103,6 @@ def test_the_report_opens_with_the_verdicts_and_shows_each_claims_figure(committ
 def test_each_arms_cluster_verdict_shows_every_trained_variant_beside_the_papers(committed):
     """The word comes from the paper's recipe; the best variant's share sits beside it, counted
     from the same table (sets whose every seed separated)."""
-    from vae_overlay import overlay_study
-
     rows, _, _ = findings.section4_rows(ROOT / "results")
     variants = {r["variant"] for r in rows}
     arms = [f for f in committed["found"] if f.claim.startswith("Each source gets its own")]
